@@ -1,0 +1,130 @@
+"""The `Backend` protocol every storage driver implements, and its result types.
+
+All times are integer milliseconds; rates are tokens per second. Each method is
+one atomic step: no other caller, in this process or another, can observe or act
+between its read and its write.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Protocol, runtime_checkable
+
+__all__ = ["Backend", "BucketResult", "CounterResult", "SetResult"]
+
+
+@dataclass(frozen=True, slots=True)
+class CounterResult:
+    """The outcome of `Backend.counter_incr`."""
+
+    allowed: bool
+    """False when the increment would have passed `limit`; nothing changed then."""
+    value: int
+    """The counter after the call (the unchanged value when refused)."""
+    reset_after_ms: int | None
+    """Milliseconds left in the counter's window, or None when it has no window."""
+
+
+@dataclass(frozen=True, slots=True)
+class SetResult:
+    """The outcome of `Backend.set_add`."""
+
+    added: bool
+    """True when the member is in the set after the call (new or already present)."""
+    size: int
+    """Live members after the call."""
+
+
+@dataclass(frozen=True, slots=True)
+class BucketResult:
+    """The outcome of `Backend.bucket_consume`."""
+
+    allowed: bool
+    remaining: int
+    """Whole tokens left after the call."""
+    retry_after_ms: int
+    """0 when allowed; otherwise the exact wait until `cost` tokens are there."""
+    reset_after_ms: int
+    """Milliseconds until the bucket is full again (0 when it is full)."""
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """Atomic rate-limit primitives over some storage.
+
+    Keys and set members are arbitrary strings; the backend namespaces them under
+    its prefix and by primitive, so a counter and a set with the same key never
+    share state. Invalid arguments raise `InvalidArgument` (a `ValueError`) before
+    storage is touched; storage that cannot be reached raises `BackendUnavailable`.
+    """
+
+    async def counter_incr(
+        self, key: str, amount: int = 1, *, limit: int | None = None, window_ms: int | None = None
+    ) -> CounterResult:
+        """Add `amount` unless the result would exceed `limit`.
+
+        A new key gets a fixed window of `window_ms` (later calls never extend it,
+        and a `window_ms` given for an existing key is ignored). A refused call on a
+        missing key creates nothing.
+        """
+        ...
+
+    async def counter_decr(self, key: str, amount: int = 1) -> int:
+        """Subtract `amount`, never below 0, keeping the window; a key at 0 is removed."""
+        ...
+
+    async def counter_get(self, key: str) -> int:
+        """The counter's value; 0 for a missing or expired key."""
+        ...
+
+    async def set_add(
+        self, key: str, member: str, *, capacity: int | None = None, lease_ms: int | None = None
+    ) -> SetResult:
+        """Add `member`, refreshing its lease (`None` makes it permanent).
+
+        A member already present is always accepted. A new member is refused when
+        the set holds `capacity` live members. A lease ends at its expiry instant.
+        """
+        ...
+
+    async def set_remove(self, key: str, member: str) -> int:
+        """Remove `member` (absent is a no-op) and return the live size after."""
+        ...
+
+    async def set_size(self, key: str) -> int:
+        """Live members in the set."""
+        ...
+
+    async def set_members(self, key: str) -> frozenset[str]:
+        """The live members of the set."""
+        ...
+
+    async def bucket_consume(self, key: str, *, rate: float, burst: int, cost: int = 1) -> BucketResult:
+        """Take `cost` tokens from a bucket of `burst` tokens refilling at `rate`/s.
+
+        A new bucket is full. On refusal nothing is taken. The stored state expires
+        by itself once the bucket would be full again.
+        """
+        ...
+
+    async def ping(self) -> None:
+        """Return when the storage answers; raise `BackendUnavailable` otherwise."""
+        ...
+
+    async def clear(self) -> None:
+        """Delete every key under this backend's prefix (for tests)."""
+        ...
+
+    async def aclose(self) -> None:
+        """Release connections; the backend must not be used afterwards."""
+        ...
+
+    async def __aenter__(self) -> Backend: ...
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None: ...

@@ -1,0 +1,129 @@
+"""Token-bucket arithmetic in exact integers, shared by the memory driver and
+mirrored line for line by ``redis/scripts/bucket_consume.lua``.
+
+A bucket holding `burst` tokens refills at `rate` tokens per second. Time is whole
+milliseconds; `rate` counts to six decimal places, so in one millisecond the bucket
+gains ``rate * 10**6`` nano-tokens, an integer. The level is kept in "units" of
+``g`` nano-tokens, where ``g = gcd(rate * 10**6, 10**9)``; then the gain per
+millisecond, the cost and the full level are all integers, and every value a driver
+computes stays below 2**53, where Lua's doubles are still exact.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+from fractions import Fraction
+
+from .arguments import check_count
+from .errors import InvalidArgument
+
+__all__ = ["BucketSpec", "BucketStep", "bucket_spec", "bucket_step"]
+
+MIN_RATE = Fraction(1, 10**6)
+MAX_RATE = 10**9
+MAX_BURST = 10**9
+PRECISION_LIMIT = 2**52
+"""The full level of a bucket, in units, must not exceed this (see `bucket_spec`)."""
+
+_NANO = 10**9
+
+
+@dataclass(frozen=True, slots=True)
+class BucketSpec:
+    """A validated (rate, burst, cost) in integer units."""
+
+    per_ms: int
+    """Units gained per millisecond."""
+    unit: int
+    """Units per whole token."""
+    full: int
+    """Units in a full bucket (`burst` tokens)."""
+    cost: int
+    """Units taken by one call (`cost` tokens)."""
+
+
+@dataclass(frozen=True, slots=True)
+class BucketStep:
+    """The outcome of one `bucket_step`: the decision and the state to store."""
+
+    allowed: bool
+    level: int
+    """Units in the bucket after the step."""
+    remaining: int
+    retry_after_ms: int
+    reset_after_ms: int
+
+
+def _micro_rate(rate: object) -> int:
+    if isinstance(rate, bool) or not isinstance(rate, (int, float, Decimal, Fraction)):
+        raise InvalidArgument(f"rate must be a number of tokens per second, got {rate!r}")
+    try:
+        exact = Fraction(Decimal(rate) if isinstance(rate, float) else rate)
+    except (ValueError, OverflowError, InvalidOperation):
+        raise InvalidArgument(f"rate must be a finite number, got {rate!r}") from None
+    if not MIN_RATE <= exact <= MAX_RATE:
+        raise InvalidArgument(f"rate must be between 0.000001 and {MAX_RATE} tokens per second, got {rate!r}")
+    # A float such as 0.3 is really 0.29999999999999998...; six decimal places is
+    # the documented resolution, so round half-even to it.
+    return round(exact * 10**6)
+
+
+def bucket_spec(rate: object, burst: object, cost: object) -> BucketSpec:
+    """Validate `bucket_consume` arguments and convert them to integer units.
+
+    Raises `InvalidArgument` naming the first bad argument. The one combination
+    refused beyond the documented ranges: a burst so large, for a rate with so many
+    decimal places, that the full bucket would exceed 2**52 units (for example
+    burst 10**9 at rate 0.123457/s). Integer rates, and rates with up to three
+    decimal places, work for every burst up to 10**9.
+    """
+    micro = _micro_rate(rate)
+    burst_i = check_count("burst", burst)
+    if burst_i > MAX_BURST:
+        raise InvalidArgument(f"burst must be between 1 and {MAX_BURST}, got {burst!r}")
+    cost_i = check_count("cost", cost)
+    if cost_i > burst_i:
+        raise InvalidArgument(f"cost must not exceed burst ({burst_i}), got {cost!r}")
+    g = math.gcd(micro, _NANO)
+    unit = _NANO // g
+    full = burst_i * unit
+    if full > PRECISION_LIMIT:
+        raise InvalidArgument(
+            f"burst={burst_i} with rate={rate!r} needs more precision than the bucket keeps "
+            f"(burst * {unit} > 2**52): use fewer decimal places in rate or a smaller burst"
+        )
+    return BucketSpec(per_ms=micro // g, unit=unit, full=full, cost=cost_i * unit)
+
+
+def _ceil_div(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+def bucket_step(spec: BucketSpec, level: int | None, updated_ms: int | None, now_ms: int) -> BucketStep:
+    """One atomic consume: refill since `updated_ms`, then take `spec.cost` if there.
+
+    `level` None means no stored state (a full bucket). A clock that went backwards
+    refills nothing. On refusal nothing is taken and the caller need not store anything.
+    """
+    if level is None or updated_ms is None:
+        level = spec.full
+    else:
+        elapsed = now_ms - updated_ms if now_ms > updated_ms else 0
+        if elapsed >= _ceil_div(spec.full - level, spec.per_ms):
+            level = spec.full
+        else:
+            level += elapsed * spec.per_ms
+    if level >= spec.cost:
+        level -= spec.cost
+        allowed, retry = True, 0
+    else:
+        allowed, retry = False, _ceil_div(spec.cost - level, spec.per_ms)
+    return BucketStep(
+        allowed=allowed,
+        level=level,
+        remaining=level // spec.unit,
+        retry_after_ms=retry,
+        reset_after_ms=_ceil_div(spec.full - level, spec.per_ms),
+    )

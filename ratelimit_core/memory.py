@@ -1,0 +1,250 @@
+"""`MemoryBackend`: the primitives in this process's memory.
+
+Every method runs without awaiting, so on one event loop each call is atomic.
+Expired state is dropped lazily when touched, and an amortised sweep looks at a
+few of the oldest entries every `_SWEEP_EVERY` writes, so idle keys are reclaimed
+without a background thread or timer.
+"""
+
+from __future__ import annotations
+
+from itertools import islice
+from types import TracebackType
+from typing import TypeVar
+
+from .arguments import check_count, check_optional_count, check_text
+from .backend import BucketResult, CounterResult, SetResult
+from .bucket import bucket_spec, bucket_step
+from .clock import Clock, monotonic_ms
+from .keys import check_prefix
+
+__all__ = ["MemoryBackend"]
+
+_SWEEP_EVERY = 64
+_SWEEP_BATCH = 32
+
+_V = TypeVar("_V")
+
+# A counter: [value, expires_at or None]. A bucket: (level, updated_ms, full_at).
+# A set: {member: lease end or None (permanent)}.
+_Counter = list[int | None]
+_Bucket = tuple[int, int, int]
+_Set = dict[str, int | None]
+
+
+def _lease_live(expiry: int | None, now: int) -> bool:
+    return expiry is None or now < expiry
+
+
+class MemoryBackend:
+    """A `Backend` for one process: fast, and forgotten when the process ends.
+
+    `clock` defaults to the monotonic clock; `prefix` is accepted for parity with
+    the other drivers (this process's memory is not shared, so it separates nothing).
+    """
+
+    def __init__(self, *, clock: Clock | None = None, prefix: str = "rl:") -> None:
+        self.clock: Clock = clock if clock is not None else monotonic_ms
+        self.prefix = check_prefix(prefix)
+        self._counters: dict[str, _Counter] = {}
+        self._sets: dict[str, _Set] = {}
+        self._buckets: dict[str, _Bucket] = {}
+        self._writes = 0
+
+    def __repr__(self) -> str:
+        return f"MemoryBackend(prefix={self.prefix!r}, keys={self.key_count()})"
+
+    def key_count(self) -> int:
+        """Entries held, live or not yet swept (for tests and memory reports)."""
+        return len(self._counters) + len(self._sets) + len(self._buckets)
+
+    # -- counters -------------------------------------------------------------
+
+    def _live_counter(self, key: str, now: int) -> _Counter | None:
+        entry = self._counters.get(key)
+        if entry is None:
+            return None
+        expires_at = entry[1]
+        if expires_at is not None and now >= expires_at:
+            del self._counters[key]
+            return None
+        return entry
+
+    async def counter_incr(
+        self, key: str, amount: int = 1, *, limit: int | None = None, window_ms: int | None = None
+    ) -> CounterResult:
+        check_text("key", key)
+        check_count("amount", amount)
+        check_optional_count("limit", limit, minimum=0)
+        check_optional_count("window_ms", window_ms)
+        now = self.clock()
+        entry = self._live_counter(key, now)
+        value = 0 if entry is None else entry[0]
+        assert value is not None
+        expires_at = None if entry is None else entry[1]
+        reset_after = None if expires_at is None else expires_at - now
+        if limit is not None and value + amount > limit:
+            return CounterResult(False, value, reset_after)
+        if entry is None:
+            expires_at = None if window_ms is None else now + window_ms
+            reset_after = window_ms
+            self._counters[key] = [amount, expires_at]
+            self._wrote(now)
+        else:
+            entry[0] = value + amount
+        return CounterResult(True, value + amount, reset_after)
+
+    async def counter_decr(self, key: str, amount: int = 1) -> int:
+        check_text("key", key)
+        check_count("amount", amount)
+        entry = self._live_counter(key, self.clock())
+        if entry is None:
+            return 0
+        value = entry[0]
+        assert value is not None
+        if value <= amount:
+            del self._counters[key]
+            return 0
+        entry[0] = value - amount
+        return value - amount
+
+    async def counter_get(self, key: str) -> int:
+        check_text("key", key)
+        entry = self._live_counter(key, self.clock())
+        return 0 if entry is None or entry[0] is None else entry[0]
+
+    # -- bounded sets with leases ----------------------------------------------
+
+    def _live_set(self, key: str, now: int) -> _Set | None:
+        members = self._sets.get(key)
+        if members is None:
+            return None
+        expired = [m for m, expiry in members.items() if not _lease_live(expiry, now)]
+        for member in expired:
+            del members[member]
+        if not members:
+            del self._sets[key]
+            return None
+        return members
+
+    async def set_add(
+        self, key: str, member: str, *, capacity: int | None = None, lease_ms: int | None = None
+    ) -> SetResult:
+        check_text("key", key)
+        check_text("member", member)
+        check_optional_count("capacity", capacity, minimum=0)
+        check_optional_count("lease_ms", lease_ms)
+        now = self.clock()
+        members = self._live_set(key, now)
+        size = 0 if members is None else len(members)
+        if members is None or member not in members:
+            if capacity is not None and size >= capacity:
+                return SetResult(False, size)
+            size += 1
+        if members is None:
+            members = self._sets[key] = {}
+        members[member] = None if lease_ms is None else now + lease_ms
+        _move_to_end(self._sets, key)
+        self._wrote(now)
+        return SetResult(True, size)
+
+    async def set_remove(self, key: str, member: str) -> int:
+        check_text("key", key)
+        check_text("member", member)
+        members = self._live_set(key, self.clock())
+        if members is None:
+            return 0
+        members.pop(member, None)
+        if not members:
+            del self._sets[key]
+            return 0
+        return len(members)
+
+    async def set_size(self, key: str) -> int:
+        check_text("key", key)
+        members = self._live_set(key, self.clock())
+        return 0 if members is None else len(members)
+
+    async def set_members(self, key: str) -> frozenset[str]:
+        check_text("key", key)
+        members = self._live_set(key, self.clock())
+        return frozenset() if members is None else frozenset(members)
+
+    # -- token buckets ------------------------------------------------------------
+
+    async def bucket_consume(self, key: str, *, rate: float, burst: int, cost: int = 1) -> BucketResult:
+        check_text("key", key)
+        spec = bucket_spec(rate, burst, cost)
+        now = self.clock()
+        state = self._buckets.get(key)
+        if state is None or now >= state[2]:
+            step = bucket_step(spec, None, None, now)
+        else:
+            step = bucket_step(spec, state[0], state[1], now)
+        if step.allowed:
+            self._buckets.pop(key, None)
+            self._buckets[key] = (step.level, now, now + step.reset_after_ms)
+            self._wrote(now)
+        return BucketResult(step.allowed, step.remaining, step.retry_after_ms, step.reset_after_ms)
+
+    # -- housekeeping ---------------------------------------------------------------
+
+    def _wrote(self, now: int) -> None:
+        self._writes += 1
+        if self._writes % _SWEEP_EVERY == 0:
+            self.sweep(now, _SWEEP_BATCH)
+
+    def sweep(self, now: int | None = None, batch: int | None = None) -> int:
+        """Drop expired state among the `batch` oldest entries of each kind (all when None).
+
+        Returns how many entries were dropped. Called automatically every few
+        writes; call it with no arguments to reclaim everything at once.
+        """
+        now = self.clock() if now is None else now
+        dropped = 0
+        for key in _oldest(self._counters, batch):
+            expires_at = self._counters[key][1]
+            if expires_at is not None and now >= expires_at:
+                del self._counters[key]
+                dropped += 1
+        for key in _oldest(self._buckets, batch):
+            if now >= self._buckets[key][2]:
+                del self._buckets[key]
+                dropped += 1
+        for key in _oldest(self._sets, batch):
+            if self._live_set(key, now) is None:
+                dropped += 1
+        return dropped
+
+    async def ping(self) -> None:
+        return None
+
+    async def clear(self) -> None:
+        self._counters.clear()
+        self._sets.clear()
+        self._buckets.clear()
+
+    async def aclose(self) -> None:
+        return None
+
+    async def __aenter__(self) -> MemoryBackend:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+
+def _oldest(entries: dict[str, _V], batch: int | None) -> list[str]:
+    keys = iter(entries)
+    return list(keys if batch is None else islice(keys, batch))
+
+
+def _move_to_end(entries: dict[str, _V], key: str) -> None:
+    # Dicts keep insertion order; re-inserting a refreshed entry keeps the oldest
+    # (most likely expired) entries at the front, where the sweep looks.
+    entries[key] = entries.pop(key)
