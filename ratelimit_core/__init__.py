@@ -1,9 +1,15 @@
 """ratelimit_core: atomic rate-limit primitives over pluggable storage."""
 
+from typing import TYPE_CHECKING
+
 from .backend import Backend, BucketResult, CounterResult, SetResult
 from .clock import Clock, ManualClock, monotonic_ms
 from .errors import BackendError, BackendUnavailable, InvalidArgument, RateLimitError
 from .memory import MemoryBackend
+
+if TYPE_CHECKING:
+    from .redis import RedisBackend
+    from .urls import backend_from_url
 
 __all__ = [
     "Backend",
@@ -16,6 +22,23 @@ __all__ = [
     "ManualClock",
     "MemoryBackend",
     "RateLimitError",
+    "RedisBackend",
     "SetResult",
+    "backend_from_url",
     "monotonic_ms",
 ]
+
+# Imported on first use, so that `import ratelimit_core` and the memory driver need
+# no third-party package (the Redis driver needs `redis`).
+_LAZY = {"RedisBackend": ".redis", "backend_from_url": ".urls"}
+
+
+def __getattr__(name: str) -> object:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from importlib import import_module
+
+    value = getattr(import_module(module, __name__), name)
+    globals()[name] = value
+    return value

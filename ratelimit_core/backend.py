@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Protocol, runtime_checkable
+from typing import Protocol, Self, runtime_checkable
 
 __all__ = ["Backend", "BucketResult", "CounterResult", "SetResult"]
 
@@ -120,7 +120,7 @@ class Backend(Protocol):
         """Release connections; the backend must not be used afterwards."""
         ...
 
-    async def __aenter__(self) -> Backend: ...
+    async def __aenter__(self) -> Self: ...
 
     async def __aexit__(
         self,

@@ -15,7 +15,7 @@ from typing import Literal
 
 from .errors import InvalidArgument
 
-__all__ = ["COUNTER", "SET", "BUCKET", "MAX_RAW_KEY_CHARS", "check_prefix", "storage_key"]
+__all__ = ["BUCKET", "COUNTER", "MAX_RAW_KEY_CHARS", "SET", "check_prefix", "storage_key"]
 
 Kind = Literal["c", "s", "b"]
 COUNTER: Kind = "c"

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from itertools import islice
 from types import TracebackType
-from typing import TypeVar
+from typing import Self, TypeVar
 
 from .arguments import check_count, check_optional_count, check_text
 from .backend import BucketResult, CounterResult, SetResult
@@ -227,7 +227,7 @@ class MemoryBackend:
     async def aclose(self) -> None:
         return None
 
-    async def __aenter__(self) -> MemoryBackend:
+    async def __aenter__(self) -> Self:
         return self
 
     async def __aexit__(

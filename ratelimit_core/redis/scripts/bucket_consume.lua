@@ -1,0 +1,43 @@
+-- bucket_consume: ARGV[3] per_ms, ARGV[4] unit, ARGV[5] full, ARGV[6] cost (integer units,
+-- from bucket.bucket_spec). The same integer step as bucket.bucket_step, line for line.
+-- The bucket is a hash: l = level, u = updated ms, f = ms at which it is full again.
+-- Returns {allowed 0/1, remaining tokens, retry_after_ms, reset_after_ms}.
+local key = KEYS[1]
+local now = now_ms()
+local per_ms = tonumber(ARGV[3])
+local unit = tonumber(ARGV[4])
+local full = tonumber(ARGV[5])
+local cost = tonumber(ARGV[6])
+
+local level = full
+local stored = redis.call('HMGET', key, 'l', 'u', 'f')
+if stored[1] and stored[2] and stored[3] and now < tonumber(stored[3]) then
+  level = tonumber(stored[1])
+  local updated = tonumber(stored[2])
+  -- A clock that went backwards refills nothing.
+  local elapsed = 0
+  if now > updated then
+    elapsed = now - updated
+  end
+  if elapsed >= ceil_div(full - level, per_ms) then
+    level = full
+  else
+    level = level + elapsed * per_ms
+  end
+end
+
+local allowed = 0
+local retry = 0
+if level >= cost then
+  level = level - cost
+  allowed = 1
+else
+  retry = ceil_div(cost - level, per_ms)
+end
+local reset = ceil_div(full - level, per_ms)
+-- A refusal takes nothing, so it stores nothing.
+if allowed == 1 then
+  redis.call('HSET', key, 'l', level, 'u', now, 'f', now + reset)
+  expire_at(key, now, now + reset)
+end
+return {allowed, floor_div(level, unit), retry, reset}

@@ -1,0 +1,54 @@
+-- Shared head of every script (lua.py puts it in front of each body).
+--
+-- KEYS[1] is the one key a script touches. ARGV[1] is the caller's clock in ms,
+-- or '' to read the server's clock; ARGV[2] is the grace in ms added to TTLs
+-- under the caller's clock. Only locals: fakeredis shares globals between scripts.
+-- Numbers reach redis.call as Lua numbers, which Redis formats exactly (%.17g);
+-- tostring() and '..' would round to 14 digits, so neither is used on numbers.
+
+local function now_ms()
+  if ARGV[1] ~= '' then
+    return tonumber(ARGV[1])
+  end
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
+-- Exact floor(a / b) for b > 0: the double quotient may be off by one near 2**53.
+local function floor_div(a, b)
+  local q = math.floor(a / b)
+  if q * b > a then
+    q = q - 1
+  elseif (q + 1) * b <= a then
+    q = q + 1
+  end
+  return q
+end
+
+local function ceil_div(a, b)
+  return -floor_div(-a, b)
+end
+
+-- Make `key` disappear once the logical expiry `at` has passed. Under the server's
+-- clock that is exact; under the caller's clock the TTL is only garbage collection,
+-- so it gets a grace: the caller's clock may run slower than the server's.
+local function expire_at(key, now, at)
+  if ARGV[1] == '' then
+    redis.call('PEXPIREAT', key, at)
+  else
+    redis.call('PEXPIRE', key, at - now + tonumber(ARGV[2]))
+  end
+end
+
+-- A set lives as long as its longest lease; a permanent member (score +inf) makes it permanent.
+local function refresh_set_expiry(key, now)
+  if redis.call('ZCOUNT', key, '+inf', '+inf') > 0 then
+    redis.call('PERSIST', key)
+    return
+  end
+  local last = redis.call('ZRANGE', key, -1, -1, 'WITHSCORES')
+  if last[2] then
+    expire_at(key, now, tonumber(last[2]))
+  end
+end
+

