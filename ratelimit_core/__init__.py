@@ -5,6 +5,7 @@ from typing import TYPE_CHECKING
 from .backend import Backend, BucketResult, CounterResult, SetResult
 from .clock import Clock, ManualClock, monotonic_ms
 from .errors import BackendError, BackendUnavailable, InvalidArgument, RateLimitError
+from .fallback import FallbackBackend
 from .memory import MemoryBackend
 
 if TYPE_CHECKING:
@@ -18,6 +19,7 @@ __all__ = [
     "BucketResult",
     "Clock",
     "CounterResult",
+    "FallbackBackend",
     "InvalidArgument",
     "ManualClock",
     "MemoryBackend",

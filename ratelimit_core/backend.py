@@ -7,7 +7,7 @@ between its read and its write.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Protocol, Self, runtime_checkable
 
@@ -24,6 +24,8 @@ class CounterResult:
     """The counter after the call (the unchanged value when refused)."""
     reset_after_ms: int | None
     """Milliseconds left in the counter's window, or None when it has no window."""
+    degraded: bool = field(default=False, compare=False)
+    """True when a `FallbackBackend` answered without its primary (not part of equality)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +36,8 @@ class SetResult:
     """True when the member is in the set after the call (new or already present)."""
     size: int
     """Live members after the call."""
+    degraded: bool = field(default=False, compare=False)
+    """True when a `FallbackBackend` answered without its primary (not part of equality)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +51,8 @@ class BucketResult:
     """0 when allowed; otherwise the exact wait until `cost` tokens are there."""
     reset_after_ms: int
     """Milliseconds until the bucket is full again (0 when it is full)."""
+    degraded: bool = field(default=False, compare=False)
+    """True when a `FallbackBackend` answered without its primary (not part of equality)."""
 
 
 @runtime_checkable

@@ -1,0 +1,92 @@
+"""FallbackBackend over a real server process that is killed, or frozen, mid-traffic."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+import pytest
+
+from ratelimit_core import FallbackBackend, RedisBackend
+
+from conftest import selected_backends
+from servers import ServerProcess
+
+SERVERS = ("redis", "valkey")
+# Bounds on waiting for a failure to show; none of them is a speed assertion.
+_RECOVERY_POLLS = 200
+_POLL_S = 0.05
+
+
+@pytest.fixture(params=SERVERS)
+def server(request: pytest.FixtureRequest, server_process: Callable[[str], ServerProcess]) -> ServerProcess:
+    name: str = request.param
+    if name not in selected_backends():
+        pytest.skip(f"backend {name!r} not selected by RATELIMIT_TEST_BACKENDS")
+    return server_process(name)
+
+
+def _fallback_over(server: ServerProcess) -> FallbackBackend:
+    primary = RedisBackend.from_url(server.url, socket_timeout=0.2, socket_connect_timeout=0.2)
+    return FallbackBackend(primary, timeout_ms=300, cooldown_ms=50, max_cooldown_ms=200)
+
+
+async def _until_primary_is_used(backend: FallbackBackend) -> None:
+    for _ in range(_RECOVERY_POLLS):
+        await backend.ping()
+        if not backend.degraded:
+            return
+        await asyncio.sleep(_POLL_S)
+    pytest.fail("the primary was not used again after it came back")
+
+
+async def _traffic(backend: FallbackBackend, client: int, steps: int) -> list[bool]:
+    """One client's connect / message / disconnect cycle, `steps` times; returns the degraded marks."""
+    marks = []
+    for step in range(steps):
+        member = f"client{client}-{step}"
+        joined = await backend.set_add("room", member, capacity=1_000, lease_ms=60_000)
+        message = await backend.bucket_consume(f"user{client}", rate=1_000, burst=1_000)
+        await backend.set_remove("room", member)
+        marks += [joined.degraded, message.degraded]
+        await asyncio.sleep(0.005)
+    return marks
+
+
+async def test_a_killed_server_is_replaced_by_the_fallback_and_used_again_after_restart(server: ServerProcess) -> None:
+    async with _fallback_over(server) as backend:
+        assert (await backend.set_add("room", "long-lived", lease_ms=60_000)).added
+        traffic = asyncio.gather(*(_traffic(backend, client, steps=40) for client in range(10)))
+        await asyncio.sleep(0.05)
+        server.kill()
+        marks = [mark for client in await traffic for mark in client]  # raises if any call raised
+        assert any(marks), "calls after the kill were answered degraded"
+        assert not marks[0], "calls before the kill went to the server"
+
+        during = await backend.set_add("room", "joined-during-outage", lease_ms=60_000)
+        assert during.added and during.degraded
+        server.restart()
+        await _until_primary_is_used(backend)
+        # The restarted server lost its data; what was taken during the outage was written back.
+        assert await backend.primary.set_members("room") == {"joined-during-outage"}
+        assert not (await backend.set_add("room", "after", lease_ms=60_000)).degraded
+
+
+async def test_a_frozen_server_does_not_stall_callers(server: ServerProcess) -> None:
+    async with _fallback_over(server) as backend:
+        for member in ("a", "b"):
+            await backend.set_add("user:7", member, capacity=3, lease_ms=60_000)
+        server.pause()
+        try:
+            # wait_for bounds the test if the timeout did not work; the timeout itself is 300 ms.
+            joined = await asyncio.wait_for(backend.set_add("user:7", "c", capacity=3, lease_ms=60_000), 10)
+            assert joined.degraded and joined.added and joined.size == 3
+            refused = await asyncio.wait_for(backend.set_add("user:7", "d", capacity=3, lease_ms=60_000), 10)
+            assert refused.degraded and not refused.added
+            await backend.set_remove("user:7", "a")
+        finally:
+            server.resume()
+        await _until_primary_is_used(backend)
+        # The frozen server may run the timed-out add of "c" when it wakes; slots are set
+        # members, so that and the replay agree: each held once, the released one gone.
+        assert await backend.primary.set_members("user:7") == {"b", "c"}
