@@ -1,0 +1,1 @@
+"""Django Channels adapter: WebSocket rate limits enforced by an ASGI middleware."""

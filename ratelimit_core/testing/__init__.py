@@ -1,0 +1,1 @@
+"""The conformance kit: run the engine's state machine against any Backend."""
