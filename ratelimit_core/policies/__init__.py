@@ -1,0 +1,74 @@
+"""Framework-free enforcement on top of any `Backend`: who a client is, whether a
+connection is admitted, whether a message passes, and the wire codes of a denial.
+
+Adapters (such as ``ratelimit_channels``) map their framework's events to these
+calls and put the resulting `Denial` on the wire.
+"""
+
+from .codes import (
+    CLOSE_CONNECTION_REFUSED,
+    CLOSE_PAYLOAD_TOO_LARGE,
+    CLOSE_RATE_LIMITED,
+    CONNECTION_LIMIT_EXCEEDED,
+    ERROR_FRAME_TYPE,
+    HTTP_TOO_MANY_REQUESTS,
+    MAX_CLOSE_REASON_BYTES,
+    PAYLOAD_TOO_LARGE,
+    RATE_LIMIT_EXCEEDED,
+    ROOM_FULL,
+    close_reason,
+)
+from .connections import (
+    DEFAULT_CONN_RETRY_MS,
+    ConnectionLimits,
+    ConnectionPolicy,
+    Occupancy,
+    identity_slots_key,
+    ip_slots_key,
+    room_members_key,
+)
+from .identity import NO_PROXIES, UNKNOWN_IP, ClientIdentity, TrustedProxies, client_ip, parse_ip
+from .leases import DEFAULT_LEASE_MS, Leases, Slot
+from .messages import DEFAULT_STRIKES, MessageGate, MessageLimits, MessagePolicy, message_bucket_key, payload_exceeds
+from .verdicts import Admitted, Allowed, ConnectionVerdict, Denial, MessageVerdict
+
+__all__ = [
+    "CLOSE_CONNECTION_REFUSED",
+    "CLOSE_PAYLOAD_TOO_LARGE",
+    "CLOSE_RATE_LIMITED",
+    "CONNECTION_LIMIT_EXCEEDED",
+    "DEFAULT_CONN_RETRY_MS",
+    "DEFAULT_LEASE_MS",
+    "DEFAULT_STRIKES",
+    "ERROR_FRAME_TYPE",
+    "HTTP_TOO_MANY_REQUESTS",
+    "MAX_CLOSE_REASON_BYTES",
+    "NO_PROXIES",
+    "PAYLOAD_TOO_LARGE",
+    "RATE_LIMIT_EXCEEDED",
+    "ROOM_FULL",
+    "UNKNOWN_IP",
+    "Admitted",
+    "Allowed",
+    "ClientIdentity",
+    "ConnectionLimits",
+    "ConnectionPolicy",
+    "ConnectionVerdict",
+    "Denial",
+    "Leases",
+    "MessageGate",
+    "MessageLimits",
+    "MessagePolicy",
+    "MessageVerdict",
+    "Occupancy",
+    "Slot",
+    "TrustedProxies",
+    "client_ip",
+    "close_reason",
+    "identity_slots_key",
+    "ip_slots_key",
+    "message_bucket_key",
+    "parse_ip",
+    "payload_exceeds",
+    "room_members_key",
+]

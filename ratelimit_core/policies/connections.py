@@ -1,0 +1,149 @@
+"""`ConnectionPolicy`: admit a connection against per-identity, per-IP and room limits.
+
+Each limit is a set with a capacity whose members are connection ids with a
+lease (see `Leases`): the identity's sockets, the IP's sockets (signed in or
+not) and the room's members (one per socket). Each `set_add` is atomic, so
+concurrent attempts never admit more than a capacity; the checks run one after
+another, and a refusal removes what the attempt had already taken.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import Final, Literal
+
+from ..arguments import check_count, check_optional_count
+from ..backend import Backend
+from .codes import CLOSE_CONNECTION_REFUSED, CONNECTION_LIMIT_EXCEEDED, ROOM_FULL
+from .identity import ClientIdentity
+from .leases import DEFAULT_LEASE_MS, Leases, Slot
+from .verdicts import Admitted, ConnectionVerdict, Denial
+
+__all__ = [
+    "DEFAULT_CONN_RETRY_MS",
+    "ConnectionLimits",
+    "ConnectionPolicy",
+    "Occupancy",
+    "identity_slots_key",
+    "ip_slots_key",
+    "room_members_key",
+]
+
+DEFAULT_CONN_RETRY_MS: Final = 5_000
+
+_Limit = Literal["identity", "ip", "room"]
+
+
+def identity_slots_key(identity: ClientIdentity) -> str:
+    """The set of an identity's sockets (a user's, or an anonymous client IP's)."""
+    return f"conn:id:{identity.key}"
+
+
+def ip_slots_key(ip: str) -> str:
+    """The set of every socket from one client IP."""
+    return f"conn:addr:{ip}"
+
+
+def room_members_key(room: str) -> str:
+    """The set of a room's members, one per socket."""
+    return f"room:{room}"
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionLimits:
+    """Limits on simultaneous connections; None means unlimited, 0 admits nobody."""
+
+    per_user: int | None = None
+    """Sockets per identity: an authenticated user, or an anonymous client's IP."""
+    per_ip: int | None = None
+    """Sockets per client IP, signed in or not."""
+    room_max_members: int | None = None
+    """Sockets per room."""
+    lease_ms: int = DEFAULT_LEASE_MS
+    """How long a slot outlives its last refresh."""
+    retry_after_ms: int = DEFAULT_CONN_RETRY_MS
+    """The ``retry_after_ms`` hint in a connect denial."""
+
+    def __post_init__(self) -> None:
+        check_optional_count("per_user", self.per_user, minimum=0)
+        check_optional_count("per_ip", self.per_ip, minimum=0)
+        check_optional_count("room_max_members", self.room_max_members, minimum=0)
+        check_count("lease_ms", self.lease_ms)
+        check_count("retry_after_ms", self.retry_after_ms, minimum=0)
+
+
+@dataclass(frozen=True, slots=True)
+class Occupancy:
+    """Live slots for one identity, its IP and (when given) a room."""
+
+    identity: int
+    ip: int
+    room: int | None = None
+
+
+class ConnectionPolicy:
+    """Connection admission on top of any `Backend`."""
+
+    __slots__ = ("backend", "limits")
+
+    def __init__(self, backend: Backend, limits: ConnectionLimits) -> None:
+        self.backend = backend
+        self.limits = limits
+
+    def __repr__(self) -> str:
+        return f"ConnectionPolicy({self.backend!r}, {self.limits!r})"
+
+    async def admit(
+        self, identity: ClientIdentity, room: str | None = None, *, connection_id: str | None = None
+    ) -> ConnectionVerdict:
+        """Take a slot under every limit that is set, or none at all.
+
+        Checks run in the order identity, IP, room, and the first one that is full
+        decides the `Denial`. On `Admitted`, the caller owns the leases: refresh
+        them while the connection lives and release them when it ends. A storage
+        failure releases what was taken and raises `BackendError`.
+        """
+        member = connection_id if connection_id is not None else uuid.uuid4().hex
+        limits = self.limits
+        checks: list[tuple[_Limit, str, int]] = []
+        if limits.per_user is not None:
+            checks.append(("identity", identity_slots_key(identity), limits.per_user))
+        if limits.per_ip is not None:
+            checks.append(("ip", ip_slots_key(identity.ip), limits.per_ip))
+        if limits.room_max_members is not None and room is not None:
+            checks.append(("room", room_members_key(room), limits.room_max_members))
+        taken: list[Slot] = []
+        degraded = False
+        try:
+            for limit, key, capacity in checks:
+                result = await self.backend.set_add(key, member, capacity=capacity, lease_ms=limits.lease_ms)
+                degraded = degraded or result.degraded
+                if not result.added:
+                    await Leases(self.backend, taken, limits.lease_ms).release()
+                    return self._denial(limit, capacity, identity, degraded)
+                taken.append(Slot(key, member))
+        except BaseException:
+            # Cancelled or failed half way: give back what this attempt took.
+            await Leases(self.backend, taken, limits.lease_ms).release()
+            raise
+        return Admitted(Leases(self.backend, taken, limits.lease_ms), degraded)
+
+    def _denial(self, limit: _Limit, capacity: int, identity: ClientIdentity, degraded: bool) -> Denial:
+        retry = self.limits.retry_after_ms
+        if limit == "room":
+            return Denial(ROOM_FULL, f"room is full ({capacity} members)", retry, CLOSE_CONNECTION_REFUSED, degraded)
+        if limit == "ip":
+            message = f"too many connections from this IP address (limit {capacity})"
+        else:
+            who = "client" if identity.anonymous else "user"
+            message = f"too many connections for this {who} (limit {capacity})"
+        return Denial(CONNECTION_LIMIT_EXCEEDED, message, retry, CLOSE_CONNECTION_REFUSED, degraded)
+
+    async def occupancy(self, identity: ClientIdentity, room: str | None = None) -> Occupancy:
+        """How many live slots `identity`, its IP and `room` hold now (for tests, dashboards)."""
+        return Occupancy(
+            identity=await self.backend.set_size(identity_slots_key(identity)),
+            ip=await self.backend.set_size(ip_slots_key(identity.ip)),
+            room=None if room is None else await self.backend.set_size(room_members_key(room)),
+        )

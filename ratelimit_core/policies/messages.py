@@ -1,0 +1,148 @@
+"""`MessagePolicy`: admit each incoming message by size, then by rate.
+
+A frame larger than `max_payload_bytes` (text counted as UTF-8 bytes) ends the
+connection. Otherwise it costs one token from the sender identity's bucket, which
+all of that identity's sockets share; a refused message is dropped and counts as
+a strike, and the `strikes`-th refusal in a row ends the connection. The size
+check needs no storage, so an allowed message costs exactly one backend call.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Final
+
+from ..arguments import check_count, check_optional_count
+from ..backend import Backend
+from ..bucket import bucket_spec
+from ..errors import InvalidArgument
+from .codes import CLOSE_PAYLOAD_TOO_LARGE, CLOSE_RATE_LIMITED, PAYLOAD_TOO_LARGE, RATE_LIMIT_EXCEEDED
+from .identity import ClientIdentity
+from .verdicts import Allowed, Denial, MessageVerdict
+
+__all__ = [
+    "DEFAULT_STRIKES",
+    "MessageGate",
+    "MessageLimits",
+    "MessagePolicy",
+    "message_bucket_key",
+    "payload_exceeds",
+]
+
+DEFAULT_STRIKES: Final = 10
+
+_MAX_UTF8_BYTES_PER_CHAR = 4
+
+
+def message_bucket_key(identity: ClientIdentity) -> str:
+    """The token bucket shared by all of an identity's sockets."""
+    return f"msg:{identity.key}"
+
+
+def payload_exceeds(limit: int, text: str | None = None, data: bytes | None = None) -> bool:
+    """True when the frame is larger than `limit` bytes (text counted as UTF-8).
+
+    Text is encoded only when its length alone cannot decide.
+    """
+    size = 0 if data is None else len(data)
+    if text is not None:
+        if size + len(text) > limit:
+            return True
+        if size + len(text) * _MAX_UTF8_BYTES_PER_CHAR <= limit:
+            return False
+        size += len(text.encode("utf-8", "surrogatepass"))
+    return size > limit
+
+
+@dataclass(frozen=True, slots=True)
+class MessageLimits:
+    """Limits on incoming messages; None means unlimited."""
+
+    max_payload_bytes: int | None = None
+    rate: float | None = None
+    """Messages per second (refill rate of the bucket); may be fractional, e.g. 0.01."""
+    burst: int | None = None
+    """Bucket size; defaults to the rate rounded up (at least 1). Needs `rate`."""
+    strikes: int = DEFAULT_STRIKES
+    """Refused messages in a row that close the connection."""
+
+    def __post_init__(self) -> None:
+        check_optional_count("max_payload_bytes", self.max_payload_bytes, minimum=0)
+        check_count("strikes", self.strikes)
+        if self.rate is None:
+            if self.burst is not None:
+                raise InvalidArgument(f"burst={self.burst!r} needs a rate")
+            return
+        check_count("burst", self.bucket_burst)
+        bucket_spec(self.rate, self.bucket_burst, 1)
+
+    @property
+    def bucket_burst(self) -> int:
+        """The burst in effect (the given one, or the rate rounded up)."""
+        if self.burst is not None:
+            return self.burst
+        rate = self.rate if isinstance(self.rate, int | float) else 1
+        return max(1, math.ceil(rate)) if math.isfinite(rate) else 1
+
+
+class MessagePolicy:
+    """Message admission on top of any `Backend`; `gate()` gives one connection its view."""
+
+    __slots__ = ("backend", "limits")
+
+    def __init__(self, backend: Backend, limits: MessageLimits) -> None:
+        self.backend = backend
+        self.limits = limits
+
+    def __repr__(self) -> str:
+        return f"MessagePolicy({self.backend!r}, {self.limits!r})"
+
+    def gate(self, identity: ClientIdentity) -> MessageGate:
+        """The admission of one connection's messages (it counts that connection's strikes)."""
+        return MessageGate(self, identity)
+
+    def check_payload(self, text: str | None = None, data: bytes | None = None) -> Denial | None:
+        """The `PAYLOAD_TOO_LARGE` denial for an oversized frame, else None (no storage involved)."""
+        limit = self.limits.max_payload_bytes
+        if limit is None or not payload_exceeds(limit, text, data):
+            return None
+        return Denial(PAYLOAD_TOO_LARGE, f"message larger than {limit} bytes", None, CLOSE_PAYLOAD_TOO_LARGE)
+
+
+class MessageGate:
+    """One connection's message admission: its identity and its refusals in a row."""
+
+    __slots__ = ("_identity", "_key", "_policy", "_strikes")
+
+    def __init__(self, policy: MessagePolicy, identity: ClientIdentity) -> None:
+        self._policy = policy
+        self._identity = identity
+        self._key = message_bucket_key(identity)
+        self._strikes = 0
+
+    @property
+    def strikes(self) -> int:
+        """Refused messages since the last allowed one."""
+        return self._strikes
+
+    async def admit(self, text: str | None = None, data: bytes | None = None) -> MessageVerdict:
+        """Decide one incoming frame: `Allowed`, or a `Denial` that drops it or closes the socket."""
+        policy = self._policy
+        too_large = policy.check_payload(text, data)
+        if too_large is not None:
+            return too_large
+        limits = policy.limits
+        if limits.rate is None:
+            return Allowed(None)
+        result = await policy.backend.bucket_consume(self._key, rate=limits.rate, burst=limits.bucket_burst)
+        if result.allowed:
+            self._strikes = 0
+            return Allowed(result.remaining, result.degraded)
+        self._strikes += 1
+        retry = result.retry_after_ms
+        if self._strikes >= limits.strikes:
+            message = f"too many messages: {self._strikes} refused in a row, closing"
+            return Denial(RATE_LIMIT_EXCEEDED, message, retry, CLOSE_RATE_LIMITED, result.degraded)
+        message = f"too many messages: this one was dropped, retry in {retry} ms"
+        return Denial(RATE_LIMIT_EXCEEDED, message, retry, None, result.degraded)

@@ -1,0 +1,71 @@
+"""The decisions policies return: values, never exceptions.
+
+A connection attempt ends in `Admitted` or a `Denial`; a message in `Allowed` or
+a `Denial`. A `Denial` carries everything an adapter puts on the wire: the JSON
+error frame, and the close code when the socket must be closed.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+from .codes import ERROR_FRAME_TYPE, close_reason
+from .leases import Leases
+
+__all__ = ["Admitted", "Allowed", "ConnectionVerdict", "Denial", "MessageVerdict"]
+
+
+@dataclass(frozen=True, slots=True)
+class Denial:
+    """A refusal: send `frame_text()`, then close with `close_code` unless it is None."""
+
+    code: str
+    """The wire code, one of the constants in `codes`."""
+    message: str
+    """A human-readable explanation for the frame."""
+    retry_after_ms: int | None
+    """When trying again may succeed; None when waiting does not help (payload too large)."""
+    close_code: int | None
+    """The WebSocket close code, or None when the socket stays open (the message is dropped)."""
+    degraded: bool = False
+    """True when the backend answered without its primary storage (see `FallbackBackend`)."""
+
+    def frame(self) -> dict[str, object]:
+        """The error frame as a dict: ``type``, ``code``, ``message``, ``retry_after_ms``."""
+        return {
+            "type": ERROR_FRAME_TYPE,
+            "code": self.code,
+            "message": self.message,
+            "retry_after_ms": self.retry_after_ms,
+        }
+
+    def frame_text(self) -> str:
+        """The error frame as the JSON text sent to the client."""
+        return json.dumps(self.frame(), separators=(",", ":"))
+
+    @property
+    def close_reason(self) -> str:
+        """The close frame's reason: the wire code, within the 123-byte limit."""
+        return close_reason(self.code)
+
+
+@dataclass(frozen=True, slots=True)
+class Admitted:
+    """A connection that may proceed; it holds `leases` until it ends."""
+
+    leases: Leases
+    degraded: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Allowed:
+    """A message that may be delivered."""
+
+    remaining: int | None
+    """Whole tokens left in the sender's bucket; None when messages are not rate-limited."""
+    degraded: bool = False
+
+
+ConnectionVerdict = Admitted | Denial
+MessageVerdict = Allowed | Denial

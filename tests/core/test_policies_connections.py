@@ -1,0 +1,142 @@
+"""ConnectionPolicy on every backend: identity, IP and room slots as leased set members."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from ratelimit_core import Backend, InvalidArgument, ManualClock
+from ratelimit_core.policies import (
+    CLOSE_CONNECTION_REFUSED,
+    CONNECTION_LIMIT_EXCEEDED,
+    ROOM_FULL,
+    Admitted,
+    ClientIdentity,
+    ConnectionLimits,
+    ConnectionPolicy,
+    Denial,
+    Occupancy,
+)
+
+ALICE = ClientIdentity("1.1.1.1", "alice")
+BOB = ClientIdentity("1.1.1.1", "bob")
+CAROL = ClientIdentity("2.2.2.2", "carol")
+ANON = ClientIdentity("1.1.1.1")
+
+
+def admitted(verdict: Admitted | Denial) -> Admitted:
+    assert isinstance(verdict, Admitted), verdict
+    return verdict
+
+
+def denied(verdict: Admitted | Denial) -> Denial:
+    assert isinstance(verdict, Denial), verdict
+    return verdict
+
+
+async def test_a_user_gets_per_user_slots_and_the_next_is_refused(backend: Backend) -> None:
+    policy = ConnectionPolicy(backend, ConnectionLimits(per_user=2, retry_after_ms=1234))
+    first = admitted(await policy.admit(ALICE))
+    admitted(await policy.admit(ALICE))
+    denial = denied(await policy.admit(ALICE))
+    assert (denial.code, denial.close_code, denial.retry_after_ms) == (
+        CONNECTION_LIMIT_EXCEEDED,
+        CLOSE_CONNECTION_REFUSED,
+        1234,
+    )
+    admitted(await policy.admit(BOB))
+    await first.leases.release()
+    admitted(await policy.admit(ALICE))
+
+
+async def test_the_ip_limit_counts_every_socket_from_the_ip_signed_in_or_not(backend: Backend) -> None:
+    policy = ConnectionPolicy(backend, ConnectionLimits(per_ip=2))
+    admitted(await policy.admit(ALICE))
+    admitted(await policy.admit(ANON))
+    denial = denied(await policy.admit(BOB))
+    assert denial.code == CONNECTION_LIMIT_EXCEEDED
+    assert "IP" in denial.message
+    admitted(await policy.admit(CAROL))
+
+
+async def test_a_refusal_gives_back_the_slots_it_took(backend: Backend) -> None:
+    policy = ConnectionPolicy(backend, ConnectionLimits(per_user=5, per_ip=5, room_max_members=1))
+    admitted(await policy.admit(ALICE, "r1"))
+    assert denied(await policy.admit(BOB, "r1")).code == ROOM_FULL
+    assert await policy.occupancy(BOB, "r1") == Occupancy(identity=0, ip=1, room=1)
+
+
+async def test_rooms_are_independent(backend: Backend) -> None:
+    policy = ConnectionPolicy(backend, ConnectionLimits(room_max_members=1))
+    held = admitted(await policy.admit(ALICE, "r1"))
+    assert denied(await policy.admit(BOB, "r1")).code == ROOM_FULL
+    admitted(await policy.admit(BOB, "r2"))
+    await held.leases.release()
+    admitted(await policy.admit(BOB, "r1"))
+
+
+async def test_no_room_means_no_room_check(backend: Backend) -> None:
+    policy = ConnectionPolicy(backend, ConnectionLimits(room_max_members=0))
+    admitted(await policy.admit(ALICE, None))
+    assert denied(await policy.admit(ALICE, "r")).code == ROOM_FULL
+
+
+async def test_unset_limits_take_no_slots(backend: Backend) -> None:
+    verdict = admitted(await ConnectionPolicy(backend, ConnectionLimits()).admit(ALICE, "r"))
+    assert verdict.leases.slots == ()
+
+
+async def test_release_happens_exactly_once(backend: Backend) -> None:
+    policy = ConnectionPolicy(backend, ConnectionLimits(per_user=1))
+    held = admitted(await policy.admit(ALICE))
+    await held.leases.release()
+    again = admitted(await policy.admit(ALICE))
+    await held.leases.release()  # must not free the slot `again` holds
+    assert await policy.occupancy(ALICE) == Occupancy(identity=1, ip=0)
+    assert again.leases.slots != held.leases.slots
+
+
+async def test_a_vanished_holder_frees_its_slot_when_the_lease_ends(backend: Backend, clock: ManualClock) -> None:
+    policy = ConnectionPolicy(backend, ConnectionLimits(per_user=1, per_ip=1, room_max_members=1, lease_ms=60_000))
+    admitted(await policy.admit(ALICE, "r"))  # never released: its process died
+    clock.advance(59_999)
+    denied(await policy.admit(ALICE, "r"))
+    clock.advance(1)
+    admitted(await policy.admit(ALICE, "r"))
+
+
+async def test_refresh_keeps_a_live_holder_past_many_lease_periods(backend: Backend, clock: ManualClock) -> None:
+    policy = ConnectionPolicy(backend, ConnectionLimits(per_user=1, room_max_members=1, lease_ms=1_000))
+    held = admitted(await policy.admit(ALICE, "r"))
+    for _ in range(5):
+        clock.advance(900)
+        assert await held.leases.refresh()
+    denied(await policy.admit(ALICE, "r"))
+    await held.leases.release()
+    assert not await held.leases.refresh()
+    assert await policy.occupancy(ALICE, "r") == Occupancy(identity=0, ip=0, room=0)
+
+
+async def test_refresh_brings_back_an_expired_slot_of_a_live_connection(backend: Backend, clock: ManualClock) -> None:
+    policy = ConnectionPolicy(backend, ConnectionLimits(per_user=1, lease_ms=1_000))
+    held = admitted(await policy.admit(ALICE))
+    clock.advance(5_000)  # the event loop stalled past the lease
+    assert await held.leases.refresh()
+    assert await policy.occupancy(ALICE) == Occupancy(identity=1, ip=0)
+
+
+async def test_concurrent_attempts_never_admit_more_than_the_limit(backend: Backend) -> None:
+    policy = ConnectionPolicy(backend, ConnectionLimits(per_user=10, per_ip=10))
+    verdicts = await asyncio.gather(*(policy.admit(ALICE) for _ in range(100)))
+    assert sum(isinstance(v, Admitted) for v in verdicts) == 10
+    assert await policy.occupancy(ALICE) == Occupancy(identity=10, ip=10)
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("per_user", -1), ("per_ip", 1.5), ("room_max_members", True), ("lease_ms", 0), ("retry_after_ms", -5)],
+)
+def test_bad_limits_are_refused_naming_the_field(field: str, value: object) -> None:
+    with pytest.raises(InvalidArgument, match=field):
+        ConnectionLimits(**{field: value})  # type: ignore[arg-type]
