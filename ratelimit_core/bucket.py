@@ -63,11 +63,13 @@ def _micro_rate(rate: object) -> int:
         exact = Fraction(Decimal(rate) if isinstance(rate, float) else rate)
     except (ValueError, OverflowError, InvalidOperation):
         raise InvalidArgument(f"rate must be a finite number, got {rate!r}") from None
-    if not MIN_RATE <= exact <= MAX_RATE:
-        raise InvalidArgument(f"rate must be between 0.000001 and {MAX_RATE} tokens per second, got {rate!r}")
     # A float such as 0.3 is really 0.29999999999999998...; six decimal places is
-    # the documented resolution, so round half-even to it.
-    return round(exact * 10**6)
+    # the documented resolution, so round half-even to it. The bounds apply to the
+    # rounded rate: the float 0.000001 lies just below 1/10**6 and is still valid.
+    micro = round(exact * 10**6)
+    if not MIN_RATE * 10**6 <= micro <= MAX_RATE * 10**6:
+        raise InvalidArgument(f"rate must be between 0.000001 and {MAX_RATE} tokens per second, got {rate!r}")
+    return micro
 
 
 def bucket_spec(rate: object, burst: object, cost: object) -> BucketSpec:
