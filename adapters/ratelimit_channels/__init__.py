@@ -1,1 +1,25 @@
-"""Django Channels adapter: WebSocket rate limits enforced by an ASGI middleware."""
+"""Django Channels adapter: WebSocket rate limits enforced by an ASGI middleware.
+
+application = ProtocolTypeRouter({
+    "websocket": AuthMiddlewareStack(RateLimitMiddleware(URLRouter(websocket_urlpatterns))),
+})
+"""
+
+from .backends import BackendCache, BackendFactory, default_backend_cache
+from .connection import SCOPE_KEY, ConnectionInfo
+from .middleware import RateLimitMiddleware
+from .rooms import resolve_room
+from .settings import SETTINGS, RateLimitSettings, RoomResolver
+
+__all__ = [
+    "SCOPE_KEY",
+    "SETTINGS",
+    "BackendCache",
+    "BackendFactory",
+    "ConnectionInfo",
+    "RateLimitMiddleware",
+    "RateLimitSettings",
+    "RoomResolver",
+    "default_backend_cache",
+    "resolve_room",
+]

@@ -1,0 +1,196 @@
+"""`LimitedConnection`: one WebSocket connection seen through the rate limits.
+
+Made per connection by `RateLimitMiddleware`, it holds everything that belongs to
+that connection: its identity, its leases, its strikes, whether it was closed here.
+It admits the connection before the inner app sees it, then sits between the
+inner app and the server: incoming frames go through the message gate, and once
+this side closes the socket, the inner app is told ``websocket.disconnect`` and
+whatever it sends afterwards is dropped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+from dataclasses import dataclass
+from typing import Final
+
+from ratelimit_core import Backend, BackendError
+from ratelimit_core.policies import (
+    HTTP_TOO_MANY_REQUESTS,
+    Allowed,
+    ClientIdentity,
+    ConnectionPolicy,
+    Denial,
+    Leases,
+    MessageGate,
+    MessagePolicy,
+    close_reason,
+)
+
+from .asgi import ASGIApp, Message, Receive, Scope, Send
+from .identity import scope_identity
+from .rooms import resolve_room
+from .settings import RateLimitSettings
+
+__all__ = ["SCOPE_KEY", "ConnectionInfo", "LimitedConnection"]
+
+logger = logging.getLogger("ratelimit_channels")
+
+SCOPE_KEY: Final = "ratelimit"
+"""The scope key under which the inner app finds this connection's `ConnectionInfo`."""
+
+_DENIAL_RESPONSE: Final = "websocket.http.response"
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionInfo:
+    """What the limits know about a connection (``scope["ratelimit"]`` for the inner app)."""
+
+    identity: ClientIdentity
+    room: str | None
+
+
+class LimitedConnection:
+    """The per-connection state of the middleware; `run` is the whole connection."""
+
+    __slots__ = (
+        "_backend",
+        "_closed_here",
+        "_gate",
+        "_inner",
+        "_leases",
+        "_pending",
+        "_receive",
+        "_scope",
+        "_send",
+        "_settings",
+    )
+
+    def __init__(
+        self,
+        inner: ASGIApp,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        *,
+        settings: RateLimitSettings,
+        backend: Backend,
+    ) -> None:
+        self._inner = inner
+        self._scope = scope
+        self._receive = receive
+        self._send = send
+        self._settings = settings
+        self._backend = backend
+        self._leases: Leases | None = None
+        self._gate: MessageGate | None = None
+        self._pending: Message | None = None
+        self._closed_here: Message | None = None
+        """The ``websocket.disconnect`` handed to the inner app once this side closed the socket."""
+
+    async def run(self) -> None:
+        first = await self._receive()
+        if first.get("type") != "websocket.connect":
+            # The client left before connecting: there is nothing to limit.
+            self._pending = first
+            await self._inner(self._scope, self._inner_receive, self._inner_send)
+            return
+        settings = self._settings
+        identity = scope_identity(self._scope, settings.trusted_proxies)
+        room = resolve_room(self._scope, self._inner, room_kwarg=settings.room_kwarg, resolver=settings.room_resolver)
+        verdict = await ConnectionPolicy(self._backend, settings.connections).admit(identity, room)
+        if isinstance(verdict, Denial):
+            await self._refuse(verdict)
+            return
+        self._leases = verdict.leases
+        self._gate = MessagePolicy(self._backend, settings.messages).gate(identity)
+        self._scope[SCOPE_KEY] = ConnectionInfo(identity, room)
+        self._pending = first
+        heartbeat = asyncio.create_task(self._keep_alive(verdict.leases), name="ratelimit lease heartbeat")
+        try:
+            await self._inner(self._scope, self._inner_receive, self._inner_send)
+        finally:
+            heartbeat.cancel()
+            # Shielded: a second cancellation must not leave the slots held until their lease ends.
+            await asyncio.shield(self._release())
+
+    async def _refuse(self, denial: Denial) -> None:
+        if self._settings.http_denial and _DENIAL_RESPONSE in (self._scope.get("extensions") or {}):
+            retry_s = math.ceil((denial.retry_after_ms or 0) / 1000)
+            headers = [(b"content-type", b"application/json"), (b"retry-after", str(retry_s).encode())]
+            await self._send(
+                {"type": "websocket.http.response.start", "status": HTTP_TOO_MANY_REQUESTS, "headers": headers}
+            )
+            await self._send({"type": "websocket.http.response.body", "body": denial.frame_text().encode()})
+            return
+        # A close before accept reaches a browser as a bare HTTP 403: accept, so the frame and code arrive.
+        await self._send({"type": "websocket.accept"})
+        await self._close(denial)
+
+    async def _close(self, denial: Denial) -> None:
+        await self._send({"type": "websocket.send", "text": denial.frame_text()})
+        if denial.close_code is not None:
+            await self._send({"type": "websocket.close", "code": denial.close_code, "reason": denial.close_reason})
+
+    async def _inner_receive(self) -> Message:
+        if self._pending is not None:
+            message, self._pending = self._pending, None
+            return message
+        if self._closed_here is not None:
+            return self._closed_here
+        while True:
+            message = await self._receive()
+            kind = message.get("type")
+            if kind == "websocket.receive" and self._gate is not None:
+                verdict = await self._gate.admit(message.get("text"), message.get("bytes"))
+                if isinstance(verdict, Allowed):
+                    return message
+                if verdict.close_code is None:
+                    await self._send({"type": "websocket.send", "text": verdict.frame_text()})
+                    continue  # the frame is dropped; the socket stays open
+                # Set first, so that anything the inner app sends from now on is dropped.
+                self._closed_here = {
+                    "type": "websocket.disconnect",
+                    "code": verdict.close_code,
+                    "reason": verdict.close_reason,
+                }
+                await self._close(verdict)
+                await self._release()
+                return self._closed_here
+            if kind == "websocket.disconnect":
+                await self._release()
+            return message
+
+    async def _inner_send(self, message: Message) -> None:
+        if self._closed_here is not None:
+            return
+        if message.get("type") == "websocket.close":
+            reason = message.get("reason")
+            if reason:
+                message = {**message, "reason": close_reason(reason)}
+            await self._send(message)
+            await self._release()
+            return
+        await self._send(message)
+
+    async def _release(self) -> None:
+        if self._leases is not None:
+            await self._leases.release()
+
+    async def _keep_alive(self, leases: Leases) -> None:
+        interval = self._settings.heartbeat_ms / 1000
+        while True:
+            await asyncio.sleep(interval)
+            # Shielded: cancelling the heartbeat must not cut a refresh short (see Leases).
+            if not await asyncio.shield(self._refresh(leases)):
+                return
+
+    @staticmethod
+    async def _refresh(leases: Leases) -> bool:
+        try:
+            return await leases.refresh()
+        except BackendError as exc:
+            logger.warning("could not refresh connection leases (retrying at the next heartbeat): %s", exc)
+            return True

@@ -1,0 +1,48 @@
+"""`RateLimitMiddleware`: the ASGI middleware that enforces the limits on WebSocket connections."""
+
+from __future__ import annotations
+
+from ratelimit_core import Backend
+
+from .asgi import ASGIApp, Receive, Scope, Send
+from .backends import BackendCache, default_backend_cache
+from .connection import LimitedConnection
+from .settings import SettingsReader
+
+__all__ = ["RateLimitMiddleware"]
+
+
+class RateLimitMiddleware:
+    """Wrap a Channels app (usually the `URLRouter`) to limit its WebSocket connections.
+
+    Settings come from Django settings, read when each connection starts, and
+    the keyword arguments, which win (``conn_per_user=2``, ``backend=...``; see
+    `settings.SETTINGS`). One instance serves every connection; each connection's
+    state lives in its own `LimitedConnection`. Non-WebSocket scopes pass through.
+    Raises `ImproperlyConfigured` naming the setting for a bad value, and
+    `TypeError` for an unknown keyword.
+    """
+
+    def __init__(self, inner: ASGIApp, *, backend_cache: BackendCache | None = None, **overrides: object) -> None:
+        self.inner = inner
+        self.backend_cache = default_backend_cache if backend_cache is None else backend_cache
+        self._settings = SettingsReader(overrides)
+        self._settings.current()  # fail at start-up, not at the first connection
+
+    def __repr__(self) -> str:
+        return f"RateLimitMiddleware({self.inner!r})"
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope.get("type") == "websocket":
+            settings = self._settings.current()
+            if settings.enabled:
+                backend: Backend
+                if isinstance(settings.backend, str):
+                    backend = self.backend_cache.get(settings.backend)
+                else:
+                    backend = settings.backend
+                await LimitedConnection(
+                    self.inner, dict(scope), receive, send, settings=settings, backend=backend
+                ).run()
+                return
+        await self.inner(scope, receive, send)
