@@ -1,0 +1,261 @@
+"""`ConformanceMachine`: one random sequence of calls, sent to every backend and the model.
+
+Every rule makes the same call on each backend (and on the `ReferenceModel`) and
+asserts that all the answers are equal; the clock rules move the one
+`ManualClock` all of them share. The invariants are laws that hold whatever the
+sequence, checked on every answer, so a bug shared by the backends and the model
+is still caught when it breaks one.
+
+The machine's rules are synchronous (Hypothesis drives them); it runs the
+backends' coroutines on an event loop of its own, made per example.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import reprlib
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, ClassVar, TypeVar
+
+from hypothesis import strategies as st
+from hypothesis.stateful import (
+    Bundle,
+    MultipleResults,
+    RuleBasedStateMachine,
+    initialize,
+    invariant,
+    multiple,
+    precondition,
+    rule,
+)
+
+from ..backend import Backend, BucketResult, CounterResult, SetResult
+from ..clock import Clock, ManualClock
+from .model import ReferenceModel
+from .strategies import (
+    MAX_CAPACITY,
+    KeyPlan,
+    clock_steps,
+    costs,
+    counter_amounts,
+    durations,
+    key_plans,
+    limits,
+    texts,
+)
+
+__all__ = ["HORIZON_MS", "BackendFactory", "ConformanceMachine"]
+
+BackendFactory = Callable[[Clock], "Backend | Awaitable[Backend]"]
+"""Makes a backend on the given clock, over storage that `Backend.clear` empties."""
+
+HORIZON_MS = 2**50
+"""The clock never moves past this, so every instant a driver computes (now plus a
+window, a lease or a bucket's refill time) stays exact in a double."""
+
+MAX_STEP_MS = 10**12
+
+_T = TypeVar("_T")
+_short = reprlib.Repr()  # keyword arguments only from Python 3.12
+_short.maxstring, _short.maxother = 60, 80
+
+
+@dataclass(frozen=True, slots=True)
+class _Refusal:
+    """A refused consume: waiting until `ready_at` must be exactly enough."""
+
+    plan: KeyPlan
+    cost: int
+    ready_at: int
+
+
+class ConformanceMachine(RuleBasedStateMachine):
+    """Drives `backend_factories` (set by a subclass) and `reference_model` in lockstep."""
+
+    backend_factories: ClassVar[tuple[BackendFactory, ...]] = ()
+    reference_model: ClassVar[type[ReferenceModel]] = ReferenceModel
+    """What every answer is compared with (a subclass may swap in a variant)."""
+
+    keys = Bundle[KeyPlan]("keys")
+    members = Bundle[str]("members")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.clock = ManualClock()
+        self.model = self.reference_model(self.clock)
+        self.backends: list[Backend] = []
+        self._loop = asyncio.new_event_loop()
+        self._plans: list[KeyPlan] = []
+        self._refusal: _Refusal | None = None
+        self._counter_answers: list[int] = []
+        self._set_answers: list[tuple[KeyPlan, int]] = []
+        self._bucket_answers: list[tuple[KeyPlan, BucketResult]] = []
+        try:
+            for factory in self.backend_factories:
+                self.backends.append(self._await_backend(factory(self.clock)))
+            for backend in self.backends:
+                # A clean start even if an earlier run could not clean up after itself.
+                self._await(backend.clear())
+        except BaseException:
+            self.teardown()
+            raise
+
+    def _await(self, awaitable: Awaitable[_T]) -> _T:
+        return self._loop.run_until_complete(awaitable)
+
+    def _await_backend(self, made: Backend | Awaitable[Backend]) -> Backend:
+        if inspect.isawaitable(made):
+            return self._await(made)
+        return made
+
+    def teardown(self) -> None:
+        errors: list[Exception] = []
+        for backend in self.backends:
+            for cleanup in (backend.clear, backend.aclose):
+                try:
+                    self._await(cleanup())
+                except Exception as exc:
+                    errors.append(exc)
+        self._await(self._loop.shutdown_asyncgens())
+        self._loop.close()
+        if errors:
+            raise errors[0]
+
+    # -- the one call every rule makes ----------------------------------------------
+
+    def _agree(self, operation: str, *args: Any, **kwargs: Any) -> Any:
+        """Call `operation` on the model and on every backend; all answers must be equal."""
+        expected = getattr(self.model, operation)(*args, **kwargs)
+        answers = [self._await(getattr(backend, operation)(*args, **kwargs)) for backend in self.backends]
+        if any(answer != expected for answer in answers):
+            call = ", ".join([*map(_short.repr, args), *(f"{k}={_short.repr(v)}" for k, v in kwargs.items())])
+            lines = [f"{operation}({call}) at t={self.clock()} ms: the answers differ", f"  reference: {expected!r}"]
+            lines += [f"  {backend!r}: {answer!r}" for backend, answer in zip(self.backends, answers, strict=True)]
+            raise AssertionError("\n".join(lines))
+        return expected
+
+    # -- set-up ---------------------------------------------------------------------
+
+    @initialize(target=keys, plans=st.lists(key_plans(), min_size=1, max_size=4, unique_by=lambda p: p.text))
+    def choose_keys(self, plans: list[KeyPlan]) -> MultipleResults[KeyPlan]:
+        self._plans = plans
+        return multiple(*plans)
+
+    @initialize(target=members, chosen=st.lists(texts(), min_size=1, max_size=5, unique=True))
+    def choose_members(self, chosen: list[str]) -> MultipleResults[str]:
+        return multiple(*chosen)
+
+    @initialize(start=st.sampled_from((0, 1, 10**12, 10**15)))
+    def start_clock(self, start: int) -> None:
+        self.clock.advance(start)
+
+    # -- counters -------------------------------------------------------------------
+
+    @rule(key=keys, amount=counter_amounts(), limit=limits(), window_ms=durations())
+    def counter_incr(self, key: KeyPlan, amount: int, limit: int | None, window_ms: int | None) -> None:
+        result: CounterResult = self._agree("counter_incr", key.text, amount, limit=limit, window_ms=window_ms)
+        self._counter_answers.append(result.value)
+
+    @rule(key=keys, amount=st.one_of(st.integers(1, 4), st.just(10**15)))
+    def counter_decr(self, key: KeyPlan, amount: int) -> None:
+        self._counter_answers.append(self._agree("counter_decr", key.text, amount))
+
+    @rule(key=keys)
+    def counter_get(self, key: KeyPlan) -> None:
+        self._counter_answers.append(self._agree("counter_get", key.text))
+
+    # -- bounded sets with leases --------------------------------------------------------
+
+    @rule(key=keys, member=members, lease_ms=durations())
+    def set_add(self, key: KeyPlan, member: str, lease_ms: int | None) -> None:
+        result: SetResult = self._agree("set_add", key.text, member, capacity=key.capacity, lease_ms=lease_ms)
+        self._set_answers.append((key, result.size))
+
+    @rule(key=keys, member=members, lease_ms=durations(), data=st.data())
+    def set_add_below_capacity(self, key: KeyPlan, member: str, lease_ms: int | None, data: st.DataObject) -> None:
+        """A lower capacity than the key's own: a member already there is accepted even so."""
+        capacity = data.draw(st.integers(0, MAX_CAPACITY if key.capacity is None else key.capacity), label="capacity")
+        result: SetResult = self._agree("set_add", key.text, member, capacity=capacity, lease_ms=lease_ms)
+        self._set_answers.append((key, result.size))
+
+    @rule(key=keys, member=members)
+    def set_remove(self, key: KeyPlan, member: str) -> None:
+        self._set_answers.append((key, self._agree("set_remove", key.text, member)))
+
+    @rule(key=keys)
+    def set_size(self, key: KeyPlan) -> None:
+        self._set_answers.append((key, self._agree("set_size", key.text)))
+
+    @rule(key=keys)
+    def set_members(self, key: KeyPlan) -> None:
+        self._set_answers.append((key, len(self._agree("set_members", key.text))))
+
+    # -- token buckets ----------------------------------------------------------------
+
+    def _consume(self, key: KeyPlan, cost: int) -> BucketResult:
+        bucket = key.bucket
+        result: BucketResult = self._agree("bucket_consume", key.text, rate=bucket.rate, burst=bucket.burst, cost=cost)
+        self._bucket_answers.append((key, result))
+        refused = _Refusal(key, cost, self.clock() + result.retry_after_ms)
+        self._refusal = None if result.allowed else refused
+        return result
+
+    @rule(key=keys, data=st.data())
+    def bucket_consume(self, key: KeyPlan, data: st.DataObject) -> None:
+        self._consume(key, data.draw(costs(key.bucket.burst), label="cost"))
+
+    @precondition(lambda self: self._refusal is not None and self.clock() < self._refusal.ready_at <= HORIZON_MS)
+    @rule()
+    def wait_out_refusal(self) -> None:
+        """`retry_after_ms` is the exact wait: one millisecond less is still refused."""
+        refusal = self._refusal
+        assert refusal is not None
+        self.clock.advance(refusal.ready_at - 1 - self.clock())
+        early = self._consume(refusal.plan, refusal.cost)
+        assert not early.allowed, f"allowed 1 ms before retry_after_ms ended: {early}"
+        self.clock.advance(1)
+        ready = self._consume(refusal.plan, refusal.cost)
+        assert ready.allowed, f"still refused when retry_after_ms ended: {ready}"
+
+    # -- time ---------------------------------------------------------------------------
+
+    @precondition(lambda self: self.clock() + MAX_STEP_MS <= HORIZON_MS)
+    @rule(ms=clock_steps(MAX_STEP_MS))
+    def advance_clock(self, ms: int) -> None:
+        self.clock.advance(ms)
+
+    def _deadlines(self) -> list[int]:
+        return [instant for instant in self.model.deadlines() if instant <= HORIZON_MS]
+
+    @precondition(lambda self: bool(self._deadlines()))
+    @rule(pick=st.integers(0, 7), offset=st.sampled_from((-1, 0, 1)))
+    def advance_to_deadline(self, pick: int, offset: int) -> None:
+        """Land next to an instant where state changes by itself: expiry is where drivers differ."""
+        deadlines = self._deadlines()
+        self.clock.advance(deadlines[pick % len(deadlines)] + offset - self.clock())
+
+    # -- laws that hold whatever the sequence ----------------------------------------------
+
+    @invariant()
+    def counters_are_never_negative(self) -> None:
+        answers, self._counter_answers = self._counter_answers, []
+        assert all(value >= 0 for value in answers), answers
+        # A counter brought to 0 is removed, so a live one is positive.
+        assert all(value > 0 for value in self.model.counter_values())
+
+    @invariant()
+    def sets_stay_within_capacity(self) -> None:
+        answers, self._set_answers = self._set_answers, []
+        assert all(p.capacity is None or size <= p.capacity for p, size in answers), answers
+        sizes = self.model.set_sizes()
+        assert all(p.capacity is None or sizes.get(p.text, 0) <= p.capacity for p in self._plans), sizes
+
+    @invariant()
+    def buckets_stay_within_burst(self) -> None:
+        answers, self._bucket_answers = self._bucket_answers, []
+        for plan, result in answers:
+            assert 0 <= result.remaining <= plan.bucket.burst, (plan, result)
+            assert (result.retry_after_ms == 0) == result.allowed, (plan, result)
+            assert result.reset_after_ms >= 0, (plan, result)
