@@ -1,0 +1,176 @@
+"""The app the Channels tests drive: an echo consumer behind a URLRouter, and client helpers.
+
+Django is configured here, once and minimally, unless the run names a settings
+module: no test needs a database or a channel layer. (This is not a conftest.py:
+a second module named ``conftest`` would shadow ``tests/conftest.py`` for test
+modules that import from it.)
+
+Keep a reference to a communicator whose socket must stay open: when it is
+garbage-collected it cancels its app, which ends the connection.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import django
+from channels.generic.websocket import AsyncWebsocketConsumer, WebsocketConsumer
+from channels.middleware import BaseMiddleware
+from channels.routing import URLRouter
+from channels.testing import WebsocketCommunicator
+from django.conf import settings
+from django.urls import path, re_path
+
+from ratelimit_channels import RateLimitMiddleware
+from ratelimit_core import Backend
+from ratelimit_core.policies import ClientIdentity, ConnectionLimits, ConnectionPolicy, Occupancy
+
+if not settings.configured and "DJANGO_SETTINGS_MODULE" not in os.environ:
+    settings.configure(SECRET_KEY="ratelimit-channels-tests", INSTALLED_APPS=[], DATABASES={}, USE_TZ=True)
+    django.setup()
+
+SERVER_AFTER_CLOSE = "sent by the consumer after the socket was closed"
+
+
+class Echo(AsyncWebsocketConsumer):
+    """Says hello on connect, echoes every frame, fails on "boom", records its disconnect."""
+
+    def __init__(self, log: list[Any] | None = None) -> None:
+        super().__init__()
+        self.log = log
+
+    async def connect(self) -> None:
+        await self.accept()
+        info = self.scope.get("ratelimit")
+        room = None if info is None else info.room
+        ip = None if info is None else info.identity.ip
+        # What the URLRouter itself found, to compare with what the middleware found beforehand.
+        routed = self.scope.get("url_route", {}).get("kwargs", {}).get("room_id")
+        routed = None if routed is None else str(routed)
+        await self.send(text_data=json.dumps({"type": "welcome", "room": room, "routed_room": routed, "ip": ip}))
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        if text_data == "boom":
+            raise RuntimeError("the consumer failed")
+        if text_data == "close-me":
+            await self.close(code=4321, reason="x" * 300)
+            return
+        await self.send(text_data=text_data, bytes_data=bytes_data)
+
+    async def disconnect(self, code: int) -> None:
+        if self.log is not None:
+            self.log.append(("disconnect", code))
+        await self.send(text_data=SERVER_AFTER_CLOSE)
+
+
+class SyncEcho(WebsocketConsumer):
+    """A synchronous consumer: its sends reach the middleware from a worker thread."""
+
+    def __init__(self, log: list[Any] | None = None) -> None:
+        super().__init__()
+        self.log = log
+
+    def connect(self) -> None:
+        self.accept()
+        self.send(text_data=json.dumps({"type": "welcome"}))
+
+    def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        self.send(text_data=text_data, bytes_data=bytes_data)
+
+    def disconnect(self, code: int) -> None:
+        if self.log is not None:
+            self.log.append(("disconnect", code))
+        self.send(text_data=SERVER_AFTER_CLOSE)
+
+
+class Tagging(BaseMiddleware):
+    """A middleware around a route, as AuthMiddlewareStack would be."""
+
+
+def query_room(scope: Any) -> str | None:
+    """A `room_resolver`: the query string names the room."""
+    return scope["query_string"].decode() or None
+
+
+def router(log: list[Any] | None = None) -> URLRouter:
+    echo = Echo.as_asgi(log=log)
+    return URLRouter(
+        [
+            path("ws/echo/", echo),
+            path("ws/rooms/<str:room_id>/", echo),
+            path("ws/lobby/", echo, {"room_id": "lobby"}),
+            path("ws/wrapped/<str:room_id>/", Tagging(echo)),
+            path("ws/games/<int:game>/", URLRouter([path("rooms/<slug:room_id>/", echo)])),
+            path("ws/deep/", Tagging(URLRouter([path("<str:room_id>/", echo)]))),
+            re_path(r"^ws/tagged/", Tagging(URLRouter([path("<str:room_id>/", echo)]))),
+            re_path(r"^ws/re/(?P<room_id>[a-z]+)/$", echo),
+        ]
+    )
+
+
+@dataclass(frozen=True)
+class User:
+    """Enough of a Django user for identity: a pk and is_authenticated."""
+
+    pk: int
+    is_authenticated: bool = True
+
+
+def make_app(backend: Backend, inner: Any = None, /, **overrides: Any) -> RateLimitMiddleware:
+    """The test router (or `inner`) behind the middleware, on `backend` unless overridden."""
+    overrides.setdefault("backend", backend)
+    return RateLimitMiddleware(inner if inner is not None else router(), **overrides)
+
+
+def client(
+    app: Any,
+    path: str = "/ws/echo/",
+    *,
+    user: User | None = None,
+    ip: str | None = None,
+    headers: list[tuple[bytes, bytes]] | None = None,
+    **scope: Any,
+) -> WebsocketCommunicator:
+    """A communicator whose scope has the given user, client IP (a list, as daphne gives) and extra keys."""
+    communicator = WebsocketCommunicator(app, path, headers=headers)
+    if user is not None:
+        communicator.scope["user"] = user
+    if ip is not None:
+        communicator.scope["client"] = [ip, 50_000]
+    communicator.scope.update(scope)
+    return communicator
+
+
+async def open_socket(communicator: WebsocketCommunicator, wait_s: float = 1) -> dict[str, Any]:
+    """Connect and return the first frame: the consumer's welcome, or the middleware's error frame."""
+    connected, _ = await communicator.connect(wait_s)
+    assert connected, "the middleware always accepts before it refuses"
+    frame: dict[str, Any] = await communicator.receive_json_from(wait_s)
+    return frame
+
+
+async def expect_welcome(communicator: WebsocketCommunicator) -> dict[str, Any]:
+    frame = await open_socket(communicator)
+    assert frame["type"] == "welcome", frame
+    return frame
+
+
+async def expect_closed(communicator: WebsocketCommunicator, code: int, reason: str) -> None:
+    message = await communicator.receive_output()
+    assert message == {"type": "websocket.close", "code": code, "reason": reason}
+    await communicator.wait()
+
+
+async def expect_refused(communicator: WebsocketCommunicator, code: str, close_code: int = 4008) -> dict[str, Any]:
+    """The connection gets the error frame with `code`, then the close; returns the frame."""
+    frame = await open_socket(communicator)
+    assert (frame["type"], frame["code"]) == ("error", code), frame
+    await expect_closed(communicator, close_code, code)
+    return frame
+
+
+async def occupancy(backend: Backend, identity: ClientIdentity, room: str | None = None) -> Occupancy:
+    return await ConnectionPolicy(backend, ConnectionLimits()).occupancy(identity, room)
