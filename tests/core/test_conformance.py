@@ -20,7 +20,6 @@ from ratelimit_core.testing import (
     BackendFactory,
     ConformanceMachine,
     ReferenceModel,
-    conformance_machine,
     conformance_test_case,
     run_conformance,
 )
@@ -142,7 +141,8 @@ class OneOverCapacityModel(ReferenceModel):
 
 
 def test_invariants_catch_a_bug_the_backends_share_with_the_model() -> None:
-    class SharedBug(conformance_machine(lambda clock: OneOverCapacity(clock=clock))):
+    class SharedBug(ConformanceMachine):
+        backend_factories = (lambda clock: OneOverCapacity(clock=clock),)
         reference_model = OneOverCapacityModel
 
     with pytest.raises(AssertionError) as failure:

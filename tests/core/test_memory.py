@@ -105,7 +105,7 @@ async def test_clear_forgets_everything(memory: MemoryBackend) -> None:
     assert (await memory.bucket_consume("b", rate=1, burst=2)).remaining == 1
 
 
-async def test_prefix_does_not_separate_two_memory_backends_state_is_per_instance(clock: ManualClock) -> None:
+async def test_each_memory_backend_has_storage_of_its_own_whatever_the_prefix(clock: ManualClock) -> None:
     first, second = MemoryBackend(clock=clock, prefix="a:"), MemoryBackend(clock=clock, prefix="a:")
     await first.counter_incr("k")
     assert await second.counter_get("k") == 0
