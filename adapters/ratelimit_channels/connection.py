@@ -108,11 +108,14 @@ class LimitedConnection:
         self._gate = MessagePolicy(self._backend, settings.messages).gate(identity)
         self._scope[SCOPE_KEY] = ConnectionInfo(identity, room)
         self._pending = first
-        heartbeat = asyncio.create_task(self._keep_alive(verdict.leases), name="ratelimit lease heartbeat")
+        heartbeat = None
+        if verdict.leases.slots:
+            heartbeat = asyncio.create_task(self._keep_alive(verdict.leases), name="ratelimit lease heartbeat")
         try:
             await self._inner(self._scope, self._inner_receive, self._inner_send)
         finally:
-            heartbeat.cancel()
+            if heartbeat is not None:
+                heartbeat.cancel()
             # Shielded: a second cancellation must not leave the slots held until their lease ends.
             await asyncio.shield(self._release())
 
@@ -127,9 +130,10 @@ class LimitedConnection:
             return
         # A close before accept reaches a browser as a bare HTTP 403: accept, so the frame and code arrive.
         await self._send({"type": "websocket.accept"})
-        await self._close(denial)
+        await self._send_denial(denial)
 
-    async def _close(self, denial: Denial) -> None:
+    async def _send_denial(self, denial: Denial) -> None:
+        """The error frame, then the close when the denial ends the connection."""
         await self._send({"type": "websocket.send", "text": denial.frame_text()})
         if denial.close_code is not None:
             await self._send({"type": "websocket.close", "code": denial.close_code, "reason": denial.close_reason})
@@ -148,7 +152,7 @@ class LimitedConnection:
                 if isinstance(verdict, Allowed):
                     return message
                 if verdict.close_code is None:
-                    await self._send({"type": "websocket.send", "text": verdict.frame_text()})
+                    await self._send_denial(verdict)
                     continue  # the frame is dropped; the socket stays open
                 # Set first, so that anything the inner app sends from now on is dropped.
                 self._closed_here = {
@@ -156,7 +160,7 @@ class LimitedConnection:
                     "code": verdict.close_code,
                     "reason": verdict.close_reason,
                 }
-                await self._close(verdict)
+                await self._send_denial(verdict)
                 await self._release()
                 return self._closed_here
             if kind == "websocket.disconnect":

@@ -77,7 +77,7 @@ def test_rate_and_burst_beyond_the_bucket_precision_name_both_settings() -> None
 
 
 async def test_django_settings_are_read_when_each_connection_starts(backend: Backend) -> None:
-    app = make_app(backend)
+    app = RateLimitMiddleware(router(), backend=backend)
     with override_settings(WS_RATE_CONN_PER_USER=0):
         await expect_refused(client(app, user=ALICE), "connection_limit_exceeded")
     await expect_welcome(client(app, user=ALICE))
@@ -85,14 +85,14 @@ async def test_django_settings_are_read_when_each_connection_starts(backend: Bac
 
 async def test_keyword_overrides_win_over_django_settings(backend: Backend) -> None:
     with override_settings(WS_RATE_CONN_PER_USER=0, WS_RATE_CONN_PER_IP=0):
-        app = make_app(backend, conn_per_user=5)
+        app = RateLimitMiddleware(router(), backend=backend, conn_per_user=5)
         await expect_refused(client(app, user=ALICE), "connection_limit_exceeded")  # the IP limit still applies
-        app = make_app(backend, conn_per_user=5, conn_per_ip=None)
+        app = RateLimitMiddleware(router(), backend=backend, conn_per_user=5, conn_per_ip=None)
         await expect_welcome(client(app, user=ALICE))
 
 
 async def test_a_setting_made_bad_after_start_up_fails_the_next_connection(backend: Backend) -> None:
-    app = make_app(backend)
+    app = RateLimitMiddleware(router(), backend=backend)
     socket = client(app, user=ALICE)
     await socket.send_input({"type": "websocket.connect"})  # the app starts at the next await
     with override_settings(WS_RATE_CONN_PER_USER="two"), pytest.raises(ImproperlyConfigured, match="two"):
@@ -101,7 +101,7 @@ async def test_a_setting_made_bad_after_start_up_fails_the_next_connection(backe
 
 async def test_a_room_resolver_may_be_a_dotted_path_setting(backend: Backend) -> None:
     with override_settings(WS_RATE_ROOM_RESOLVER="ws_app.query_room", WS_RATE_ROOM_MAX_MEMBERS=1):
-        app = make_app(backend)
+        app = RateLimitMiddleware(router(), backend=backend)
         held = client(app, "/ws/echo/?t1")
         assert (await expect_welcome(held))["room"] == "t1"
         await expect_refused(client(app, "/ws/echo/?t1"), "room_full")

@@ -24,7 +24,7 @@ from channels.testing import WebsocketCommunicator
 from django.conf import settings
 from django.urls import path, re_path
 
-from ratelimit_channels import RateLimitMiddleware
+from ratelimit_channels import SETTINGS, RateLimitMiddleware
 from ratelimit_core import Backend
 from ratelimit_core.policies import ClientIdentity, ConnectionLimits, ConnectionPolicy, Occupancy
 
@@ -120,8 +120,14 @@ class User:
 
 
 def make_app(backend: Backend, inner: Any = None, /, **overrides: Any) -> RateLimitMiddleware:
-    """The test router (or `inner`) behind the middleware, on `backend` unless overridden."""
+    """The test router (or `inner`) behind the middleware, on `backend` unless overridden.
+
+    Every setting not given is pinned to its default, so that a Django settings
+    module of the run cannot change what these tests expect.
+    """
     overrides.setdefault("backend", backend)
+    for name, (_, default) in SETTINGS.items():
+        overrides.setdefault(name, default)
     return RateLimitMiddleware(inner if inner is not None else router(), **overrides)
 
 
