@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+from typing import Any, cast
+
 import pytest
 
-from ratelimit_core import ManualClock, MemoryBackend
-from ratelimit_core.clock import monotonic_ms
+from ratelimit_core import Backend, ManualClock, MemoryBackend
+from ratelimit_core.clock import Clock, monotonic_ms
+from ratelimit_core.testing import run_conformance
 
 
 @pytest.fixture
@@ -85,6 +89,27 @@ async def test_later_writes_reclaim_idle_expired_keys_without_touching_them(
     for _ in range(200):  # bounded: a handful of sweep periods
         await memory.set_add("busy", "m")
     assert memory.key_count() == 1
+
+
+class SweepingAfterEveryCall:
+    """A MemoryBackend that sweeps everything after every call."""
+
+    def __init__(self, clock: Clock) -> None:
+        self.memory = MemoryBackend(clock=clock)
+
+    def __getattr__(self, name: str) -> Callable[..., Awaitable[Any]]:
+        method = getattr(self.memory, name)
+
+        async def call(*args: Any, **kwargs: Any) -> Any:
+            result = await method(*args, **kwargs)
+            self.memory.sweep()
+            return result
+
+        return call
+
+
+def test_sweeping_never_changes_an_answer() -> None:
+    run_conformance(lambda clock: cast(Backend, SweepingAfterEveryCall(clock)))
 
 
 async def test_the_sweep_looks_at_a_bounded_batch(memory: MemoryBackend, clock: ManualClock) -> None:
