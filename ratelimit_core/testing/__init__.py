@@ -8,6 +8,8 @@ backend (or an awaitable of one); the machine calls ``clear()`` on it before and
 after every example and ``aclose()`` at the end, so give each factory storage of
 its own (e.g. a unique prefix). Needs ``hypothesis`` (the ``test`` extra)::
 
+    import uuid
+
     from ratelimit_core import MemoryBackend
     from ratelimit_core.testing import conformance_test_case, run_conformance
 

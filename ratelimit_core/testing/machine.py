@@ -198,8 +198,7 @@ class ConformanceMachine(RuleBasedStateMachine):
         bucket = key.bucket
         result: BucketResult = self._agree("bucket_consume", key.text, rate=bucket.rate, burst=bucket.burst, cost=cost)
         self._bucket_answers.append((key, result))
-        refused = _Refusal(key, cost, self.clock() + result.retry_after_ms)
-        self._refusal = None if result.allowed else refused
+        self._refusal = None if result.allowed else _Refusal(key, cost, self.clock() + result.retry_after_ms)
         return result
 
     @rule(key=keys, data=st.data())
@@ -240,6 +239,7 @@ class ConformanceMachine(RuleBasedStateMachine):
 
     @invariant()
     def counters_are_never_negative(self) -> None:
+        """Every counter value answered since the last check, and every live one in the model."""
         answers, self._counter_answers = self._counter_answers, []
         assert all(value >= 0 for value in answers), answers
         # A counter brought to 0 is removed, so a live one is positive.
@@ -247,6 +247,7 @@ class ConformanceMachine(RuleBasedStateMachine):
 
     @invariant()
     def sets_stay_within_capacity(self) -> None:
+        """A set never holds more than its key's capacity (lower ones only refuse new members)."""
         answers, self._set_answers = self._set_answers, []
         assert all(p.capacity is None or size <= p.capacity for p, size in answers), answers
         sizes = self.model.set_sizes()
@@ -254,6 +255,7 @@ class ConformanceMachine(RuleBasedStateMachine):
 
     @invariant()
     def buckets_stay_within_burst(self) -> None:
+        """Remaining never exceeds the burst, and a wait is asked for exactly when refused."""
         answers, self._bucket_answers = self._bucket_answers, []
         for plan, result in answers:
             assert 0 <= result.remaining <= plan.bucket.burst, (plan, result)
