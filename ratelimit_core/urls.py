@@ -44,6 +44,7 @@ BACKEND_SCHEMES: dict[str, BackendFactory] = {
     "redis": _redis_backend,
     "rediss": _redis_backend,
     "unix": _redis_backend,
+    "redis+cluster": _redis_backend,
 }
 """Scheme (lower case, without ``://``) -> factory."""
 
@@ -51,10 +52,11 @@ BACKEND_SCHEMES: dict[str, BackendFactory] = {
 def backend_from_url(url: str, *, clock: Clock | None = None, prefix: str = "rl:", **options: Any) -> Backend:
     """Build the backend a URL names.
 
-    ``memory://`` -> `MemoryBackend`; ``redis://host:port/db``, ``rediss://...`` (TLS)
-    and ``unix:///path?db=N`` -> `RedisBackend`, whose client gets the defaults of
-    `ratelimit_core.redis.connect` (overridable by `options` and by the URL's query
-    string). Raises `InvalidArgument` for an unknown scheme or a malformed URL.
+    ``memory://`` -> `MemoryBackend`; ``redis://host:port/db``, ``rediss://...`` (TLS),
+    ``unix:///path?db=N`` and ``redis+cluster://host:port,host:port`` -> `RedisBackend`,
+    whose client gets the defaults of `ratelimit_core.redis.connect` (overridable by
+    `options`, and for a single server by the URL's query string). Raises
+    `InvalidArgument` for an unknown scheme or a malformed URL.
     """
     valid = ", ".join(f"{scheme}://" for scheme in BACKEND_SCHEMES)
     if not isinstance(url, str):

@@ -2,8 +2,9 @@
 
 ``RATELIMIT_TEST_BACKENDS`` (comma-separated; default: all) picks the backends
 that backend-parametrised tests run on: ``memory``, ``fakeredis``, ``redis``,
-``valkey``. The ``redis`` and ``valkey`` backends are real server processes the
-suite starts itself on free loopback ports (see `servers.py`); when a binary is
+``valkey``, ``cluster``. The ``redis``, ``valkey`` and ``cluster`` (three
+redis-server masters) backends are real server processes the suite starts itself
+on free loopback ports (see `servers.py`); when a binary is
 missing their tests are skipped with the reason, except under ``CI=true``, where
 a missing server fails the run.
 """
@@ -11,8 +12,10 @@ a missing server fails the run.
 from __future__ import annotations
 
 import os
+import shutil
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, settings
@@ -20,11 +23,8 @@ from hypothesis import HealthCheck, settings
 from ratelimit_core import Backend, ManualClock, MemoryBackend
 from ratelimit_core.clock import Clock
 
-from servers import ServerProcess, find_server_binary
-
-ALL_BACKENDS = ("memory", "fakeredis", "redis", "valkey")
-SERVER_BACKENDS = ("redis", "valkey")
-IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+from matrix import ALL_BACKENDS, IN_CI, SERVER_BACKENDS, NewBackend, missing_server, selected_backends
+from servers import ClusterProcess, ServerProcess, find_server_binary
 
 settings.register_profile("dev", max_examples=50, deadline=None)
 settings.register_profile(
@@ -32,31 +32,11 @@ settings.register_profile(
 )
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci" if IN_CI else "dev"))
 
-NewBackend = Callable[..., Backend]
-"""`new_backend(clock=None, prefix=None) -> Backend`: another backend on the same storage."""
-
-
-def selected_backends() -> tuple[str, ...]:
-    raw = os.environ.get("RATELIMIT_TEST_BACKENDS", "")
-    names = tuple(name.strip() for name in raw.split(",") if name.strip()) or ALL_BACKENDS
-    unknown = set(names) - set(ALL_BACKENDS)
-    if unknown:
-        raise pytest.UsageError(
-            f"RATELIMIT_TEST_BACKENDS names unknown backends {sorted(unknown)}; valid: {', '.join(ALL_BACKENDS)}"
-        )
-    return names
-
-
-def _missing(reason: str) -> None:
-    if IN_CI:
-        pytest.fail(f"{reason} (CI=true: a missing server is a failure, not a skip)", pytrace=False)
-    pytest.skip(reason)
-
 
 def _server(name: str) -> Iterator[ServerProcess]:
     binary = find_server_binary(name)
     if binary is None:
-        _missing(f"no {name}-server binary found (install it, or set RATELIMIT_{name.upper()}_SERVER)")
+        missing_server(f"no {name}-server binary found (install it, or set RATELIMIT_{name.upper()}_SERVER)")
     assert binary is not None
     server = ServerProcess(binary).start()
     try:
@@ -78,6 +58,26 @@ def valkey_server() -> Iterator[ServerProcess]:
 
 
 @pytest.fixture(scope="session")
+def cluster_server() -> Iterator[ClusterProcess]:
+    """A real three-master Redis Cluster (redis-server --cluster-enabled) shared by the session."""
+    binary, cli = find_server_binary("redis"), shutil.which("redis-cli")
+    if binary is None or cli is None:
+        missing_server("a Redis Cluster needs redis-server and redis-cli (Debian: redis-server, redis-tools)")
+    assert binary is not None
+    assert cli is not None
+    cluster = ClusterProcess(binary, cli).start()
+    try:
+        yield cluster
+    finally:
+        cluster.close()
+
+
+@pytest.fixture(scope="session")
+def cluster_url(cluster_server: ClusterProcess) -> str:
+    return cluster_server.url
+
+
+@pytest.fixture(scope="session")
 def redis_url(redis_server: ServerProcess) -> str:
     return redis_server.url
 
@@ -95,7 +95,7 @@ def server_process(request: pytest.FixtureRequest) -> Iterator[Callable[[str], S
     def start(name: str) -> ServerProcess:
         binary = find_server_binary(name)
         if binary is None:
-            _missing(f"no {name}-server binary found")
+            missing_server(f"no {name}-server binary found")
         assert binary is not None
         server = ServerProcess(binary).start()
         started.append(server)
@@ -142,37 +142,40 @@ async def new_backend(
 ) -> AsyncIterator[NewBackend]:
     """A factory of backends that share one storage of the selected kind."""
     made: list[Backend] = []
+    clients: list[Any] = []
     fake_server = None
+    memory: dict[tuple[int, str], MemoryBackend] = {}
 
     def make(clock: Clock | None = None, prefix: str | None = None) -> Backend:
         nonlocal fake_server
         prefix = key_prefix if prefix is None else prefix
-        backend: Backend
         if backend_name == "memory":
-            backend = MemoryBackend(clock=clock, prefix=prefix)
-        else:
-            import redis.asyncio
+            # One MemoryBackend per clock and prefix: that is what "the same storage" means in one process.
+            return memory.setdefault((id(clock), prefix), MemoryBackend(clock=clock, prefix=prefix))
+        from ratelimit_core import RedisBackend
 
-            from ratelimit_core import RedisBackend
+        backend: Backend
+        if backend_name == "fakeredis":
+            import fakeredis
 
-            if backend_name == "fakeredis":
-                import fakeredis
-
-                fake_server = fake_server or fakeredis.FakeServer()
-                client = fakeredis.FakeAsyncRedis(server=fake_server)
-            else:
-                assert backend_url is not None
-                client = redis.asyncio.from_url(backend_url, socket_timeout=10)
+            fake_server = fake_server or fakeredis.FakeServer()
+            client = fakeredis.FakeAsyncRedis(server=fake_server)
+            clients.append(client)
             backend = RedisBackend(client, clock=clock, prefix=prefix)
+        else:
+            assert backend_url is not None
+            backend = RedisBackend.from_url(backend_url, clock=clock, prefix=prefix, socket_timeout=10)
         made.append(backend)
         return backend
 
     yield make
-    for backend in made:
+    for backend in [*made, *memory.values()]:
         try:
             await backend.clear()
         finally:
             await backend.aclose()
+    for client in clients:
+        await client.aclose()
 
 
 @pytest.fixture

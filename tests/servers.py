@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import shutil
 import signal
+import subprocess
 import tempfile
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,12 +22,16 @@ import port_for
 from mirakuru import TCPExecutor
 from mirakuru.exceptions import ProcessExitedWithError, ProcessFinishedWithError, TimeoutExpired
 
-__all__ = ["SERVER_BINARIES", "ServerProcess", "find_server_binary"]
+__all__ = ["SERVER_BINARIES", "ClusterProcess", "ServerProcess", "find_server_binary"]
 
 SERVER_BINARIES = {"redis": "redis-server", "valkey": "valkey-server"}
 """Backend name -> binary name. ``RATELIMIT_<NAME>_SERVER`` overrides the path."""
 
 _START_ATTEMPTS = 5
+# A cluster node also listens on port + 10000 (the cluster bus), which must exist and be free.
+_CLUSTER_PORTS = range(20000, 30000)
+_CLUSTER_NODES = 3
+_CLUSTER_READY_POLLS = 100
 
 
 def find_server_binary(name: str) -> str | None:
@@ -51,6 +58,8 @@ class ServerProcess:
     binary: str
     extra_args: tuple[str, ...] = ()
     port: int = 0
+    ports: set[int] | None = None
+    """The ports to pick from (None: any free port)."""
     _executor: TCPExecutor | None = None
     _dir: tempfile.TemporaryDirectory[str] = field(default_factory=tempfile.TemporaryDirectory)
 
@@ -80,7 +89,7 @@ class ServerProcess:
         last_error: Exception | None = None
         for _ in range(_START_ATTEMPTS):
             if not self.port:
-                self.port = port_for.select_random()
+                self.port = port_for.select_random(self.ports)
             executor = TCPExecutor(self._command(), host="127.0.0.1", port=self.port, timeout=20)
             try:
                 executor.start()
@@ -127,3 +136,62 @@ class ServerProcess:
     def close(self) -> None:
         self.stop()
         self._dir.cleanup()
+
+
+def _cluster_port(taken: set[int]) -> int:
+    """A free port whose cluster bus port (+10000) is free too."""
+    for _ in range(100):
+        port = random.choice(_CLUSTER_PORTS)
+        if port not in taken and port_for.is_available(port) and port_for.is_available(port + 10000):
+            return port
+    raise RuntimeError("no free port pair for a cluster node")
+
+
+@dataclass
+class ClusterProcess:
+    """A Redis Cluster of three masters on loopback, joined by ``redis-cli --cluster create``."""
+
+    binary: str
+    cli: str
+    nodes: list[ServerProcess] = field(default_factory=list)
+
+    @property
+    def url(self) -> str:
+        """A ``redis+cluster://`` URL naming every node."""
+        return "redis+cluster://" + ",".join(f"127.0.0.1:{node.port}" for node in self.nodes)
+
+    def start(self) -> ClusterProcess:
+        for _ in range(_CLUSTER_NODES):
+            node = ServerProcess(
+                self.binary,
+                extra_args=("--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf"),
+                port=_cluster_port(taken={node.port for node in self.nodes}),
+            ).start()
+            self.nodes.append(node)
+        addresses = [f"127.0.0.1:{node.port}" for node in self.nodes]
+        subprocess.run(
+            [self.cli, "--cluster", "create", *addresses, "--cluster-replicas", "0", "--cluster-yes"],
+            check=True,
+            capture_output=True,
+            timeout=60,
+        )
+        for _ in range(_CLUSTER_READY_POLLS):
+            states = [self._cli(node, "CLUSTER", "INFO") for node in self.nodes]
+            if all("cluster_state:ok" in state for state in states):
+                return self
+            time.sleep(0.1)
+        raise RuntimeError(f"the cluster on {addresses} did not reach cluster_state:ok")
+
+    def _cli(self, node: ServerProcess, *command: str) -> str:
+        done = subprocess.run(
+            [self.cli, "-h", "127.0.0.1", "-p", str(node.port), *command],
+            check=True,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
+        return done.stdout
+
+    def close(self) -> None:
+        for node in self.nodes:
+            node.close()

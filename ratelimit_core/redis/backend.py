@@ -34,11 +34,13 @@ other Redis error (e.g. WRONGTYPE) raises `BackendError`; the original is chaine
 
 from __future__ import annotations
 
+import asyncio
 from types import TracebackType
 from typing import Any, Self, cast
 
 import redis.asyncio
 from redis.asyncio.client import NEVER_DECODE  # type: ignore[attr-defined]
+from redis.asyncio.cluster import RedisCluster
 from redis.commands.core import AsyncScript
 
 from ..arguments import check_count, check_optional_count, check_text
@@ -47,7 +49,7 @@ from ..bucket import bucket_spec
 from ..clock import Clock
 from ..errors import BackendError, InvalidArgument
 from ..keys import BUCKET, COUNTER, SET, Kind, check_prefix, storage_key
-from .connect import client_from_url
+from .connect import Client, client_from_url
 from .errors import translated_errors
 from .lua import SCRIPT_NAMES, script_source
 
@@ -85,13 +87,11 @@ class _UndecodedReplies:
 
     __slots__ = ("_client",)
 
-    def __init__(self, client: redis.asyncio.Redis) -> None:
+    def __init__(self, client: Client) -> None:
         self._client = client
 
     async def evalsha(self, sha: str, numkeys: int, *keys_and_args: bytes | str) -> Any:
-        return await self._client.execute_command(  # type: ignore[no-untyped-call]
-            "EVALSHA", sha, numkeys, *keys_and_args, **{NEVER_DECODE: True}
-        )
+        return await self._client.execute_command("EVALSHA", sha, numkeys, *keys_and_args, **{NEVER_DECODE: True})
 
     async def script_load(self, script: str) -> Any:
         return await self._client.script_load(script)
@@ -105,9 +105,7 @@ class RedisBackend:
     caller's to close. Either ``decode_responses`` setting works.
     """
 
-    def __init__(
-        self, client_or_url: redis.asyncio.Redis | str, *, clock: Clock | None = None, prefix: str = "rl:"
-    ) -> None:
+    def __init__(self, client_or_url: Client | str, *, clock: Clock | None = None, prefix: str = "rl:") -> None:
         self.prefix = check_prefix(prefix)
         if clock is not None and not callable(clock):
             raise InvalidArgument(f"clock must be a callable returning milliseconds or None, got {clock!r}")
@@ -115,13 +113,18 @@ class RedisBackend:
         if isinstance(client_or_url, str):
             self._client = client_from_url(client_or_url)
             self._owns_client = True
-        elif isinstance(client_or_url, redis.asyncio.Redis):
+        elif isinstance(client_or_url, redis.asyncio.Redis | RedisCluster):
             self._client = client_or_url
             self._owns_client = False
         else:
             raise InvalidArgument(
-                f"client_or_url must be a redis.asyncio.Redis client or a redis:// URL, got {client_or_url!r:.80}"
+                "client_or_url must be a redis.asyncio.Redis or RedisCluster client or a redis:// URL,"
+                f" got {client_or_url!r:.80}"
             )
+        # redis-py's RedisCluster breaks when its first commands run concurrently
+        # (seen with redis-py 8.1): initialise it once, under a lock, before the first.
+        self._cluster_ready = not isinstance(self._client, RedisCluster)
+        self._cluster_lock = asyncio.Lock()
         self._replies = cast(redis.asyncio.Redis, _UndecodedReplies(self._client))
         self._scripts: dict[str, AsyncScript] = {
             name: self._client.register_script(script_source(name)) for name in SCRIPT_NAMES
@@ -142,7 +145,7 @@ class RedisBackend:
         return f"RedisBackend(prefix={self.prefix!r}, clock={clock})"
 
     @property
-    def client(self) -> redis.asyncio.Redis:
+    def client(self) -> Client:
         """The underlying client (for diagnostics and tests)."""
         return self._client
 
@@ -157,8 +160,18 @@ class RedisBackend:
             raise InvalidArgument(f"clock must return an int between 0 and {_MAX_NOW} ms, got {now!r}")
         return str(now), str(CLOCK_TTL_GRACE_MS)
 
+    async def _initialize_cluster(self) -> None:
+        async with self._cluster_lock:
+            if not self._cluster_ready:
+                assert isinstance(self._client, RedisCluster)
+                with translated_errors("cluster initialize"):
+                    await self._client.initialize()
+                self._cluster_ready = True
+
     async def _run(self, name: str, key: bytes, *args: bytes | str) -> Any:
         time_args = self._time_args()
+        if not self._cluster_ready:
+            await self._initialize_cluster()
         with translated_errors(name):
             return await self._scripts[name](keys=[key], args=[*time_args, *args], client=self._replies)
 
@@ -250,16 +263,27 @@ class RedisBackend:
         """Delete every key under the prefix (SCAN + UNLINK in batches; not atomic)."""
         pattern = _glob_escape(_encode(self.prefix)) + b"*"
         with translated_errors("clear"):
-            cursor = 0
-            while True:
-                # Undecoded: a key may hold a lone surrogate, which strict decoding refuses.
-                cursor, keys = await self._client.execute_command(  # type: ignore[no-untyped-call]
-                    "SCAN", cursor, "MATCH", pattern, "COUNT", _SCAN_BATCH, **{NEVER_DECODE: True}
-                )
-                if keys:
-                    await self._client.unlink(*keys)
-                if int(cursor) == 0:
-                    break
+            if isinstance(self._client, RedisCluster):
+                for node in self._client.get_primaries():
+                    await self._clear_node(pattern, target_nodes=node)
+            else:
+                await self._clear_node(pattern)
+
+    async def _clear_node(self, pattern: bytes, **target: Any) -> None:
+        cursor = 0
+        while True:
+            # Undecoded: a key may hold a lone surrogate, which strict decoding refuses.
+            reply = await self._client.execute_command(
+                "SCAN", cursor, "MATCH", pattern, "COUNT", _SCAN_BATCH, **target, **{NEVER_DECODE: True}
+            )
+            cursor, keys = reply
+            if isinstance(cursor, dict):  # a cluster answers ({node name: cursor}, keys)
+                (cursor,) = cursor.values()
+            for key in keys:
+                # One key per command: on a cluster the keys of one node span many slots.
+                await self._client.unlink(key)
+            if int(cursor) == 0:
+                break
 
     async def aclose(self) -> None:
         """Close the client if this backend built it from a URL."""

@@ -13,8 +13,10 @@ wins, e.g. ``redis://host/0?socket_timeout=2``):
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import unquote
 
 import redis.asyncio
+from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -22,9 +24,11 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from ..errors import InvalidArgument
 
 __all__ = [
+    "CLUSTER_SCHEME",
     "DEFAULT_CONNECT_TIMEOUT_S",
     "DEFAULT_RETRIES",
     "DEFAULT_SOCKET_TIMEOUT_S",
+    "Client",
     "client_from_url",
     "default_retry",
 ]
@@ -32,6 +36,10 @@ __all__ = [
 DEFAULT_CONNECT_TIMEOUT_S = 0.5
 DEFAULT_SOCKET_TIMEOUT_S = 0.5
 DEFAULT_RETRIES = 1
+CLUSTER_SCHEME = "redis+cluster"
+
+Client = redis.asyncio.Redis | RedisCluster
+"""The clients the driver runs on: one server (or Valkey), or a Redis Cluster."""
 
 
 def default_retry() -> Retry:
@@ -39,11 +47,16 @@ def default_retry() -> Retry:
     return Retry(ExponentialBackoff(cap=0.1, base=0.01), DEFAULT_RETRIES, supported_errors=(RedisConnectionError,))
 
 
-def client_from_url(url: str, **options: Any) -> redis.asyncio.Redis:
-    """A lazily connecting client for a ``redis://``, ``rediss://`` or ``unix://`` URL.
+def client_from_url(url: str, **options: Any) -> Client:
+    """A lazily connecting client for a ``redis://``, ``rediss://``, ``unix://`` or cluster URL.
 
-    Raises `InvalidArgument` when redis-py cannot parse the URL or the options.
+    A cluster URL names one or more seed nodes:
+    ``redis+cluster://[user:password@]host:port[,host:port...]``; the client finds
+    the rest of the cluster from them. Raises `InvalidArgument` when the URL or the
+    options cannot be used.
     """
+    if url.partition("://")[0].lower() == CLUSTER_SCHEME:
+        return _cluster_client(url, options)
     settings: dict[str, Any] = {
         "socket_connect_timeout": DEFAULT_CONNECT_TIMEOUT_S,
         "socket_timeout": DEFAULT_SOCKET_TIMEOUT_S,
@@ -55,3 +68,28 @@ def client_from_url(url: str, **options: Any) -> redis.asyncio.Redis:
     except (ValueError, TypeError) as exc:
         # redis-py's messages name the bad part but never echo a password.
         raise InvalidArgument(f"invalid Redis URL or option: {exc}") from None
+
+
+def _cluster_client(url: str, options: dict[str, Any]) -> RedisCluster:
+    rest = url.partition("://")[2]
+    if any(mark in rest for mark in "/?#"):
+        raise InvalidArgument(f"a {CLUSTER_SCHEME}:// URL is host:port[,host:port...] with no path or query")
+    credentials, _, hosts = rest.rpartition("@")
+    settings: dict[str, Any] = {
+        "socket_connect_timeout": DEFAULT_CONNECT_TIMEOUT_S,
+        "socket_timeout": DEFAULT_SOCKET_TIMEOUT_S,
+    }
+    if credentials:
+        username, _, password = credentials.partition(":")
+        settings.update(username=unquote(username) or None, password=unquote(password) or None)
+    nodes = []
+    for address in hosts.split(","):
+        host, colon, port = address.strip().rpartition(":")
+        if not colon or not host or not port.isdigit():
+            raise InvalidArgument(f"a {CLUSTER_SCHEME}:// URL lists host:port pairs, got {address!r:.80}")
+        nodes.append(ClusterNode(host.strip("[]"), int(port)))
+    settings.update(options)
+    try:
+        return RedisCluster(startup_nodes=nodes, **settings)
+    except (ValueError, TypeError) as exc:
+        raise InvalidArgument(f"invalid Redis Cluster URL or option: {exc}") from None

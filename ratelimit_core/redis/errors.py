@@ -15,7 +15,16 @@ __all__ = ["translated_errors"]
 # asyncio.TimeoutError is the builtin TimeoutError (an OSError) from 3.11 on; it is
 # listed so the intent survives reading. redis-py raises its own ConnectionError and
 # TimeoutError, but a socket failure can also surface raw from the transport.
-_UNREACHABLE = (redis_errors.ConnectionError, redis_errors.TimeoutError, OSError, asyncio.TimeoutError)
+# On a cluster, a node that is down or a slot that is moving is an outage too.
+_UNREACHABLE = (
+    redis_errors.ConnectionError,
+    redis_errors.TimeoutError,
+    OSError,
+    asyncio.TimeoutError,
+    redis_errors.ClusterDownError,
+    redis_errors.MasterDownError,
+    redis_errors.TryAgainError,
+)
 
 
 @contextmanager

@@ -6,10 +6,11 @@ import asyncio
 import uuid
 
 import pytest
-from ws_app import User, client, expect_refused, expect_welcome, make_app
 
 from ratelimit_channels import BackendCache
 from ratelimit_core import Backend, MemoryBackend
+
+from ws_app import User, client, expect_refused, expect_welcome, make_app
 
 REDIS_URL = "redis://127.0.0.1:1/0"  # never connected to: building a client does not connect
 

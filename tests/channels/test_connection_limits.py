@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import asyncio
 
-from ws_app import User, client, expect_refused, expect_welcome, make_app, occupancy, open_socket
-
 from ratelimit_core import Backend
 from ratelimit_core.policies import ClientIdentity, Occupancy
+
+from ws_app import User, client, expect_refused, expect_welcome, make_app, occupancy, open_socket
 
 ALICE = User(pk=1)
 BOB = User(pk=2)

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from ws_app import User, client, expect_refused, expect_welcome, make_app
-
 from ratelimit_core import Backend
+
+from ws_app import User, client, expect_refused, expect_welcome, make_app
 
 PROXY = "10.0.0.5"
 TRUSTED = ["10.0.0.0/8"]

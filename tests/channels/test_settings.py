@@ -11,10 +11,11 @@ from typing import Any
 import pytest
 from django.core.exceptions import ImproperlyConfigured
 from django.test import override_settings
-from ws_app import User, client, expect_refused, expect_welcome, make_app, router
 
 from ratelimit_channels import RateLimitMiddleware
 from ratelimit_core import Backend
+
+from ws_app import User, client, expect_refused, expect_welcome, make_app, router
 
 ALICE = User(pk=1)
 

@@ -13,7 +13,7 @@ import pytest
 
 from ratelimit_core import Backend, BucketResult, CounterResult, ManualClock, SetResult
 
-from conftest import NewBackend
+from matrix import NewBackend
 
 # -- counters ---------------------------------------------------------------------------
 

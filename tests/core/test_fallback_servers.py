@@ -9,7 +9,7 @@ import pytest
 
 from ratelimit_core import FallbackBackend, RedisBackend
 
-from conftest import selected_backends
+from matrix import selected_backends
 from servers import ServerProcess
 
 SERVERS = ("redis", "valkey")

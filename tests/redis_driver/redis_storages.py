@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import fakeredis
-import redis.asyncio
 
 from ratelimit_core.redis import RedisBackend
+from ratelimit_core.redis.connect import Client, client_from_url
 
-STORAGES = ("fakeredis", "redis", "valkey")
+from matrix import selected_backends
+
+STORAGES = ("fakeredis", "redis", "valkey", "cluster")
 
 MakeBackend = Callable[..., RedisBackend]
 """`make_backend(clock=None, prefix=<the test's>, decode_responses=False)`."""
@@ -19,8 +20,7 @@ MakeBackend = Callable[..., RedisBackend]
 
 def selected_storages() -> set[str]:
     """The stores named by RATELIMIT_TEST_BACKENDS (all of them when it is unset)."""
-    raw = os.environ.get("RATELIMIT_TEST_BACKENDS", "")
-    return {name.strip() for name in raw.split(",") if name.strip()} or set(STORAGES)
+    return set(selected_backends()) & set(STORAGES)
 
 
 @dataclass
@@ -30,15 +30,15 @@ class Storage:
     name: str
     url: str | None
     fake_server: fakeredis.FakeServer | None = None
-    clients: list[redis.asyncio.Redis] = field(default_factory=list)
+    clients: list[Client] = field(default_factory=list)
 
-    def client(self, *, decode_responses: bool = False) -> redis.asyncio.Redis:
+    def client(self, *, decode_responses: bool = False) -> Client:
         """A new client (closed at teardown by the `storage` fixture)."""
-        client: redis.asyncio.Redis
+        client: Client
         if self.fake_server is not None:
             client = fakeredis.FakeAsyncRedis(server=self.fake_server, decode_responses=decode_responses)
         else:
             assert self.url is not None
-            client = redis.asyncio.from_url(self.url, decode_responses=decode_responses, socket_timeout=5)
+            client = client_from_url(self.url, decode_responses=decode_responses, socket_timeout=5)
         self.clients.append(client)
         return client
