@@ -33,6 +33,33 @@ settings.register_profile(
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci" if IN_CI else "dev"))
 
 
+_BACKEND_PARAMETERS = ("backend_name", "storage", "server")
+"""Fixture parameters that name a backend of the matrix."""
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Deselect (rather than skip) the tests of backends RATELIMIT_TEST_BACKENDS does not select.
+
+    A test belongs to the backends its parameters name (`backend_name`, `storage`,
+    `server`) and those of its ``@pytest.mark.backends("redis", ...)`` marker.
+
+    Skips are kept for what is missing (a server binary), so that a skip always means
+    something was not tested that should have been.
+    """
+    selected = set(selected_backends())
+    kept, dropped = [], []
+    for item in items:
+        params = getattr(getattr(item, "callspec", None), "params", {})
+        names = {params[name] for name in _BACKEND_PARAMETERS if params.get(name) in ALL_BACKENDS}
+        marker = item.get_closest_marker("backends")
+        if marker is not None:
+            names.update(marker.args)
+        (dropped if names - selected else kept).append(item)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = kept
+
+
 def _server(name: str) -> Iterator[ServerProcess]:
     binary = find_server_binary(name)
     if binary is None:

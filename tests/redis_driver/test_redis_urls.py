@@ -13,8 +13,6 @@ from redis.asyncio.connection import SSLConnection, UnixDomainSocketConnection
 from ratelimit_core import InvalidArgument, ManualClock, MemoryBackend, RedisBackend, backend_from_url
 from ratelimit_core.redis import DEFAULT_CONNECT_TIMEOUT_S, DEFAULT_RETRIES, DEFAULT_SOCKET_TIMEOUT_S
 
-from redis_storages import selected_storages
-
 
 def _redis(url: str, **options: Any) -> RedisBackend:
     backend = backend_from_url(url, **options)
@@ -35,9 +33,8 @@ def test_memory_url_with_anything_after_the_scheme_is_refused(url: str) -> None:
         backend_from_url(url)
 
 
+@pytest.mark.backends("redis")
 async def test_redis_url_builds_a_working_backend_that_owns_its_client(request: pytest.FixtureRequest) -> None:
-    if "redis" not in selected_storages():
-        pytest.skip("redis not selected by RATELIMIT_TEST_BACKENDS")
     redis_url: str = request.getfixturevalue("redis_url")
     clock = ManualClock(1_000)
     async with _redis(redis_url, clock=clock, prefix="url-test:") as backend:
