@@ -19,7 +19,7 @@ from fractions import Fraction
 from .arguments import check_count
 from .errors import InvalidArgument
 
-__all__ = ["BucketSpec", "BucketStep", "bucket_spec", "bucket_step"]
+__all__ = ["BucketSpec", "BucketSpecCache", "BucketStep", "bucket_spec", "bucket_step"]
 
 MIN_RATE = Fraction(1, 10**6)
 MAX_RATE = 10**9
@@ -44,16 +44,12 @@ class BucketSpec:
     """Units taken by one call (`cost` tokens)."""
 
 
-@dataclass(frozen=True, slots=True)
-class BucketStep:
-    """The outcome of one `bucket_step`: the decision and the state to store."""
+BucketStep = tuple[bool, int, int, int]
+"""The outcome of one `bucket_step`: ``(allowed, level, retry_after_ms, reset_after_ms)``,
+where `level` is the units in the bucket after the step (the state to store).
 
-    allowed: bool
-    level: int
-    """Units in the bucket after the step."""
-    remaining: int
-    retry_after_ms: int
-    reset_after_ms: int
+A plain tuple: it is made on every call of the hot path and unpacked at once.
+"""
 
 
 def _micro_rate(rate: object) -> int:
@@ -99,8 +95,43 @@ def bucket_spec(rate: object, burst: object, cost: object) -> BucketSpec:
     return BucketSpec(per_ms=micro // g, unit=unit, full=full, cost=cost_i * unit)
 
 
-def _ceil_div(a: int, b: int) -> int:
-    return -(-a // b)
+class BucketSpecCache:
+    """`bucket_spec` results by (rate, burst, cost), so a hot path validates each combination once.
+
+    The key holds the arguments' types as well as their values: ``True == 1`` and
+    ``5.0 == 5``, but only the int is a valid burst, so only identical arguments
+    share an entry. Holds at most `maxsize` combinations and starts over when full
+    (a limiter uses a handful); `clear` empties it.
+    """
+
+    __slots__ = ("_specs", "maxsize")
+
+    def __init__(self, maxsize: int = 256) -> None:
+        self.maxsize = maxsize
+        self._specs: dict[tuple[object, ...], BucketSpec] = {}
+
+    def __len__(self) -> int:
+        return len(self._specs)
+
+    def get(self, rate: object, burst: object, cost: object) -> BucketSpec:
+        """`bucket_spec(rate, burst, cost)`, computed once per distinct combination."""
+        key = (rate, burst, cost, type(rate), type(burst), type(cost))
+        try:
+            spec = self._specs.get(key)
+        except TypeError:  # unhashable (or a signalling NaN): bucket_spec names the argument
+            return bucket_spec(rate, burst, cost)
+        if spec is None:
+            spec = bucket_spec(rate, burst, cost)
+            if len(self._specs) >= self.maxsize:
+                self._specs.clear()
+            self._specs[key] = spec
+        return spec
+
+    def clear(self) -> None:
+        self._specs.clear()
+
+
+# In the step, ceil(a / b) for b > 0 is written -((-a) // b): exact integer division.
 
 
 def bucket_step(spec: BucketSpec, level: int | None, updated_ms: int | None, now_ms: int) -> BucketStep:
@@ -109,23 +140,18 @@ def bucket_step(spec: BucketSpec, level: int | None, updated_ms: int | None, now
     `level` None means no stored state (a full bucket). A clock that went backwards
     refills nothing. On refusal nothing is taken and the caller need not store anything.
     """
+    per_ms = spec.per_ms
+    full = spec.full
     if level is None or updated_ms is None:
-        level = spec.full
+        level = full
     else:
         elapsed = now_ms - updated_ms if now_ms > updated_ms else 0
-        if elapsed >= _ceil_div(spec.full - level, spec.per_ms):
-            level = spec.full
+        if elapsed >= -((level - full) // per_ms):  # the refill time to full
+            level = full
         else:
-            level += elapsed * spec.per_ms
-    if level >= spec.cost:
-        level -= spec.cost
-        allowed, retry = True, 0
-    else:
-        allowed, retry = False, _ceil_div(spec.cost - level, spec.per_ms)
-    return BucketStep(
-        allowed=allowed,
-        level=level,
-        remaining=level // spec.unit,
-        retry_after_ms=retry,
-        reset_after_ms=_ceil_div(spec.full - level, spec.per_ms),
-    )
+            level += elapsed * per_ms
+    cost = spec.cost
+    if level >= cost:
+        level -= cost
+        return True, level, 0, -((level - full) // per_ms)
+    return False, level, -((level - cost) // per_ms), -((level - full) // per_ms)

@@ -14,7 +14,7 @@ from typing import Self, TypeVar
 
 from .arguments import check_count, check_optional_count, check_text
 from .backend import BucketResult, CounterResult, SetResult
-from .bucket import bucket_spec, bucket_step
+from .bucket import BucketSpecCache, bucket_step
 from .clock import Clock, monotonic_ms
 from .keys import check_prefix
 
@@ -49,6 +49,7 @@ class MemoryBackend:
         self._counters: dict[str, _Counter] = {}
         self._sets: dict[str, _Set] = {}
         self._buckets: dict[str, _Bucket] = {}
+        self._bucket_specs = BucketSpecCache()
         self._writes = 0
 
     def __repr__(self) -> str:
@@ -174,18 +175,20 @@ class MemoryBackend:
 
     async def bucket_consume(self, key: str, *, rate: float, burst: int, cost: int = 1) -> BucketResult:
         check_text("key", key)
-        spec = bucket_spec(rate, burst, cost)
+        spec = self._bucket_specs.get(rate, burst, cost)
         now = self.clock()
-        state = self._buckets.get(key)
+        buckets = self._buckets
+        state = buckets.get(key)
         if state is None or now >= state[2]:
-            step = bucket_step(spec, None, None, now)
+            allowed, level, retry, reset = bucket_step(spec, None, None, now)
         else:
-            step = bucket_step(spec, state[0], state[1], now)
-        if step.allowed:
-            self._buckets.pop(key, None)
-            self._buckets[key] = (step.level, now, now + step.reset_after_ms)
+            allowed, level, retry, reset = bucket_step(spec, state[0], state[1], now)
+        if allowed:
+            if state is not None:
+                del buckets[key]  # re-inserted at the end, where the newest entries are
+            buckets[key] = (level, now, now + reset)
             self._wrote(now)
-        return BucketResult(step.allowed, step.remaining, step.retry_after_ms, step.reset_after_ms)
+        return BucketResult(allowed, level // spec.unit, retry, reset)
 
     # -- housekeeping ---------------------------------------------------------------
 
