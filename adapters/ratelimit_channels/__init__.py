@@ -5,7 +5,7 @@ application = ProtocolTypeRouter({
 })
 """
 
-from .backends import BackendCache, BackendFactory, default_backend_cache
+from .backends import BackendCache, BackendFactory, BackendOptions, build_backend, default_backend_cache
 from .connection import SCOPE_KEY, ConnectionInfo
 from .middleware import RateLimitMiddleware
 from .rooms import resolve_room
@@ -16,10 +16,12 @@ __all__ = [
     "SETTINGS",
     "BackendCache",
     "BackendFactory",
+    "BackendOptions",
     "ConnectionInfo",
     "RateLimitMiddleware",
     "RateLimitSettings",
     "RoomResolver",
+    "build_backend",
     "default_backend_cache",
     "resolve_room",
 ]

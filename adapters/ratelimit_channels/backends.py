@@ -1,9 +1,16 @@
-"""`BackendCache`: the backends built from ``WS_RATE_BACKEND`` URLs, one per URL where it may be shared.
+"""`BackendCache`: the backends built from ``WS_RATE_BACKEND`` URLs, one per URL and options where it may be shared.
 
 A memory backend is built once per process: it is the state, so every connection
-must see the same one. A Redis backend is built once per URL per event loop,
-because a redis.asyncio client is bound to the loop it first ran on (test runners
-and ``async_to_sync`` start several loops); an entry goes away with its loop.
+must see the same one, whatever the options. A Redis backend is built once per
+URL and `BackendOptions` per event loop, because a redis.asyncio client is bound
+to the loop it first ran on (test runners and ``async_to_sync`` start several
+loops); an entry goes away with its loop.
+
+`build_backend` gives a Redis backend short client timeouts and, unless
+``WS_RATE_FALLBACK`` is off, wraps it in a `FallbackBackend`, so an outage or a
+hung server costs a connection or a frame at most ``WS_RATE_BACKEND_TIMEOUT_MS``.
+The wrapper's per-process store lives with the backend: one per URL, options and
+event loop, which in a served process means one per process.
 """
 
 from __future__ import annotations
@@ -11,46 +18,110 @@ from __future__ import annotations
 import asyncio
 import weakref
 from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Final
 
-from ratelimit_core import Backend
+from ratelimit_core import Backend, FallbackBackend
+from ratelimit_core.fallback import DEFAULT_COOLDOWN_MS, DEFAULT_MAX_COOLDOWN_MS, DEFAULT_TIMEOUT_MS, OnError
 from ratelimit_core.urls import backend_from_url
 
-__all__ = ["BackendCache", "BackendFactory", "default_backend_cache"]
-
-BackendFactory = Callable[[str], Backend]
-"""URL -> a new backend (default: `ratelimit_core.urls.backend_from_url`)."""
+__all__ = [
+    "DEFAULT_OPTIONS",
+    "BackendCache",
+    "BackendFactory",
+    "BackendOptions",
+    "build_backend",
+    "default_backend_cache",
+]
 
 _LOOP_FREE_SCHEMES = frozenset({"memory"})
 
 
-class BackendCache:
-    """Backends by URL: loop-free ones (``memory://``) per process, others per event loop.
+@dataclass(frozen=True, slots=True)
+class BackendOptions:
+    """How a backend is built from a URL (and so part of the cache key); ignored by ``memory://``."""
 
-    `factory` builds a backend for a URL; pass another one to wrap backends (for
-    example in a `FallbackBackend`) or to set client options.
+    fallback: bool = True
+    """Wrap the backend in a `FallbackBackend` (``WS_RATE_FALLBACK``)."""
+    on_error: OnError = "fallback"
+    """The wrapper's outage policy (``WS_RATE_ON_BACKEND_ERROR``)."""
+    timeout_ms: int = DEFAULT_TIMEOUT_MS
+    """The client's connect and socket timeouts, and the wrapper's (``WS_RATE_BACKEND_TIMEOUT_MS``)."""
+    processes: int = 1
+    """The wrapper divides limits by this while degraded (``WS_RATE_FALLBACK_PROCESSES``)."""
+    cooldown_ms: int = DEFAULT_COOLDOWN_MS
+    """The wrapper's first probe interval (``WS_RATE_FALLBACK_COOLDOWN_MS``)."""
+
+
+DEFAULT_OPTIONS: Final = BackendOptions()
+"""The options every setting left at its default gives."""
+
+BackendFactory = Callable[[str, BackendOptions], Backend]
+"""(URL, options) -> a new backend (default: `build_backend`)."""
+
+
+def _loop_free(url: str) -> bool:
+    return url.partition("://")[0].lower() in _LOOP_FREE_SCHEMES
+
+
+def build_backend(url: str, options: BackendOptions = DEFAULT_OPTIONS) -> Backend:
+    """The backend `url` names, built as `options` say.
+
+    ``memory://`` is a plain `MemoryBackend` (it never fails). Anything else is a
+    `RedisBackend` whose client times out after `options.timeout_ms` (a URL query
+    such as ``?socket_timeout=2`` still wins for a single server), in a
+    `FallbackBackend` unless `options.fallback` is False. The probe interval
+    backs off from `options.cooldown_ms` up to 30 s (or `cooldown_ms`, if longer).
+    """
+    if _loop_free(url):
+        return backend_from_url(url)
+    timeout_s = options.timeout_ms / 1000
+    primary = backend_from_url(url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s)
+    if not options.fallback:
+        return primary
+    return FallbackBackend(
+        primary,
+        on_error=options.on_error,
+        processes=options.processes,
+        timeout_ms=options.timeout_ms,
+        cooldown_ms=options.cooldown_ms,
+        max_cooldown_ms=max(DEFAULT_MAX_COOLDOWN_MS, options.cooldown_ms),
+    )
+
+
+_Key = tuple[str, BackendOptions | None]
+
+
+class BackendCache:
+    """Backends by URL: loop-free ones (``memory://``) per process, others per options and event loop.
+
+    `factory` builds a backend for a URL and options; pass another one to wrap
+    backends differently or to set other client options.
     """
 
     __slots__ = ("_factory", "_per_loop", "_shared")
 
-    def __init__(self, factory: BackendFactory = backend_from_url) -> None:
+    def __init__(self, factory: BackendFactory = build_backend) -> None:
         self._factory = factory
-        self._shared: dict[str, Backend] = {}
-        self._per_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, Backend]] = (
+        self._shared: dict[_Key, Backend] = {}
+        self._per_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[_Key, Backend]] = (
             weakref.WeakKeyDictionary()
         )
 
     def __repr__(self) -> str:
-        return f"BackendCache(shared={sorted(self._shared)}, loops={len(self._per_loop)})"
+        return f"BackendCache(shared={sorted(url for url, _ in self._shared)}, loops={len(self._per_loop)})"
 
-    def get(self, url: str) -> Backend:
-        """The backend for `url`, built on first use; call it from a running event loop."""
-        if url.partition("://")[0].lower() in _LOOP_FREE_SCHEMES:
-            backends = self._shared
+    def get(self, url: str, options: BackendOptions = DEFAULT_OPTIONS) -> Backend:
+        """The backend for `url` and `options`, built on first use; call it from a running event loop."""
+        key: _Key
+        if _loop_free(url):
+            # The memory backend is the state itself: one for every option set.
+            backends, key = self._shared, (url, None)
         else:
-            backends = self._per_loop.setdefault(asyncio.get_running_loop(), {})
-        backend = backends.get(url)
+            backends, key = self._per_loop.setdefault(asyncio.get_running_loop(), {}), (url, options)
+        backend = backends.get(key)
         if backend is None:
-            backend = backends[url] = self._factory(url)
+            backend = backends[key] = self._factory(url, options)
         return backend
 
     def clear(self) -> None:

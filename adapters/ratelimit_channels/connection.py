@@ -6,6 +6,11 @@ It admits the connection before the inner app sees it, then sits between the
 inner app and the server: incoming frames go through the message gate, and once
 this side closes the socket, the inner app is told ``websocket.disconnect`` and
 whatever it sends afterwards is dropped.
+
+Storage failures never reach the inner app or the client as an exception:
+admission and the message gate apply ``WS_RATE_ON_BACKEND_ERROR``, lease refreshes
+are retried at the next heartbeat, and releases that fail are left to expire.
+Decisions made without the primary storage are logged at DEBUG.
 """
 
 from __future__ import annotations
@@ -50,6 +55,8 @@ class ConnectionInfo:
 
     identity: ClientIdentity
     room: str | None
+    degraded: bool = False
+    """Admitted without the primary storage (a `FallbackBackend`'s local store, or ``on_error``)."""
 
 
 class LimitedConnection:
@@ -100,13 +107,17 @@ class LimitedConnection:
         settings = self._settings
         identity = scope_identity(self._scope, settings.trusted_proxies)
         room = resolve_room(self._scope, self._inner, room_kwarg=settings.room_kwarg, resolver=settings.room_resolver)
-        verdict = await ConnectionPolicy(self._backend, settings.connections).admit(identity, room)
+        on_error = settings.on_backend_error
+        verdict = await ConnectionPolicy(self._backend, settings.connections, on_error=on_error).admit(identity, room)
+        if verdict.degraded:
+            outcome = verdict.code if isinstance(verdict, Denial) else "admitted"
+            logger.debug("connection of %s to room %r: %s without the primary backend", identity.key, room, outcome)
         if isinstance(verdict, Denial):
             await self._refuse(verdict)
             return
         self._leases = verdict.leases
-        self._gate = MessagePolicy(self._backend, settings.messages).gate(identity)
-        self._scope[SCOPE_KEY] = ConnectionInfo(identity, room)
+        self._gate = MessagePolicy(self._backend, settings.messages, on_error=on_error).gate(identity)
+        self._scope[SCOPE_KEY] = ConnectionInfo(identity, room, verdict.degraded)
         self._pending = first
         heartbeat = None
         if verdict.leases.slots:
@@ -149,6 +160,9 @@ class LimitedConnection:
             kind = message.get("type")
             if kind == "websocket.receive" and self._gate is not None:
                 verdict = await self._gate.admit(message.get("text"), message.get("bytes"))
+                if verdict.degraded:
+                    outcome = verdict.code if isinstance(verdict, Denial) else "allowed"
+                    logger.debug("message of %s: %s without the primary backend", self._gate.identity.key, outcome)
                 if isinstance(verdict, Allowed):
                     return message
                 if verdict.close_code is None:

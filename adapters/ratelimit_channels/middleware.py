@@ -38,7 +38,7 @@ class RateLimitMiddleware:
             if settings.enabled:
                 backend: Backend
                 if isinstance(settings.backend, str):
-                    backend = self.backend_cache.get(settings.backend)
+                    backend = self.backend_cache.get(settings.backend, settings.backend_options)
                 else:
                     backend = settings.backend
                 await LimitedConnection(

@@ -20,17 +20,21 @@ from django.core.exceptions import ImproperlyConfigured
 
 from ratelimit_core import Backend, InvalidArgument
 from ratelimit_core.arguments import MAX_COUNT
+from ratelimit_core.fallback import DEFAULT_COOLDOWN_MS, DEFAULT_TIMEOUT_MS
 from ratelimit_core.policies import (
     DEFAULT_CONN_RETRY_MS,
     DEFAULT_LEASE_MS,
     DEFAULT_STRIKES,
+    ON_ERROR_CHOICES,
     ConnectionLimits,
     MessageLimits,
+    OnError,
     TrustedProxies,
 )
 from ratelimit_core.urls import BACKEND_SCHEMES
 
 from .asgi import Scope
+from .backends import BackendOptions
 
 __all__ = ["SETTINGS", "RateLimitSettings", "RoomResolver", "SettingsReader", "check_overrides"]
 
@@ -55,6 +59,11 @@ SETTINGS: Final[Mapping[str, tuple[str, object]]] = MappingProxyType(
         "lease_ms": ("WS_RATE_LEASE_MS", DEFAULT_LEASE_MS),
         "heartbeat_ms": ("WS_RATE_HEARTBEAT_MS", None),
         "http_denial": ("WS_RATE_HTTP_DENIAL", False),
+        "on_backend_error": ("WS_RATE_ON_BACKEND_ERROR", "fallback"),
+        "fallback": ("WS_RATE_FALLBACK", True),
+        "backend_timeout_ms": ("WS_RATE_BACKEND_TIMEOUT_MS", DEFAULT_TIMEOUT_MS),
+        "fallback_processes": ("WS_RATE_FALLBACK_PROCESSES", 1),
+        "fallback_cooldown_ms": ("WS_RATE_FALLBACK_COOLDOWN_MS", DEFAULT_COOLDOWN_MS),
     }
 )
 """Keyword override -> (Django setting, default)."""
@@ -76,6 +85,10 @@ class RateLimitSettings:
     """How often a live connection refreshes its leases (a third of the lease by default)."""
     http_denial: bool
     """Answer connect denials with HTTP 429 where the server offers ``websocket.http.response``."""
+    on_backend_error: OnError
+    """What the limits decide when the backend fails (see `ratelimit_core.policies.failures`)."""
+    backend_options: BackendOptions
+    """How a backend URL is built: timeouts, and the `FallbackBackend` around it."""
 
 
 def check_overrides(overrides: Mapping[str, object]) -> dict[str, object]:
@@ -178,6 +191,16 @@ def _validate(raw: dict[str, object], overrides: Mapping[str, object]) -> RateLi
         )
     except InvalidArgument as exc:  # a rate and burst beyond the bucket's precision
         raise ImproperlyConfigured(f"{label('msg_rps')} and {label('msg_burst')}: {exc}") from None
+    on_backend_error = raw["on_backend_error"]
+    if not isinstance(on_backend_error, str) or on_backend_error not in ON_ERROR_CHOICES:
+        raise fail("on_backend_error", " or ".join(repr(choice) for choice in ON_ERROR_CHOICES))
+    backend_options = BackendOptions(
+        fallback=flag("fallback"),
+        on_error=on_backend_error,
+        timeout_ms=required("backend_timeout_ms", minimum=1),
+        processes=required("fallback_processes", minimum=1),
+        cooldown_ms=required("fallback_cooldown_ms", minimum=1),
+    )
     return RateLimitSettings(
         enabled=flag("enabled"),
         backend=_backend(raw["backend"], fail),
@@ -188,6 +211,8 @@ def _validate(raw: dict[str, object], overrides: Mapping[str, object]) -> RateLi
         room_resolver=_room_resolver(raw["room_resolver"], fail, label),
         heartbeat_ms=heartbeat_ms,
         http_denial=flag("http_denial"),
+        on_backend_error=on_backend_error,
+        backend_options=backend_options,
     )
 
 

@@ -11,9 +11,11 @@ from __future__ import annotations
 from typing import Final
 
 __all__ = [
+    "BACKEND_UNAVAILABLE",
     "CLOSE_CONNECTION_REFUSED",
     "CLOSE_PAYLOAD_TOO_LARGE",
     "CLOSE_RATE_LIMITED",
+    "CLOSE_TRY_AGAIN_LATER",
     "CONNECTION_LIMIT_EXCEEDED",
     "ERROR_FRAME_TYPE",
     "HTTP_TOO_MANY_REQUESTS",
@@ -32,6 +34,8 @@ PAYLOAD_TOO_LARGE: Final = "payload_too_large"
 """A frame (text counted as UTF-8 bytes) was larger than the limit."""
 RATE_LIMIT_EXCEEDED: Final = "rate_limit_exceeded"
 """A message came faster than the token bucket allows."""
+BACKEND_UNAVAILABLE: Final = "backend_unavailable"
+"""The limits could not be checked (storage down) and ``on_error="deny"`` refuses what cannot be checked."""
 
 ERROR_FRAME_TYPE: Final = "error"
 """The ``type`` of every denial frame."""
@@ -42,6 +46,9 @@ CLOSE_PAYLOAD_TOO_LARGE: Final = 4009
 """Close code after `PAYLOAD_TOO_LARGE`."""
 CLOSE_RATE_LIMITED: Final = 4010
 """Close code after the last allowed rate violation in a row (`RATE_LIMIT_EXCEEDED`)."""
+CLOSE_TRY_AGAIN_LATER: Final = 1013
+"""Close code after `BACKEND_UNAVAILABLE` at connect time: the registered "Try Again Later"
+(RFC 6455 registry), so generic clients treat it as temporary and reconnect later."""
 
 HTTP_TOO_MANY_REQUESTS: Final = 429
 """Status of a connect denial answered over HTTP (where the server allows it) instead of a frame."""

@@ -4,7 +4,8 @@ Each limit is a set with a capacity whose members are connection ids with a
 lease (see `Leases`): the identity's sockets, the IP's sockets (signed in or
 not) and the room's members (one per socket). Each `set_add` is atomic, so
 concurrent attempts never admit more than a capacity; the checks run one after
-another, and a refusal removes what the attempt had already taken.
+another, and a refusal removes what the attempt had already taken. When the
+storage fails, `on_error` decides (see `failures`).
 """
 
 from __future__ import annotations
@@ -15,7 +16,10 @@ from typing import Final, Literal
 
 from ..arguments import check_count, check_optional_count
 from ..backend import Backend
+from ..errors import BackendError
+from ..fallback import OnError
 from .codes import CLOSE_CONNECTION_REFUSED, CONNECTION_LIMIT_EXCEEDED, ROOM_FULL
+from .failures import check_on_error, connection_unavailable, report_failure
 from .identity import ClientIdentity
 from .leases import DEFAULT_LEASE_MS, Leases, Slot
 from .verdicts import Admitted, ConnectionVerdict, Denial
@@ -83,16 +87,21 @@ class Occupancy:
 
 
 class ConnectionPolicy:
-    """Connection admission on top of any `Backend`."""
+    """Connection admission on top of any `Backend`.
 
-    __slots__ = ("backend", "limits")
+    `on_error` decides when the backend fails (``"fallback"``, ``"allow"``,
+    ``"deny"``; see `failures`); None lets the `BackendError` through.
+    """
 
-    def __init__(self, backend: Backend, limits: ConnectionLimits) -> None:
+    __slots__ = ("backend", "limits", "on_error")
+
+    def __init__(self, backend: Backend, limits: ConnectionLimits, *, on_error: OnError | None = None) -> None:
         self.backend = backend
         self.limits = limits
+        self.on_error = None if on_error is None else check_on_error(on_error)
 
     def __repr__(self) -> str:
-        return f"ConnectionPolicy({self.backend!r}, {self.limits!r})"
+        return f"ConnectionPolicy({self.backend!r}, {self.limits!r}, on_error={self.on_error!r})"
 
     async def admit(
         self, identity: ClientIdentity, room: str | None = None, *, connection_id: str | None = None
@@ -102,7 +111,9 @@ class ConnectionPolicy:
         Checks run in the order identity, IP, room, and the first one that is full
         decides the `Denial`. On `Admitted`, the caller owns the leases: refresh
         them while the connection lives and release them when it ends. A storage
-        failure releases what was taken and raises `BackendError`.
+        failure releases what was taken, then raises `BackendError` when `on_error`
+        is None; otherwise it is logged and the connection is admitted holding no
+        slots, or refused with `BACKEND_UNAVAILABLE` under ``"deny"``.
         """
         member = connection_id if connection_id is not None else uuid.uuid4().hex
         limits = self.limits
@@ -121,12 +132,20 @@ class ConnectionPolicy:
                 degraded = degraded or result.degraded
                 if not result.added:
                     await Leases(self.backend, taken, limits.lease_ms).release()
+                    if result.degraded and self.on_error == "deny":
+                        # A FallbackBackend that denies refuses everything while its primary is down.
+                        return connection_unavailable(limits.retry_after_ms)
                     return self._denial(limit, capacity, identity, degraded)
                 taken.append(Slot(key, member))
-        except BaseException:
+        except BaseException as exc:
             # Cancelled or failed half way: give back what this attempt took.
             await Leases(self.backend, taken, limits.lease_ms).release()
-            raise
+            if self.on_error is None or not isinstance(exc, BackendError):
+                raise
+            report_failure("connection admission", exc, self.on_error)
+            if self.on_error == "deny":
+                return connection_unavailable(limits.retry_after_ms)
+            return Admitted(Leases(self.backend, (), limits.lease_ms), degraded=True)
         return Admitted(Leases(self.backend, taken, limits.lease_ms), degraded)
 
     def _denial(self, limit: _Limit, capacity: int, identity: ClientIdentity, degraded: bool) -> Denial:

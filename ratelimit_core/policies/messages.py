@@ -5,6 +5,8 @@ connection. Otherwise it costs one token from the sender identity's bucket, whic
 all of that identity's sockets share; a refused message is dropped and counts as
 a strike, and the `strikes`-th refusal in a row ends the connection. The size
 check needs no storage, so an allowed message costs exactly one backend call.
+When the storage fails, `on_error` decides (see `failures`); a message dropped
+for that reason is not a strike.
 """
 
 from __future__ import annotations
@@ -16,8 +18,10 @@ from typing import Final
 from ..arguments import check_count, check_optional_count
 from ..backend import Backend
 from ..bucket import bucket_spec
-from ..errors import InvalidArgument
+from ..errors import BackendError, InvalidArgument
+from ..fallback import OnError
 from .codes import CLOSE_PAYLOAD_TOO_LARGE, CLOSE_RATE_LIMITED, PAYLOAD_TOO_LARGE, RATE_LIMIT_EXCEEDED
+from .failures import DEFAULT_UNAVAILABLE_RETRY_MS, check_on_error, message_unavailable, report_failure
 from .identity import ClientIdentity
 from .verdicts import Allowed, Denial, MessageVerdict
 
@@ -87,16 +91,21 @@ class MessageLimits:
 
 
 class MessagePolicy:
-    """Message admission on top of any `Backend`; `gate()` gives one connection its view."""
+    """Message admission on top of any `Backend`; `gate()` gives one connection its view.
 
-    __slots__ = ("backend", "limits")
+    `on_error` decides when the backend fails (``"fallback"``, ``"allow"``,
+    ``"deny"``; see `failures`); None lets the `BackendError` through.
+    """
 
-    def __init__(self, backend: Backend, limits: MessageLimits) -> None:
+    __slots__ = ("backend", "limits", "on_error")
+
+    def __init__(self, backend: Backend, limits: MessageLimits, *, on_error: OnError | None = None) -> None:
         self.backend = backend
         self.limits = limits
+        self.on_error = None if on_error is None else check_on_error(on_error)
 
     def __repr__(self) -> str:
-        return f"MessagePolicy({self.backend!r}, {self.limits!r})"
+        return f"MessagePolicy({self.backend!r}, {self.limits!r}, on_error={self.on_error!r})"
 
     def gate(self, identity: ClientIdentity) -> MessageGate:
         """The admission of one connection's messages (it counts that connection's strikes)."""
@@ -113,13 +122,19 @@ class MessagePolicy:
 class MessageGate:
     """One connection's message admission: its identity and its refusals in a row."""
 
-    __slots__ = ("_identity", "_key", "_policy", "_strikes")
+    __slots__ = ("_failing", "_identity", "_key", "_policy", "_strikes")
 
     def __init__(self, policy: MessagePolicy, identity: ClientIdentity) -> None:
         self._policy = policy
         self._identity = identity
         self._key = message_bucket_key(identity)
         self._strikes = 0
+        self._failing = False
+        """The last storage call failed: an outage is logged once per connection, not once per frame."""
+
+    @property
+    def identity(self) -> ClientIdentity:
+        return self._identity
 
     @property
     def strikes(self) -> int:
@@ -135,10 +150,24 @@ class MessageGate:
         limits = policy.limits
         if limits.rate is None:
             return Allowed(None)
-        result = await policy.backend.bucket_consume(self._key, rate=limits.rate, burst=limits.bucket_burst)
+        try:
+            result = await policy.backend.bucket_consume(self._key, rate=limits.rate, burst=limits.bucket_burst)
+        except BackendError as exc:
+            if policy.on_error is None:
+                raise
+            report_failure("message admission", exc, policy.on_error, repeated=self._failing)
+            self._failing = True
+            if policy.on_error == "deny":
+                return message_unavailable(DEFAULT_UNAVAILABLE_RETRY_MS)
+            return Allowed(None, degraded=True)
+        self._failing = False
         if result.allowed:
             self._strikes = 0
             return Allowed(result.remaining, result.degraded)
+        if result.degraded and policy.on_error == "deny":
+            # A FallbackBackend that denies refuses everything while its primary is down:
+            # retry_after_ms is then the time until it tries the primary again.
+            return message_unavailable(result.retry_after_ms)
         self._strikes += 1
         retry = result.retry_after_ms
         if self._strikes >= limits.strikes:

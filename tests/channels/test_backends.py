@@ -1,4 +1,5 @@
-"""BackendCache: memory once per process, Redis once per URL per event loop, clearable."""
+"""BackendCache: memory once per process, Redis once per URL and options per event loop, clearable;
+build_backend: short client timeouts and a FallbackBackend around Redis URLs."""
 
 from __future__ import annotations
 
@@ -7,8 +8,8 @@ import uuid
 
 import pytest
 
-from ratelimit_channels import BackendCache
-from ratelimit_core import Backend, MemoryBackend
+from ratelimit_channels import BackendCache, BackendOptions, build_backend
+from ratelimit_core import Backend, FallbackBackend, MemoryBackend, RedisBackend
 
 from ws_app import User, client, expect_refused, expect_welcome, make_app
 
@@ -22,11 +23,12 @@ async def in_a_new_loop(cache: BackendCache, url: str) -> Backend:
     return await asyncio.to_thread(asyncio.run, get())
 
 
-async def test_a_memory_backend_is_built_once_per_process() -> None:
+async def test_a_memory_backend_is_built_once_per_process_whatever_the_options() -> None:
     cache = BackendCache()
     backend = cache.get("memory://")
     assert isinstance(backend, MemoryBackend)
     assert cache.get("memory://") is backend
+    assert cache.get("memory://", BackendOptions(fallback=False, timeout_ms=7)) is backend
     assert await in_a_new_loop(cache, "memory://") is backend
 
 
@@ -39,6 +41,21 @@ async def test_a_redis_backend_is_built_once_per_url_per_event_loop() -> None:
     await cache.aclose()
 
 
+async def test_each_distinct_set_of_options_gets_its_own_redis_backend() -> None:
+    cache = BackendCache()
+    backend = cache.get(REDIS_URL, BackendOptions())
+    assert cache.get(REDIS_URL, BackendOptions()) is backend
+    others = [
+        cache.get(REDIS_URL, BackendOptions(fallback=False)),
+        cache.get(REDIS_URL, BackendOptions(on_error="deny")),
+        cache.get(REDIS_URL, BackendOptions(timeout_ms=51)),
+        cache.get(REDIS_URL, BackendOptions(processes=2)),
+        cache.get(REDIS_URL, BackendOptions(cooldown_ms=999)),
+    ]
+    assert len({id(other) for other in [backend, *others]}) == 6
+    await cache.aclose()
+
+
 async def test_clear_forgets_every_backend() -> None:
     cache = BackendCache()
     memory, redis = cache.get("memory://"), cache.get(REDIS_URL)
@@ -48,18 +65,51 @@ async def test_clear_forgets_every_backend() -> None:
     await cache.aclose()
 
 
-async def test_the_factory_builds_each_backend() -> None:
-    built: list[str] = []
+async def test_the_factory_builds_each_backend_from_its_url_and_options() -> None:
+    built: list[tuple[str, BackendOptions]] = []
 
-    def factory(url: str) -> Backend:
-        built.append(url)
+    def factory(url: str, options: BackendOptions) -> Backend:
+        built.append((url, options))
         return MemoryBackend()
 
     cache = BackendCache(factory)
     cache.get("redis://a/0")
     cache.get("redis://a/0")
+    cache.get("redis://a/0", BackendOptions(processes=3))
     cache.get("memory://")
-    assert built == ["redis://a/0", "memory://"]
+    assert built == [
+        ("redis://a/0", BackendOptions()),
+        ("redis://a/0", BackendOptions(processes=3)),
+        ("memory://", BackendOptions()),
+    ]
+
+
+def test_a_redis_url_is_wrapped_in_a_fallback_backend_built_from_the_options() -> None:
+    options = BackendOptions(on_error="deny", timeout_ms=80, processes=4, cooldown_ms=250)
+    backend = build_backend(REDIS_URL, options)
+    assert isinstance(backend, FallbackBackend)
+    assert (backend.on_error, backend.processes, backend.cooldown_ms) == ("deny", 4, 250)
+    assert backend.max_cooldown_ms == 30_000
+    assert isinstance(backend.primary, RedisBackend)
+    assert isinstance(backend.fallback, MemoryBackend)
+    client_options = backend.primary.client.connection_pool.connection_kwargs  # type: ignore[union-attr]
+    assert (client_options["socket_timeout"], client_options["socket_connect_timeout"]) == (0.08, 0.08)
+
+
+def test_a_cooldown_longer_than_the_backoff_cap_raises_the_cap() -> None:
+    backend = build_backend(REDIS_URL, BackendOptions(cooldown_ms=60_000))
+    assert isinstance(backend, FallbackBackend)
+    assert backend.max_cooldown_ms == 60_000
+
+
+def test_without_fallback_a_redis_url_is_a_bare_redis_backend_with_the_timeouts() -> None:
+    backend = build_backend(REDIS_URL, BackendOptions(fallback=False, timeout_ms=20))
+    assert isinstance(backend, RedisBackend)
+    assert backend.client.connection_pool.connection_kwargs["socket_timeout"] == 0.02  # type: ignore[union-attr]
+
+
+def test_a_memory_url_is_never_wrapped() -> None:
+    assert isinstance(build_backend("memory://", BackendOptions(fallback=True)), MemoryBackend)
 
 
 async def test_the_middleware_builds_its_backend_from_the_url_setting(
@@ -78,3 +128,26 @@ async def test_the_middleware_builds_its_backend_from_the_url_setting(
     await expect_welcome(again)
     await again.disconnect()
     await cache.aclose()
+
+
+async def test_the_middleware_asks_the_cache_for_the_url_with_the_backend_settings() -> None:
+    built: list[tuple[str, BackendOptions]] = []
+
+    def factory(url: str, options: BackendOptions) -> Backend:
+        built.append((url, options))
+        return MemoryBackend()
+
+    app = make_app(
+        MemoryBackend(),
+        backend=REDIS_URL,
+        backend_cache=BackendCache(factory),
+        on_backend_error="allow",
+        fallback=False,
+        backend_timeout_ms=75,
+        fallback_processes=3,
+        fallback_cooldown_ms=400,
+    )
+    await expect_welcome(client(app))
+    assert built == [
+        (REDIS_URL, BackendOptions(fallback=False, on_error="allow", timeout_ms=75, processes=3, cooldown_ms=400))
+    ]

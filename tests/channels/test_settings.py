@@ -12,7 +12,8 @@ import pytest
 from django.core.exceptions import ImproperlyConfigured
 from django.test import override_settings
 
-from ratelimit_channels import RateLimitMiddleware
+from ratelimit_channels import SETTINGS, BackendOptions, RateLimitMiddleware
+from ratelimit_channels.settings import SettingsReader
 from ratelimit_core import Backend
 
 from ws_app import User, client, expect_refused, expect_welcome, make_app, router
@@ -45,6 +46,14 @@ ALICE = User(pk=1)
         ("http_denial", 1, "http_denial (overriding WS_RATE_HTTP_DENIAL)"),
         ("backend", "mysql://localhost", "backend (overriding WS_RATE_BACKEND)"),
         ("backend", None, "backend (overriding WS_RATE_BACKEND)"),
+        ("on_backend_error", "ignore", "on_backend_error (overriding WS_RATE_ON_BACKEND_ERROR)"),
+        ("on_backend_error", None, "on_backend_error (overriding WS_RATE_ON_BACKEND_ERROR)"),
+        ("fallback", "no", "fallback (overriding WS_RATE_FALLBACK)"),
+        ("backend_timeout_ms", 0, "backend_timeout_ms (overriding WS_RATE_BACKEND_TIMEOUT_MS)"),
+        ("backend_timeout_ms", None, "backend_timeout_ms (overriding WS_RATE_BACKEND_TIMEOUT_MS)"),
+        ("backend_timeout_ms", 0.5, "backend_timeout_ms (overriding WS_RATE_BACKEND_TIMEOUT_MS)"),
+        ("fallback_processes", 0, "fallback_processes (overriding WS_RATE_FALLBACK_PROCESSES)"),
+        ("fallback_cooldown_ms", -1, "fallback_cooldown_ms (overriding WS_RATE_FALLBACK_COOLDOWN_MS)"),
     ],
 )
 def test_a_bad_override_raises_improperly_configured_naming_it(override: str, value: object, named: str) -> None:
@@ -60,11 +69,37 @@ def test_a_bad_override_raises_improperly_configured_naming_it(override: str, va
         ("WS_RATE_MSG_RPS", float("nan")),
         ("WS_RATE_TRUSTED_PROXIES", ["not-a-network"]),
         ("WS_RATE_BACKEND", "redis"),
+        ("WS_RATE_ON_BACKEND_ERROR", "open"),
+        ("WS_RATE_FALLBACK_PROCESSES", 0),
     ],
 )
 def test_a_bad_django_setting_raises_when_the_middleware_is_built(setting: str, value: object) -> None:
     with override_settings(**{setting: value}), pytest.raises(ImproperlyConfigured, match=f"^{setting}"):
         RateLimitMiddleware(router())
+
+
+def test_the_outage_settings_default_to_a_fallback_with_short_timeouts() -> None:
+    current = SettingsReader({name: default for name, (_, default) in SETTINGS.items()}).current()
+    assert current.on_backend_error == "fallback"
+    assert current.backend_options == BackendOptions(
+        fallback=True, on_error="fallback", timeout_ms=50, processes=1, cooldown_ms=1_000
+    )
+
+
+def test_the_outage_settings_are_read_from_django_settings() -> None:
+    outage_settings = {
+        "WS_RATE_ON_BACKEND_ERROR": "deny",
+        "WS_RATE_FALLBACK": False,
+        "WS_RATE_BACKEND_TIMEOUT_MS": 20,
+        "WS_RATE_FALLBACK_PROCESSES": 4,
+        "WS_RATE_FALLBACK_COOLDOWN_MS": 300,
+    }
+    with override_settings(**outage_settings):
+        current = SettingsReader({}).current()
+    assert current.on_backend_error == "deny"
+    assert current.backend_options == BackendOptions(
+        fallback=False, on_error="deny", timeout_ms=20, processes=4, cooldown_ms=300
+    )
 
 
 def test_an_unknown_keyword_is_a_type_error() -> None:

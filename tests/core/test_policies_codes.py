@@ -26,6 +26,7 @@ def test_wire_codes_are_the_documented_values() -> None:
         4009,
         4010,
     )
+    assert (codes.BACKEND_UNAVAILABLE, codes.CLOSE_TRY_AGAIN_LATER) == ("backend_unavailable", 1013)
 
 
 def test_a_short_reason_is_kept_whole() -> None:
