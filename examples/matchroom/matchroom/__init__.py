@@ -1,0 +1,1 @@
+"""A small Django Channels project: match rooms with chat, behind `ratelimit_channels`."""

@@ -1,0 +1,54 @@
+"""`MatchConsumer`: one player's socket in a match room; chat frames go to everyone in the room."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from channels.generic.websocket import AsyncJsonWebsocketConsumer  # type: ignore[import-untyped]
+
+from ratelimit_channels import SCOPE_KEY, ConnectionInfo
+
+__all__ = ["MatchConsumer"]
+
+
+class MatchConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
+    """Welcomes the player, relays text frames to the room as chat, answers binary frames with their size.
+
+    Frames reach it only after the rate limits passed them; refusals are sent by
+    the middleware, never by this consumer.
+    """
+
+    async def connect(self) -> None:
+        self.room: str = self.scope["url_route"]["kwargs"]["room_id"]
+        self.group = f"match.{self.room}"
+        user = self.scope.get("user")
+        self.player: str | None = getattr(user, "username", None)
+        info: ConnectionInfo | None = self.scope.get(SCOPE_KEY)
+        await self.channel_layer.group_add(self.group, self.channel_name)
+        await self.accept()
+        await self.send_json(
+            {
+                "type": "welcome",
+                "room": self.room,
+                "user": self.player,
+                # Who the limits count this socket as: "user:<name>", or "ip:<address>" when anonymous.
+                "counted_as": None if info is None else info.identity.key,
+                "pid": os.getpid(),
+            }
+        )
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None, **kwargs: Any) -> None:
+        if text_data is not None:
+            await self.channel_layer.group_send(
+                self.group, {"type": "chat.message", "user": self.player, "text": text_data}
+            )
+        elif bytes_data is not None:
+            await self.send_json({"type": "binary", "bytes": len(bytes_data)})
+
+    async def chat_message(self, event: dict[str, Any]) -> None:
+        await self.send_json({"type": "chat", "user": event["user"], "text": event["text"]})
+
+    async def disconnect(self, code: int) -> None:
+        if hasattr(self, "group"):
+            await self.channel_layer.group_discard(self.group, self.channel_name)
