@@ -11,6 +11,7 @@ garbage-collected it cancels its app, which ends the connection.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 from dataclasses import dataclass
@@ -25,7 +26,7 @@ from django.conf import settings
 from django.urls import path, re_path
 
 from ratelimit_channels import SETTINGS, RateLimitMiddleware
-from ratelimit_core import Backend
+from ratelimit_core import Backend, BackendError, BackendUnavailable
 from ratelimit_core.policies import ClientIdentity, ConnectionLimits, ConnectionPolicy, Occupancy
 
 if not settings.configured and "DJANGO_SETTINGS_MODULE" not in os.environ:
@@ -47,10 +48,15 @@ class Echo(AsyncWebsocketConsumer):
         info = self.scope.get("ratelimit")
         room = None if info is None else info.room
         ip = None if info is None else info.identity.ip
+        degraded = None if info is None else info.degraded
         # What the URLRouter itself found, to compare with what the middleware found beforehand.
         routed = self.scope.get("url_route", {}).get("kwargs", {}).get("room_id")
         routed = None if routed is None else str(routed)
-        await self.send(text_data=json.dumps({"type": "welcome", "room": room, "routed_room": routed, "ip": ip}))
+        await self.send(
+            text_data=json.dumps(
+                {"type": "welcome", "room": room, "routed_room": routed, "ip": ip, "degraded": degraded}
+            )
+        )
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         if text_data == "boom":
@@ -180,3 +186,31 @@ async def expect_refused(communicator: WebsocketCommunicator, code: str, close_c
 
 async def occupancy(backend: Backend, identity: ClientIdentity, room: str | None = None) -> Occupancy:
     return await ConnectionPolicy(backend, ConnectionLimits()).occupancy(identity, room)
+
+
+class FailingBackend:
+    """Delegates to a backend, except the methods made to fail with `fail(...)`; `failed` is set at each failure."""
+
+    def __init__(self, backend: Backend) -> None:
+        self.backend = backend
+        self.failures: dict[str, BackendError] = {}
+        self.failed = asyncio.Event()
+
+    def fail(self, *methods: str, error: BackendError | None = None) -> None:
+        for method in methods:
+            self.failures[method] = error or BackendUnavailable("connection refused (test)")
+
+    def heal(self) -> None:
+        self.failures.clear()
+
+    def __getattr__(self, name: str) -> Any:
+        method = getattr(self.backend, name)
+
+        async def call(*args: Any, **kwargs: Any) -> Any:
+            error = self.failures.get(name)
+            if error is not None:
+                self.failed.set()
+                raise error
+            return await method(*args, **kwargs)
+
+        return call
