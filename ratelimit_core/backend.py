@@ -114,6 +114,18 @@ class Backend(Protocol):
         """
         ...
 
+    async def bucket_peek(self, key: str, *, rate: float, burst: int, cost: int = 1) -> BucketResult:
+        """The bucket as it is now, taking nothing (for operators and dashboards).
+
+        `remaining` is the whole tokens there now; `allowed` and `retry_after_ms`
+        say whether, and after how long, `bucket_consume` of `cost` would pass.
+        """
+        ...
+
+    async def bucket_reset(self, key: str) -> None:
+        """Forget the bucket's state: it is full again."""
+        ...
+
     async def ping(self) -> None:
         """Return when the storage answers; raise `BackendUnavailable` otherwise."""
         ...

@@ -19,7 +19,7 @@ from fractions import Fraction
 from .arguments import check_count
 from .errors import InvalidArgument
 
-__all__ = ["BucketSpec", "BucketSpecCache", "BucketStep", "bucket_spec", "bucket_step"]
+__all__ = ["BucketSpec", "BucketSpecCache", "BucketStep", "bucket_peek_step", "bucket_spec", "bucket_step"]
 
 MIN_RATE = Fraction(1, 10**6)
 MAX_RATE = 10**9
@@ -155,3 +155,19 @@ def bucket_step(spec: BucketSpec, level: int | None, updated_ms: int | None, now
         level -= cost
         return True, level, 0, -((level - full) // per_ms)
     return False, level, -((level - cost) // per_ms), -((level - full) // per_ms)
+
+
+def bucket_peek_step(spec: BucketSpec, level: int | None, updated_ms: int | None, now_ms: int) -> BucketStep:
+    """What the bucket holds at `now_ms`, taking nothing: (would `spec.cost` be allowed, level, retry, reset).
+
+    The same refill as `bucket_step` (kept apart so that the consume path stays one
+    function call); the caller stores nothing.
+    """
+    full, per_ms = spec.full, spec.per_ms
+    if level is None or updated_ms is None:
+        level = full
+    else:
+        elapsed = now_ms - updated_ms if now_ms > updated_ms else 0
+        level = full if elapsed >= -((level - full) // per_ms) else level + elapsed * per_ms
+    shortfall = spec.cost - level
+    return shortfall <= 0, level, 0 if shortfall <= 0 else -(-shortfall // per_ms), -((level - full) // per_ms)

@@ -322,6 +322,19 @@ class FallbackBackend:
         local = await self._fallback.bucket_consume(key, rate=local_rate, burst=local_burst, cost=cost)
         return BucketResult(local.allowed, local.remaining, local.retry_after_ms, local.reset_after_ms, degraded=True)
 
+    async def bucket_peek(self, key: str, *, rate: float, burst: int, cost: int = 1) -> BucketResult:
+        bucket_spec(rate, burst, cost)
+        result = await self._call_primary(lambda b: b.bucket_peek(key, rate=rate, burst=burst, cost=cost))
+        if not isinstance(result, _Down):
+            return result
+        local_rate, local_burst = self._bucket_share(rate, burst, cost)
+        local = await self._fallback.bucket_peek(key, rate=local_rate, burst=local_burst, cost=cost)
+        return BucketResult(local.allowed, local.remaining, local.retry_after_ms, local.reset_after_ms, degraded=True)
+
+    async def bucket_reset(self, key: str) -> None:
+        await self._call_primary(lambda b: b.bucket_reset(key))
+        await self._fallback.bucket_reset(key)
+
     # -- the rest of the protocol -----------------------------------------------------------
 
     async def ping(self) -> None:

@@ -14,7 +14,7 @@ from typing import Self, TypeVar
 
 from .arguments import check_count, check_optional_count, check_text
 from .backend import BucketResult, CounterResult, SetResult
-from .bucket import BucketSpecCache, bucket_step
+from .bucket import BucketSpecCache, bucket_peek_step, bucket_step
 from .clock import Clock, monotonic_ms
 from .keys import check_prefix
 
@@ -189,6 +189,21 @@ class MemoryBackend:
             buckets[key] = (level, now, now + reset)
             self._wrote(now)
         return BucketResult(allowed, level // spec.unit, retry, reset)
+
+    async def bucket_peek(self, key: str, *, rate: float, burst: int, cost: int = 1) -> BucketResult:
+        check_text("key", key)
+        spec = self._bucket_specs.get(rate, burst, cost)
+        now = self.clock()
+        state = self._buckets.get(key)
+        if state is None or now >= state[2]:
+            allowed, level, retry, reset = bucket_peek_step(spec, None, None, now)
+        else:
+            allowed, level, retry, reset = bucket_peek_step(spec, state[0], state[1], now)
+        return BucketResult(allowed, level // spec.unit, retry, reset)
+
+    async def bucket_reset(self, key: str) -> None:
+        check_text("key", key)
+        self._buckets.pop(key, None)
 
     # -- housekeeping ---------------------------------------------------------------
 

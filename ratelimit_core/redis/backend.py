@@ -253,6 +253,23 @@ class RedisBackend:
         )
         return BucketResult(bool(allowed), int(remaining), int(retry), int(reset))
 
+    async def bucket_peek(self, key: str, *, rate: float, burst: int, cost: int = 1) -> BucketResult:
+        check_text("key", key)
+        spec = bucket_spec(rate, burst, cost)
+        allowed, remaining, retry, reset = await self._run(
+            "bucket_peek",
+            self._key(BUCKET, key),
+            str(spec.per_ms),
+            str(spec.unit),
+            str(spec.full),
+            str(spec.cost),
+        )
+        return BucketResult(bool(allowed), int(remaining), int(retry), int(reset))
+
+    async def bucket_reset(self, key: str) -> None:
+        check_text("key", key)
+        await self._run("bucket_reset", self._key(BUCKET, key))
+
     # -- housekeeping ---------------------------------------------------------------
 
     async def ping(self) -> None:

@@ -21,6 +21,8 @@ SCRIPT_NAMES = (
     "set_size",
     "set_members",
     "bucket_consume",
+    "bucket_peek",
+    "bucket_reset",
 )
 
 

@@ -205,6 +205,18 @@ class ConformanceMachine(RuleBasedStateMachine):
     def bucket_consume(self, key: KeyPlan, data: st.DataObject) -> None:
         self._consume(key, data.draw(costs(key.bucket.burst), label="cost"))
 
+    @rule(key=keys, data=st.data())
+    def bucket_peek(self, key: KeyPlan, data: st.DataObject) -> None:
+        bucket, cost = key.bucket, data.draw(costs(key.bucket.burst), label="cost")
+        peeked: BucketResult = self._agree("bucket_peek", key.text, rate=bucket.rate, burst=bucket.burst, cost=cost)
+        self._bucket_answers.append((key, peeked))
+
+    @rule(key=keys)
+    def bucket_reset(self, key: KeyPlan) -> None:
+        self._agree("bucket_reset", key.text)
+        if self._refusal is not None and self._refusal.plan == key:
+            self._refusal = None
+
     @precondition(lambda self: self._refusal is not None and self.clock() < self._refusal.ready_at <= HORIZON_MS)
     @rule()
     def wait_out_refusal(self) -> None:

@@ -152,6 +152,24 @@ class ReferenceModel:
             reset_after_ms=bucket.wait_ms(now, Fraction(burst)),
         )
 
+    def bucket_peek(self, key: str, *, rate: float, burst: int, cost: int = 1) -> BucketResult:
+        now = self.clock()
+        bucket = self._buckets.get(key)
+        if bucket is None:
+            return BucketResult(True, burst, 0, 0)
+        tokens = bucket.tokens_at(now)
+        return BucketResult(
+            allowed=tokens >= cost,
+            remaining=math.floor(tokens),
+            retry_after_ms=bucket.wait_ms(now, Fraction(cost)),
+            reset_after_ms=bucket.wait_ms(now, Fraction(burst)),
+        )
+
+    def bucket_reset(self, key: str) -> None:
+        bucket = self._buckets.get(key)
+        if bucket is not None:
+            bucket.tokens, bucket.updated_ms = Fraction(bucket.burst), self.clock()
+
     # -- time -----------------------------------------------------------------------
 
     def deadlines(self) -> list[int]:
