@@ -1,0 +1,15 @@
+"""Django settings for the end-to-end tests: the example's, plus the test's overrides.
+
+`app_servers.AppServer` passes the overrides as JSON in ``MATCHROOM_E2E_SETTINGS``
+(``{"WS_RATE_LEASE_MS": 1500, ...}``), so each test states the limits it relies on
+instead of depending on the example's demonstrative values.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+from matchroom.settings import *  # noqa: F403
+
+globals().update(json.loads(os.environ.get("MATCHROOM_E2E_SETTINGS", "{}")))
