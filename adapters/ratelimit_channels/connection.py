@@ -23,7 +23,6 @@ from typing import Final
 
 from ratelimit_core import Backend, BackendError
 from ratelimit_core.policies import (
-    HTTP_TOO_MANY_REQUESTS,
     Allowed,
     ClientIdentity,
     ConnectionPolicy,
@@ -135,7 +134,7 @@ class LimitedConnection:
             retry_s = math.ceil((denial.retry_after_ms or 0) / 1000)
             headers = [(b"content-type", b"application/json"), (b"retry-after", str(retry_s).encode())]
             await self._send(
-                {"type": "websocket.http.response.start", "status": HTTP_TOO_MANY_REQUESTS, "headers": headers}
+                {"type": "websocket.http.response.start", "status": denial.http_status, "headers": headers}
             )
             await self._send({"type": "websocket.http.response.body", "body": denial.frame_text().encode()})
             return

@@ -18,6 +18,7 @@ __all__ = [
     "CLOSE_TRY_AGAIN_LATER",
     "CONNECTION_LIMIT_EXCEEDED",
     "ERROR_FRAME_TYPE",
+    "HTTP_SERVICE_UNAVAILABLE",
     "HTTP_TOO_MANY_REQUESTS",
     "MAX_CLOSE_REASON_BYTES",
     "PAYLOAD_TOO_LARGE",
@@ -52,6 +53,8 @@ CLOSE_TRY_AGAIN_LATER: Final = 1013
 
 HTTP_TOO_MANY_REQUESTS: Final = 429
 """Status of a connect denial answered over HTTP (where the server allows it) instead of a frame."""
+HTTP_SERVICE_UNAVAILABLE: Final = 503
+"""Status of a `BACKEND_UNAVAILABLE` connect denial answered over HTTP."""
 
 MAX_CLOSE_REASON_BYTES: Final = 123
 """RFC 6455 leaves 123 bytes for the reason in a close frame; some servers drop the

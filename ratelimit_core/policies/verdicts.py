@@ -10,7 +10,13 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-from .codes import ERROR_FRAME_TYPE, close_reason
+from .codes import (
+    BACKEND_UNAVAILABLE,
+    ERROR_FRAME_TYPE,
+    HTTP_SERVICE_UNAVAILABLE,
+    HTTP_TOO_MANY_REQUESTS,
+    close_reason,
+)
 from .leases import Leases
 
 __all__ = ["Admitted", "Allowed", "ConnectionVerdict", "Denial", "MessageVerdict"]
@@ -43,6 +49,11 @@ class Denial:
     def frame_text(self) -> str:
         """The error frame as the JSON text sent to the client."""
         return json.dumps(self.frame(), separators=(",", ":"))
+
+    @property
+    def http_status(self) -> int:
+        """The status when a connect denial is answered over HTTP: 503 when the storage failed, else 429."""
+        return HTTP_SERVICE_UNAVAILABLE if self.code == BACKEND_UNAVAILABLE else HTTP_TOO_MANY_REQUESTS
 
     @property
     def close_reason(self) -> str:

@@ -58,6 +58,20 @@ async def test_failing_closed_refuses_a_connection_with_backend_unavailable_and_
     await socket.disconnect()
 
 
+async def test_failing_closed_is_answered_with_http_503_where_the_server_offers_it(backend: Backend) -> None:
+    failing = FailingBackend(backend)
+    failing.fail(*EVERYTHING)
+    app = make_app(failing, on_backend_error="deny", conn_per_user=1, conn_retry_ms=2_000, http_denial=True)
+    socket = client(app, user=ALICE, extensions={"websocket.http.response": {}})
+    await socket.send_input({"type": "websocket.connect"})
+    start = await socket.receive_output()
+    assert (start["type"], start["status"]) == ("websocket.http.response.start", 503)
+    assert (b"retry-after", b"2") in start["headers"]
+    body = await socket.receive_output()
+    assert b'"code":"backend_unavailable"' in body["body"]
+    await socket.wait()
+
+
 async def test_failing_closed_drops_frames_without_closing_and_they_flow_again_when_the_storage_is_back(
     backend: Backend,
 ) -> None:

@@ -27,6 +27,7 @@ def test_wire_codes_are_the_documented_values() -> None:
         4010,
     )
     assert (codes.BACKEND_UNAVAILABLE, codes.CLOSE_TRY_AGAIN_LATER) == ("backend_unavailable", 1013)
+    assert (codes.HTTP_TOO_MANY_REQUESTS, codes.HTTP_SERVICE_UNAVAILABLE) == (429, 503)
 
 
 def test_a_short_reason_is_kept_whole() -> None:
