@@ -22,17 +22,14 @@ __all__ = ["FRAME_TIMEOUT_S", "Players", "Refusal", "eventually", "next_frame", 
 
 FRAME_TIMEOUT_S: Final = 5.0
 """Bound on waiting for any one frame, close or connection: a hang fails the test instead of stalling it."""
-_MAX_FRAMES_BEFORE_CLOSE: Final = 100
 
 
 @dataclass(frozen=True, slots=True)
 class Refusal:
-    """What a client saw when the middleware refused: the error frame, then the close."""
+    """What a client saw when the middleware refused: the error frame, then the close code (None: still open)."""
 
     frame: dict[str, Any]
     close_code: int | None
-    frames_before: tuple[dict[str, Any], ...] = ()
-    """Frames that arrived before the error frame (e.g. chat still in flight)."""
 
 
 class Players:
@@ -77,31 +74,24 @@ class Players:
 
 async def next_frame(socket: ClientConnection) -> dict[str, Any]:
     """The next JSON frame; fails the test on a close or after `FRAME_TIMEOUT_S`."""
+    problem = ""
     try:
         text = await asyncio.wait_for(socket.recv(), FRAME_TIMEOUT_S)
     except ConnectionClosed as exc:
-        pytest.fail(f"the socket was closed ({exc.rcvd}) while a frame was expected")
+        problem = f"the socket was closed ({exc.rcvd}) while a frame was expected"
     except TimeoutError:
-        pytest.fail(f"no frame within {FRAME_TIMEOUT_S} s")
+        problem = f"no frame within {FRAME_TIMEOUT_S} s"
+    if problem:
+        pytest.fail(problem)
     frame: dict[str, Any] = json.loads(text)
     return frame
 
 
 async def read_refusal(socket: ClientConnection) -> Refusal:
-    """Frames up to the first error frame, then whether (and with which code) the socket was closed.
-
-    A refusal that keeps the socket open (a dropped message) has `close_code` None:
-    the socket is still open right after the error frame.
-    """
-    before: list[dict[str, Any]] = []
-    for _ in range(_MAX_FRAMES_BEFORE_CLOSE):
-        frame = await next_frame(socket)
-        if frame["type"] == "error":
-            break
-        before.append(frame)
-    else:
-        pytest.fail(f"no error frame among {_MAX_FRAMES_BEFORE_CLOSE} frames")
-    return Refusal(frame, await _close_code_if_closing(socket), tuple(before))
+    """The next frame, which must be an error frame, and then whether (with which code) the socket was closed."""
+    frame = await next_frame(socket)
+    assert frame["type"] == "error", f"expected the middleware's error frame, got {frame}"
+    return Refusal(frame, await _close_code_if_closing(socket))
 
 
 async def _close_code_if_closing(socket: ClientConnection) -> int | None:

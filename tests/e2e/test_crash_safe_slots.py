@@ -1,0 +1,132 @@
+"""Crash-safe slots with real processes: a SIGKILLed server's slots expire with their lease, live ones never do.
+
+The example runs twice on one real redis-server with a short lease (1.5 s,
+refreshed every 0.3 s). One process is killed outright, so it neither closes its
+sockets nor releases a slot; the other keeps serving.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable, Iterator
+
+import pytest
+from app_servers import AppServer, AppServerPool, private_redis
+from ws_clients import Players, eventually, next_frame
+
+from ratelimit_core import backend_from_url
+from ratelimit_core.policies import (
+    CLOSE_CONNECTION_REFUSED,
+    CONNECTION_LIMIT_EXCEEDED,
+    ROOM_FULL,
+    ClientIdentity,
+    ConnectionLimits,
+    ConnectionPolicy,
+    Occupancy,
+)
+
+from servers import ServerProcess
+
+LEASE_MS = 1500
+HEARTBEAT_MS = 300
+LIMITS = {
+    "WS_RATE_CONN_PER_USER": 2,
+    "WS_RATE_CONN_PER_IP": 50,  # every client here is 127.0.0.1
+    "WS_RATE_ROOM_MAX_MEMBERS": 4,
+    "WS_RATE_LEASE_MS": LEASE_MS,
+    "WS_RATE_HEARTBEAT_MS": HEARTBEAT_MS,
+}
+# Slots were last refreshed at most a heartbeat before the kill, so they are gone a lease
+# after it; the grace covers polling and scheduling, not a slower expiry.
+_FREED_WITHIN_S = LEASE_MS / 1000 + 1.0
+_LEASES_OUTLIVED = 3
+_WATCH_POLL_S = 0.1
+
+
+@pytest.fixture(params=["redis"])
+def server(request: pytest.FixtureRequest, server_process: Callable[[str], ServerProcess]) -> ServerProcess:
+    return private_redis(request.param, server_process)
+
+
+@pytest.fixture
+def processes(server: ServerProcess) -> Iterator[tuple[AppServer, AppServer]]:
+    """(doomed, survivor): the example under uvicorn and under daphne, on the same Redis."""
+    pool = AppServerPool()
+    try:
+        yield pool.start("uvicorn", server.url, **LIMITS), pool.start("daphne", server.url, **LIMITS)
+    finally:
+        pool.close()
+
+
+@pytest.fixture
+async def players() -> AsyncIterator[Players]:
+    async with Players() as clients:
+        yield clients
+
+
+@pytest.fixture
+async def policy(server: ServerProcess) -> AsyncIterator[ConnectionPolicy]:
+    """Reads the slots the example holds in Redis (same URL, same default key prefix)."""
+    async with backend_from_url(server.url) as backend:
+        yield ConnectionPolicy(backend, ConnectionLimits())
+
+
+async def _slots(policy: ConnectionPolicy, user: str, room: str) -> Occupancy:
+    return await policy.occupancy(ClientIdentity("127.0.0.1", user), room)
+
+
+async def test_slots_held_by_a_killed_process_are_free_again_within_the_lease(
+    processes: tuple[AppServer, AppServer], players: Players, policy: ConnectionPolicy
+) -> None:
+    doomed, survivor = processes
+    for user in ("p1", "p1", "p2", "p2"):
+        await players.join(doomed, "arena", user)
+    assert await _slots(policy, "p1", "arena") == Occupancy(identity=2, ip=4, room=4)
+    refusal = await players.refused(survivor, "arena", "p3")
+    assert (refusal.frame["code"], refusal.close_code) == (ROOM_FULL, CLOSE_CONNECTION_REFUSED)
+
+    doomed.kill()
+    # Nothing was released by the dead process: only the lease can free these slots.
+    assert await _slots(policy, "p2", "arena") == Occupancy(identity=2, ip=4, room=4)
+
+    async def all_free() -> bool:
+        return await _slots(policy, "p1", "arena") == await _slots(policy, "p2", "arena") == Occupancy(0, 0, 0)
+
+    await eventually(all_free, within_s=_FREED_WITHIN_S)
+    for user in ("p1", "p1", "p2", "p2"):
+        await players.join(survivor, "arena", user)
+    refusal = await players.refused(survivor, "arena", "p3")
+    assert refusal.frame["code"] == ROOM_FULL, "the room is full again with the new members"
+
+
+async def test_a_socket_outliving_several_leases_keeps_its_slots_while_another_processes_expire(
+    processes: tuple[AppServer, AppServer], players: Players, policy: ConnectionPolicy
+) -> None:
+    doomed, survivor = processes
+    loop = asyncio.get_running_loop()
+    opened_at = loop.time()
+    keepers = [await players.join(survivor, "lobby", "keeper") for _ in range(2)]
+    for user in ("ghost1", "ghost2"):
+        await players.join(doomed, "lobby", user)
+    assert await _slots(policy, "keeper", "lobby") == Occupancy(identity=2, ip=4, room=4)
+    doomed.kill()
+
+    async def only_the_keepers_left() -> bool:
+        return await _slots(policy, "keeper", "lobby") == Occupancy(identity=2, ip=2, room=2)
+
+    await eventually(only_the_keepers_left, within_s=_FREED_WITHIN_S)
+    # Watch the live slots until the keepers have lived through several leases: a refresh
+    # that came too late would show as a missing slot here.
+    outlived_at = opened_at + _LEASES_OUTLIVED * LEASE_MS / 1000
+    while loop.time() < outlived_at:
+        assert await _slots(policy, "keeper", "lobby") == Occupancy(identity=2, ip=2, room=2)
+        await asyncio.sleep(_WATCH_POLL_S)
+
+    refusal = await players.refused(survivor, "lobby", "keeper")
+    assert (refusal.frame["code"], refusal.close_code) == (CONNECTION_LIMIT_EXCEEDED, CLOSE_CONNECTION_REFUSED)
+    await keepers[0].send("still here")
+    for keeper in keepers:
+        assert await next_frame(keeper) == {"type": "chat", "user": "keeper", "text": "still here"}
+    for user in ("p1", "p2"):
+        await players.join(survivor, "lobby", user)
+    assert (await players.refused(survivor, "lobby", "p3")).frame["code"] == ROOM_FULL
