@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from ratelimit_core import Backend, BackendError
+from ratelimit_core.observe import DecisionHooks
 from ratelimit_core.policies import (
     Allowed,
     ClientIdentity,
@@ -65,6 +66,7 @@ class LimitedConnection:
         "_backend",
         "_closed_here",
         "_gate",
+        "_hooks",
         "_inner",
         "_leases",
         "_pending",
@@ -83,7 +85,9 @@ class LimitedConnection:
         *,
         settings: RateLimitSettings,
         backend: Backend,
+        hooks: DecisionHooks | None = None,
     ) -> None:
+        self._hooks = hooks
         self._inner = inner
         self._scope = scope
         self._receive = receive
@@ -107,15 +111,25 @@ class LimitedConnection:
         identity = scope_identity(self._scope, settings.trusted_proxies)
         room = resolve_room(self._scope, self._inner, room_kwarg=settings.room_kwarg, resolver=settings.room_resolver)
         on_error = settings.on_backend_error
-        verdict = await ConnectionPolicy(self._backend, settings.connections, on_error=on_error).admit(identity, room)
+        verdict = await ConnectionPolicy(
+            self._backend, settings.connections, on_error=on_error, hooks=self._hooks
+        ).admit(identity, room)
         if verdict.degraded:
             outcome = verdict.code if isinstance(verdict, Denial) else "admitted"
             logger.debug("connection of %s to room %r: %s without the primary backend", identity.key, room, outcome)
         if isinstance(verdict, Denial):
+            logger.debug(
+                "refused a connection of %s to room %r: %s",
+                identity.key,
+                room,
+                verdict.code,
+                extra={"ratelimit_code": verdict.code, "ratelimit_identity": identity.key, "ratelimit_room": room},
+            )
             await self._refuse(verdict)
             return
         self._leases = verdict.leases
-        self._gate = MessagePolicy(self._backend, settings.messages, on_error=on_error).gate(identity)
+        messages = MessagePolicy(self._backend, settings.messages, on_error=on_error, hooks=self._hooks)
+        self._gate = messages.gate(identity)
         self._scope[SCOPE_KEY] = ConnectionInfo(identity, room, verdict.degraded)
         self._pending = first
         heartbeat = None
@@ -164,6 +178,14 @@ class LimitedConnection:
                     logger.debug("message of %s: %s without the primary backend", self._gate.identity.key, outcome)
                 if isinstance(verdict, Allowed):
                     return message
+                key = self._gate.identity.key
+                logger.debug(
+                    "refused a message of %s: %s%s",
+                    key,
+                    verdict.code,
+                    "" if verdict.close_code is None else f", closing {verdict.close_code}",
+                    extra={"ratelimit_code": verdict.code, "ratelimit_identity": key},
+                )
                 if verdict.close_code is None:
                     await self._send_denial(verdict)
                     continue  # the frame is dropped; the socket stays open

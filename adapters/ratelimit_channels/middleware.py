@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ratelimit_core import Backend
+from ratelimit_core.observe import DecisionHooks
 
 from .asgi import ASGIApp, Receive, Scope, Send
 from .backends import BackendCache, default_backend_cache
@@ -23,9 +24,18 @@ class RateLimitMiddleware:
     `TypeError` for an unknown keyword.
     """
 
-    def __init__(self, inner: ASGIApp, *, backend_cache: BackendCache | None = None, **overrides: object) -> None:
+    def __init__(
+        self,
+        inner: ASGIApp,
+        *,
+        backend_cache: BackendCache | None = None,
+        hooks: DecisionHooks | None = None,
+        **overrides: object,
+    ) -> None:
         self.inner = inner
         self.backend_cache = default_backend_cache if backend_cache is None else backend_cache
+        self.hooks = hooks
+        """Where every decision is reported (`ratelimit_core.observe`); None: nowhere, at no cost."""
         self._settings = SettingsReader(overrides)
         self._settings.current()  # fail at start-up, not at the first connection
 
@@ -42,7 +52,7 @@ class RateLimitMiddleware:
                 else:
                     backend = settings.backend
                 await LimitedConnection(
-                    self.inner, dict(scope), receive, send, settings=settings, backend=backend
+                    self.inner, dict(scope), receive, send, settings=settings, backend=backend, hooks=self.hooks
                 ).run()
                 return
         await self.inner(scope, receive, send)

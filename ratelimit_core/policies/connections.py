@@ -18,6 +18,7 @@ from ..arguments import check_count, check_optional_count
 from ..backend import Backend
 from ..errors import BackendError
 from ..fallback import OnError
+from ..observe import Decision, DecisionHooks
 from .codes import CLOSE_CONNECTION_REFUSED, CONNECTION_LIMIT_EXCEEDED, ROOM_FULL
 from .failures import check_on_error, connection_unavailable, report_failure
 from .identity import ClientIdentity
@@ -37,6 +38,8 @@ __all__ = [
 DEFAULT_CONN_RETRY_MS: Final = 5_000
 
 _Limit = Literal["identity", "ip", "room"]
+_DECISION_LIMIT: Final = {"identity": "user", "ip": "ip", "room": "room"}
+"""This module's limit names -> `observe.LIMITS`."""
 
 
 def identity_slots_key(identity: ClientIdentity) -> str:
@@ -93,12 +96,20 @@ class ConnectionPolicy:
     ``"deny"``; see `failures`); None lets the `BackendError` through.
     """
 
-    __slots__ = ("backend", "limits", "on_error")
+    __slots__ = ("backend", "hooks", "limits", "on_error")
 
-    def __init__(self, backend: Backend, limits: ConnectionLimits, *, on_error: OnError | None = None) -> None:
+    def __init__(
+        self,
+        backend: Backend,
+        limits: ConnectionLimits,
+        *,
+        on_error: OnError | None = None,
+        hooks: DecisionHooks | None = None,
+    ) -> None:
         self.backend = backend
         self.limits = limits
         self.on_error = None if on_error is None else check_on_error(on_error)
+        self.hooks = hooks
 
     def __repr__(self) -> str:
         return f"ConnectionPolicy({self.backend!r}, {self.limits!r}, on_error={self.on_error!r})"
@@ -130,6 +141,9 @@ class ConnectionPolicy:
             for limit, key, capacity in checks:
                 result = await self.backend.set_add(key, member, capacity=capacity, lease_ms=limits.lease_ms)
                 degraded = degraded or result.degraded
+                if self.hooks:
+                    code = None if result.added else ROOM_FULL if limit == "room" else CONNECTION_LIMIT_EXCEEDED
+                    self.hooks.emit(Decision(_DECISION_LIMIT[limit], result.added, code, identity.key, result.degraded))
                 if not result.added:
                     await Leases(self.backend, taken, limits.lease_ms).release()
                     if result.degraded and self.on_error == "deny":

@@ -20,6 +20,7 @@ from ..backend import Backend
 from ..bucket import bucket_spec
 from ..errors import BackendError, InvalidArgument
 from ..fallback import OnError
+from ..observe import Decision, DecisionHooks
 from .codes import CLOSE_PAYLOAD_TOO_LARGE, CLOSE_RATE_LIMITED, PAYLOAD_TOO_LARGE, RATE_LIMIT_EXCEEDED
 from .failures import DEFAULT_UNAVAILABLE_RETRY_MS, check_on_error, message_unavailable, report_failure
 from .identity import ClientIdentity
@@ -97,12 +98,20 @@ class MessagePolicy:
     ``"deny"``; see `failures`); None lets the `BackendError` through.
     """
 
-    __slots__ = ("backend", "limits", "on_error")
+    __slots__ = ("backend", "hooks", "limits", "on_error")
 
-    def __init__(self, backend: Backend, limits: MessageLimits, *, on_error: OnError | None = None) -> None:
+    def __init__(
+        self,
+        backend: Backend,
+        limits: MessageLimits,
+        *,
+        on_error: OnError | None = None,
+        hooks: DecisionHooks | None = None,
+    ) -> None:
         self.backend = backend
         self.limits = limits
         self.on_error = None if on_error is None else check_on_error(on_error)
+        self.hooks = hooks
 
     def __repr__(self) -> str:
         return f"MessagePolicy({self.backend!r}, {self.limits!r}, on_error={self.on_error!r})"
@@ -146,6 +155,8 @@ class MessageGate:
         policy = self._policy
         too_large = policy.check_payload(text, data)
         if too_large is not None:
+            if policy.hooks:
+                policy.hooks.emit(Decision("payload", False, PAYLOAD_TOO_LARGE, self._identity.key))
             return too_large
         limits = policy.limits
         if limits.rate is None:
@@ -161,6 +172,9 @@ class MessageGate:
                 return message_unavailable(DEFAULT_UNAVAILABLE_RETRY_MS)
             return Allowed(None, degraded=True)
         self._failing = False
+        if policy.hooks:
+            code = None if result.allowed else RATE_LIMIT_EXCEEDED
+            policy.hooks.emit(Decision("rate", result.allowed, code, self._identity.key, result.degraded))
         if result.allowed:
             self._strikes = 0
             return Allowed(result.remaining, result.degraded)
