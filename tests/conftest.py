@@ -191,7 +191,9 @@ async def new_backend(
             backend = RedisBackend(client, clock=clock, prefix=prefix)
         else:
             assert backend_url is not None
-            backend = RedisBackend.from_url(backend_url, clock=clock, prefix=prefix, socket_timeout=10)
+            backend = RedisBackend.from_url(
+                backend_url, clock=clock, prefix=prefix, socket_timeout=10, socket_connect_timeout=10
+            )
         made.append(backend)
         return backend
 

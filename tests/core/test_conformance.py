@@ -42,7 +42,7 @@ def _redis_factory(url: str) -> BackendFactory:
 
     def make(clock: Clock) -> Backend:
         # A new client per example: the machine runs each example on an event loop of its own.
-        return RedisBackend.from_url(url, clock=clock, prefix=_prefix(), socket_timeout=10)
+        return RedisBackend.from_url(url, clock=clock, prefix=_prefix(), socket_timeout=10, socket_connect_timeout=10)
 
     return make
 

@@ -39,6 +39,8 @@ class Storage:
             client = fakeredis.FakeAsyncRedis(server=self.fake_server, decode_responses=decode_responses)
         else:
             assert self.url is not None
-            client = client_from_url(self.url, decode_responses=decode_responses, socket_timeout=5)
+            client = client_from_url(
+                self.url, decode_responses=decode_responses, socket_timeout=5, socket_connect_timeout=5
+            )
         self.clients.append(client)
         return client
