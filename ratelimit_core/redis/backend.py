@@ -1,10 +1,13 @@
 """`RedisBackend`: the primitives in Redis (or Valkey), shared by every process.
 
-Each primitive is one round trip: an EVALSHA of one script from ``scripts/``
-(redis-py's `register_script` reloads it after a NOSCRIPT). A script touches
-exactly one key, named in ``KEYS``, so it is atomic and runs unchanged on Redis
-Cluster. The results equal `MemoryBackend`'s, to the integer, for any sequence of
-calls under the same clock.
+Each primitive is one EVALSHA of one script from ``scripts/`` (reloaded after a
+NOSCRIPT). A script touches exactly one key, named in ``KEYS``, so it is atomic
+and runs unchanged on Redis Cluster. The results equal `MemoryBackend`'s, to the
+integer, for any sequence of calls under the same clock.
+
+Round trips: a call made while none of this backend's round trips is in flight is
+sent at once; calls made meanwhile by other tasks of the event loop go together
+in the next one, as a pipeline (see `coalesce`). `batch` sends many calls at once.
 
 Storage layout, under ``keys.storage_key(prefix, kind, key)`` sent as UTF-8 bytes
 (``surrogatepass``, so every Python str is a distinct key):
@@ -35,66 +38,35 @@ other Redis error (e.g. WRONGTYPE) raises `BackendError`; the original is chaine
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from types import TracebackType
-from typing import Any, Self, cast
+from typing import Any, Self, TypeVar
 
 import redis.asyncio
 from redis.asyncio.client import NEVER_DECODE  # type: ignore[attr-defined]
 from redis.asyncio.cluster import RedisCluster
-from redis.commands.core import AsyncScript
 
-from ..arguments import check_count, check_optional_count, check_text
 from ..backend import BucketResult, CounterResult, SetResult
-from ..bucket import bucket_spec
 from ..clock import Clock
-from ..errors import BackendError, InvalidArgument
-from ..keys import BUCKET, COUNTER, SET, Kind, check_prefix, storage_key
+from ..errors import InvalidArgument
+from ..keys import check_prefix
+from .batch import RedisBatch
+from .coalesce import Coalescer, ScriptCall
+from .commands import CLOCK_TTL_GRACE_MS, ScriptCommands, encode
 from .connect import Client, client_from_url
 from .errors import translated_errors
 from .lua import SCRIPT_NAMES, script_source
 
 __all__ = ["CLOCK_TTL_GRACE_MS", "RedisBackend"]
 
-CLOCK_TTL_GRACE_MS = 60_000
-"""Added to every TTL under a caller's clock (see the module docstring)."""
-
-_MAX_NOW = 2**52 - 1
-"""A caller's clock must stay below this, so that now + any duration (a window or a
-lease <= 10**15, a bucket's refill time <= 2**52) is exact in Lua's doubles."""
+T = TypeVar("T")
 
 _SCAN_BATCH = 500
 _GLOB_SPECIAL = frozenset(b"*?[]\\")
 
 
-def _encode(text: str) -> bytes:
-    return text.encode("utf-8", "surrogatepass")
-
-
 def _glob_escape(raw: bytes) -> bytes:
     return b"".join(b"\\" + bytes([c]) if c in _GLOB_SPECIAL else bytes([c]) for c in raw)
-
-
-def _reset_or_none(value: int) -> int | None:
-    return None if value < 0 else value
-
-
-class _UndecodedReplies:
-    """What a Script needs of a client, with replies kept as bytes.
-
-    Members may hold lone surrogates, which a client with ``decode_responses=True``
-    could not decode; the driver decodes them itself with ``surrogatepass``.
-    """
-
-    __slots__ = ("_client",)
-
-    def __init__(self, client: Client) -> None:
-        self._client = client
-
-    async def evalsha(self, sha: str, numkeys: int, *keys_and_args: bytes | str) -> Any:
-        return await self._client.execute_command("EVALSHA", sha, numkeys, *keys_and_args, **{NEVER_DECODE: True})
-
-    async def script_load(self, script: str) -> Any:
-        return await self._client.script_load(script)
 
 
 class RedisBackend:
@@ -102,7 +74,8 @@ class RedisBackend:
 
     A client built from a URL (see `from_url`) gets short timeouts and a small retry
     policy (see `connect`) and is closed by `aclose`; a client passed in stays the
-    caller's to close. Either ``decode_responses`` setting works.
+    caller's to close. Either ``decode_responses`` setting works. Like its client, a
+    backend belongs to the event loop it is first used on.
     """
 
     def __init__(self, client_or_url: Client | str, *, clock: Clock | None = None, prefix: str = "rl:") -> None:
@@ -125,10 +98,8 @@ class RedisBackend:
         # (seen with redis-py 8.1): initialise it once, under a lock, before the first.
         self._cluster_ready = not isinstance(self._client, RedisCluster)
         self._cluster_lock = asyncio.Lock()
-        self._replies = cast(redis.asyncio.Redis, _UndecodedReplies(self._client))
-        self._scripts: dict[str, AsyncScript] = {
-            name: self._client.register_script(script_source(name)) for name in SCRIPT_NAMES
-        }
+        self._commands = ScriptCommands(self.prefix, clock)
+        self._coalescer = Coalescer(self._client, {name: script_source(name) for name in SCRIPT_NAMES})
 
     @classmethod
     def from_url(cls, url: str, *, clock: Clock | None = None, prefix: str = "rl:", **options: Any) -> Self:
@@ -149,16 +120,17 @@ class RedisBackend:
         """The underlying client (for diagnostics and tests)."""
         return self._client
 
-    def _key(self, kind: Kind, key: str) -> bytes:
-        return _encode(storage_key(self.prefix, kind, key))
+    @property
+    def coalescer(self) -> Coalescer:
+        """What sends this backend's script calls (its counters show the mean batch size)."""
+        return self._coalescer
 
-    def _time_args(self) -> tuple[str, str]:
-        if self.clock is None:
-            return "", "0"
-        now = self.clock()
-        if isinstance(now, bool) or not isinstance(now, int) or not 0 <= now <= _MAX_NOW:
-            raise InvalidArgument(f"clock must return an int between 0 and {_MAX_NOW} ms, got {now!r}")
-        return str(now), str(CLOCK_TTL_GRACE_MS)
+    def batch(self) -> RedisBatch:
+        """Calls collected in ``async with backend.batch() as batch:`` and sent in one round trip.
+
+        See `batch.RedisBatch`: each call's `result()` is available after the block.
+        """
+        return RedisBatch(self._commands, self._run_all)
 
     async def _initialize_cluster(self) -> None:
         async with self._cluster_lock:
@@ -168,107 +140,51 @@ class RedisBackend:
                     await self._client.initialize()
                 self._cluster_ready = True
 
-    async def _run(self, name: str, key: bytes, *args: bytes | str) -> Any:
-        time_args = self._time_args()
+    async def _run(self, call: ScriptCall[T]) -> T:
         if not self._cluster_ready:
             await self._initialize_cluster()
-        with translated_errors(name):
-            return await self._scripts[name](keys=[key], args=[*time_args, *args], client=self._replies)
+        return await self._coalescer.run(call)
 
-    # -- counters -------------------------------------------------------------
+    async def _run_all(self, calls: Sequence[ScriptCall[Any]]) -> None:
+        if not self._cluster_ready:
+            await self._initialize_cluster()
+        await self._coalescer.run_all(calls)
+
+    # -- the primitives (see `commands` for their arguments and replies) -------------
 
     async def counter_incr(
         self, key: str, amount: int = 1, *, limit: int | None = None, window_ms: int | None = None
     ) -> CounterResult:
-        check_text("key", key)
-        check_count("amount", amount)
-        check_optional_count("limit", limit, minimum=0)
-        check_optional_count("window_ms", window_ms)
-        allowed, value, reset = await self._run(
-            "counter_incr",
-            self._key(COUNTER, key),
-            str(amount),
-            "" if limit is None else str(limit),
-            "" if window_ms is None else str(window_ms),
-        )
-        return CounterResult(bool(allowed), int(value), _reset_or_none(int(reset)))
+        return await self._run(self._commands.counter_incr(key, amount, limit=limit, window_ms=window_ms))
 
     async def counter_decr(self, key: str, amount: int = 1) -> int:
-        check_text("key", key)
-        check_count("amount", amount)
-        return int(await self._run("counter_decr", self._key(COUNTER, key), str(amount)))
+        return await self._run(self._commands.counter_decr(key, amount))
 
     async def counter_get(self, key: str) -> int:
-        check_text("key", key)
-        return int(await self._run("counter_get", self._key(COUNTER, key)))
-
-    # -- bounded sets with leases ----------------------------------------------
+        return await self._run(self._commands.counter_get(key))
 
     async def set_add(
         self, key: str, member: str, *, capacity: int | None = None, lease_ms: int | None = None
     ) -> SetResult:
-        check_text("key", key)
-        check_text("member", member)
-        check_optional_count("capacity", capacity, minimum=0)
-        check_optional_count("lease_ms", lease_ms)
-        added, size = await self._run(
-            "set_add",
-            self._key(SET, key),
-            _encode(member),
-            "" if capacity is None else str(capacity),
-            "" if lease_ms is None else str(lease_ms),
-        )
-        return SetResult(bool(added), int(size))
+        return await self._run(self._commands.set_add(key, member, capacity=capacity, lease_ms=lease_ms))
 
     async def set_remove(self, key: str, member: str) -> int:
-        check_text("key", key)
-        check_text("member", member)
-        return int(await self._run("set_remove", self._key(SET, key), _encode(member)))
+        return await self._run(self._commands.set_remove(key, member))
 
     async def set_size(self, key: str) -> int:
-        check_text("key", key)
-        return int(await self._run("set_size", self._key(SET, key)))
+        return await self._run(self._commands.set_size(key))
 
     async def set_members(self, key: str) -> frozenset[str]:
-        check_text("key", key)
-        raw: list[bytes] = await self._run("set_members", self._key(SET, key))
-        try:
-            return frozenset(member.decode("utf-8", "surrogatepass") for member in raw)
-        except UnicodeDecodeError as exc:
-            # Only a writer other than this driver can store bytes that are not UTF-8.
-            raise BackendError(f"set {key!r:.80} holds a member that is not UTF-8: {exc}") from exc
-
-    # -- token buckets ------------------------------------------------------------
+        return await self._run(self._commands.set_members(key))
 
     async def bucket_consume(self, key: str, *, rate: float, burst: int, cost: int = 1) -> BucketResult:
-        check_text("key", key)
-        spec = bucket_spec(rate, burst, cost)
-        allowed, remaining, retry, reset = await self._run(
-            "bucket_consume",
-            self._key(BUCKET, key),
-            str(spec.per_ms),
-            str(spec.unit),
-            str(spec.full),
-            str(spec.cost),
-        )
-        return BucketResult(bool(allowed), int(remaining), int(retry), int(reset))
+        return await self._run(self._commands.bucket_consume(key, rate=rate, burst=burst, cost=cost))
 
     async def bucket_peek(self, key: str, *, rate: float, burst: int, cost: int = 1) -> BucketResult:
-        check_text("key", key)
-        spec = bucket_spec(rate, burst, cost)
-        allowed, remaining, retry, reset = await self._run(
-            "bucket_peek",
-            self._key(BUCKET, key),
-            str(spec.per_ms),
-            str(spec.unit),
-            str(spec.full),
-            str(spec.cost),
-        )
-        return BucketResult(bool(allowed), int(remaining), int(retry), int(reset))
+        return await self._run(self._commands.bucket_peek(key, rate=rate, burst=burst, cost=cost))
 
     async def bucket_reset(self, key: str) -> None:
-        check_text("key", key)
-        await self._run("bucket_reset", self._key(BUCKET, key))
+        await self._run(self._commands.bucket_reset(key))
 
     # -- housekeeping ---------------------------------------------------------------
 
@@ -278,7 +194,7 @@ class RedisBackend:
 
     async def clear(self) -> None:
         """Delete every key under the prefix (SCAN + UNLINK in batches; not atomic)."""
-        pattern = _glob_escape(_encode(self.prefix)) + b"*"
+        pattern = _glob_escape(encode(self.prefix)) + b"*"
         with translated_errors("clear"):
             if isinstance(self._client, RedisCluster):
                 for node in self._client.get_primaries():

@@ -10,7 +10,7 @@ from redis import exceptions as redis_errors
 
 from ..errors import BackendError, BackendUnavailable
 
-__all__ = ["translated_errors"]
+__all__ = ["REDIS_FAILURES", "translated", "translated_errors"]
 
 # asyncio.TimeoutError is the builtin TimeoutError (an OSError) from 3.11 on; it is
 # listed so the intent survives reading. redis-py raises its own ConnectionError and
@@ -26,17 +26,30 @@ _UNREACHABLE = (
     redis_errors.TryAgainError,
 )
 
+REDIS_FAILURES = (*_UNREACHABLE, redis_errors.RedisError)
+"""Everything `translated` turns into a `BackendError`; anything else is a bug and propagates."""
+
+
+def translated(exc: BaseException, operation: str) -> BackendError:
+    """The `BackendUnavailable` or `BackendError` for a Redis failure, with `exc` as its cause.
+
+    Unreachable, reset or timed out -> `BackendUnavailable`; any other Redis error
+    (WRONGTYPE, a script error, ...) -> `BackendError`. Each call makes a new
+    exception, so one failure shared by many callers gives each its own.
+    """
+    error: BackendError
+    if isinstance(exc, _UNREACHABLE):
+        error = BackendUnavailable(f"Redis did not answer {operation}: {type(exc).__name__}: {exc}")
+    else:
+        error = BackendError(f"Redis failed {operation}: {type(exc).__name__}: {exc}")
+    error.__cause__ = exc
+    return error
+
 
 @contextmanager
 def translated_errors(operation: str) -> Iterator[None]:
-    """Re-raise a Redis failure inside the block as `BackendUnavailable` or `BackendError`.
-
-    Unreachable, reset or timed out -> `BackendUnavailable`; any other Redis error
-    (WRONGTYPE, a script error, ...) -> `BackendError`. The original is chained.
-    """
+    """Re-raise a Redis failure inside the block as `translated` says (the original is chained)."""
     try:
         yield
-    except _UNREACHABLE as exc:
-        raise BackendUnavailable(f"Redis did not answer {operation}: {type(exc).__name__}: {exc}") from exc
-    except redis_errors.RedisError as exc:
-        raise BackendError(f"Redis failed {operation}: {type(exc).__name__}: {exc}") from exc
+    except REDIS_FAILURES as exc:
+        raise translated(exc, operation) from exc

@@ -1,0 +1,217 @@
+"""`Coalescer`: concurrent script calls on one event loop share pipelined round trips.
+
+A call made while no round trip is in flight is sent at once, on its own: a lone
+caller pays no extra latency. Calls made while one is in flight wait for it to end
+and then all go together, as one pipeline of EVALSHAs. So a call waits for at most
+one in-flight round trip, and under load each round trip carries everything that
+queued during the one before: the per-command cost of redis-py (and of the network)
+is shared, which is where the throughput comes from. There is no timer and no
+background task: the round trip that ends starts the next one.
+
+Each call gets back exactly its own reply or its own error: a script error (say
+WRONGTYPE) fails only that call; a lost connection or a timeout fails every call of
+that round trip with `BackendUnavailable`. NOSCRIPT (the server's script cache was
+flushed, or the server restarted) loads the scripts and sends again only the calls
+that got it. A caller cancelled while it waits leaves the queue; if its call was
+already sent, the reply is dropped.
+
+A round trip on a plain client is one write on one pooled connection (see
+`pipeline`). On a `RedisCluster` client it is redis-py's cluster pipeline, which
+splits it by node and sends the parts concurrently (one key per script, so any
+slot works; MOVED and ASK replies are followed).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Final, Generic, TypeVar
+
+from redis.asyncio.client import NEVER_DECODE  # type: ignore[attr-defined]
+from redis.exceptions import NoScriptError
+
+from .connect import Client
+from .errors import REDIS_FAILURES, translated
+from .pipeline import round_trip, supports
+
+__all__ = ["Coalescer", "ScriptCall"]
+
+T = TypeVar("T")
+
+_UNDECODED: Final = {NEVER_DECODE: True}
+"""Replies stay bytes: members may hold lone surrogates, which the driver decodes itself."""
+
+
+class _NotRun:
+    def __repr__(self) -> str:
+        return "<not run>"
+
+
+_NOT_RUN: Final = _NotRun()
+
+
+class ScriptCall(Generic[T]):
+    """One EVALSHA of a driver script on one key, and, once it ran, its outcome.
+
+    `result()` gives the decoded reply, or raises the call's own error
+    (`BackendUnavailable`, `BackendError`).
+    """
+
+    __slots__ = ("args", "decode", "error", "key", "name", "reply")
+
+    def __init__(self, name: str, key: bytes, args: tuple[bytes | str | int, ...], decode: Callable[[Any], T]) -> None:
+        self.name = name
+        self.key = key
+        self.args = args
+        self.decode = decode
+        self.reply: Any = _NOT_RUN
+        self.error: BaseException | None = None
+
+    def __repr__(self) -> str:
+        outcome = self.error if self.error is not None else self.reply
+        return f"ScriptCall({self.name}, {self.key!r:.80}, {outcome!r:.80})"
+
+    @property
+    def done(self) -> bool:
+        """True once the call ran (successfully or not)."""
+        return self.error is not None or self.reply is not _NOT_RUN
+
+    def result(self) -> T:
+        """The decoded reply; raises the call's error, or `asyncio.InvalidStateError` before it ran."""
+        if self.error is not None:
+            raise self.error
+        if self.reply is _NOT_RUN:
+            raise asyncio.InvalidStateError(f"{self.name} on {self.key!r:.80} has not run yet")
+        return self.decode(self.reply)
+
+
+_Waiting = tuple[Sequence[ScriptCall[Any]], "asyncio.Future[None]"]
+
+
+class Coalescer:
+    """Runs `ScriptCall`s on one client, sharing round trips between concurrent callers.
+
+    `sources` maps each script name to its Lua source. Bound to the event loop of its
+    first call, like the client.
+    """
+
+    __slots__ = (
+        "_client",
+        "_direct",
+        "_in_flight",
+        "_queue",
+        "_shas",
+        "_sources",
+        "_trip",
+        "calls_sent",
+        "round_trips",
+    )
+
+    def __init__(self, client: Client, sources: Mapping[str, str]) -> None:
+        self._client = client
+        self._direct = client if supports(client) else None
+        self._sources = dict(sources)
+        self._shas = {name: hashlib.sha1(source.encode()).hexdigest() for name, source in self._sources.items()}
+        self._in_flight = False
+        self._queue: list[_Waiting] = []
+        self._trip: asyncio.Task[None] | None = None
+        self.round_trips = 0
+        """Round trips made (a NOSCRIPT resend counts as one more); for diagnostics."""
+        self.calls_sent = 0
+        """Script calls sent; ``calls_sent / round_trips`` is the mean batch size."""
+
+    def __repr__(self) -> str:
+        return f"Coalescer(in_flight={self._in_flight}, queued={len(self._queue)}, round_trips={self.round_trips})"
+
+    async def run(self, call: ScriptCall[T]) -> T:
+        """Run one call and return its decoded reply (raises its error)."""
+        await self.run_all((call,))
+        return call.result()
+
+    async def run_all(self, calls: Sequence[ScriptCall[Any]]) -> None:
+        """Run `calls` in one round trip: now if none is in flight, else right after it.
+
+        Never raises for a Redis failure: each call holds its own outcome afterwards.
+        """
+        if self._in_flight:
+            waiter = asyncio.get_running_loop().create_future()
+            self._queue.append((calls, waiter))
+            await waiter
+            return
+        self._in_flight = True
+        try:
+            await self._round_trip(calls)
+        finally:
+            self._start_next()
+
+    def _start_next(self) -> None:
+        # Callers cancelled while they waited are left out.
+        waiting = [entry for entry in self._queue if not entry[1].done()]
+        self._queue = []
+        if not waiting:
+            self._in_flight = False
+            self._trip = None
+            return
+        # A task, so that no caller's own result waits for other callers' round trip.
+        self._trip = asyncio.get_running_loop().create_task(self._trip_for(waiting))
+
+    async def _trip_for(self, waiting: list[_Waiting]) -> None:
+        try:
+            await self._round_trip([call for calls, _ in waiting for call in calls])
+        except BaseException:
+            # Cancelled (the event loop is closing): what is queued will not be sent either.
+            for _, waiter in [*waiting, *self._queue]:
+                waiter.cancel()
+            self._queue = []
+            self._in_flight = False
+            self._trip = None
+            raise
+        for _, waiter in waiting:
+            if not waiter.done():
+                waiter.set_result(None)
+        self._start_next()
+
+    async def _round_trip(self, calls: Sequence[ScriptCall[Any]]) -> None:
+        replies = await self._send(calls)
+        forgotten = [i for i, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
+        if forgotten:
+            load_error = await self._load({calls[i].name for i in forgotten})
+            if load_error is not None:
+                again: list[Any] = [load_error] * len(forgotten)
+            else:
+                again = await self._send([calls[i] for i in forgotten])
+            for i, reply in zip(forgotten, again, strict=True):
+                replies[i] = reply
+        for call, reply in zip(calls, replies, strict=True):
+            if isinstance(reply, REDIS_FAILURES):
+                call.error = translated(reply, call.name)
+            elif isinstance(reply, BaseException):
+                call.error = reply  # not a Redis failure: a bug, which the caller should see as it is
+            else:
+                call.reply = reply
+
+    async def _send(self, calls: Sequence[ScriptCall[Any]]) -> list[Any]:
+        """One round trip; each reply, or each call's exception, in order."""
+        self.round_trips += 1
+        self.calls_sent += len(calls)
+        commands = [("EVALSHA", self._shas[call.name], 1, call.key, *call.args) for call in calls]
+        try:
+            if self._direct is not None:
+                return await round_trip(self._direct, commands)
+            if len(commands) == 1:
+                return [await self._client.execute_command(*commands[0], **_UNDECODED)]
+            pipeline = self._client.pipeline(transaction=False)
+            for command in commands:
+                pipeline.execute_command(*command, **_UNDECODED)
+            return list(await pipeline.execute(raise_on_error=False))
+        except Exception as exc:  # the round trip as a whole failed (connection lost, timeout)
+            return [exc] * len(calls)
+
+    async def _load(self, names: set[str]) -> Exception | None:
+        try:
+            for name in sorted(names):
+                await self._client.script_load(self._sources[name])
+        except Exception as exc:
+            return exc
+        return None
