@@ -20,17 +20,19 @@ breaker.
   so they are released and replayed correctly.
 - ``"deny"``: every decision is refused (fail closed).
 
-Replay after an outage: members added during it are re-added to the primary
-without a capacity check (they belong to live connections, so a set may briefly
-hold more than its capacity); members removed during it are removed; counter
-changes are applied as one net increment or decrement (never below 0). Token
+Replay after an outage: members removed during it are removed from the primary,
+and every member this process still holds (taken before or during the outage) is
+added again without a capacity check, since they belong to live connections (a
+set may briefly hold more than its capacity, and a primary that restarted empty
+gets this process's holdings back at once); counter changes are applied as one
+net increment or decrement (never below 0). Token
 buckets are not replayed: each process refilled its own during the outage.
 
 A call that timed out may still run on a server that was only frozen, when it
-wakes. Set operations are idempotent, so replay and such a late write agree;
-counter increments are not, which is why connection slots are set members.
-After a restart that lost the server's data, members held from before the outage
-come back at their owner's next lease refresh.
+wakes. Set operations are idempotent, so replay and such a late write agree (an
+add the fallback then refused is taken back on recovery, which assumes, as the
+Channels adapter does, that a member name belongs to one holder); counter
+increments are not idempotent, which is why connection slots are set members.
 
 Decisions made without the primary carry ``degraded=True``. The breaker's
 transitions are logged once each on the ``ratelimit_core.fallback`` logger
@@ -133,6 +135,8 @@ class FallbackBackend:
         self._next_probe_ms = 0
         self._backoff_ms = cooldown_ms
         self._journal = _Journal()
+        self._holdings: dict[tuple[str, str], int | None] = {}
+        """(key, member) -> lease_ms of every set member this process holds, to re-acquire after an outage."""
 
     def __repr__(self) -> str:
         state = "up" if self._up else "degraded"
@@ -212,9 +216,17 @@ class FallbackBackend:
         for (key, member), lease in list(journal.members.items()):
             if isinstance(lease, _Down):
                 await self._primary.set_remove(key, member)
-            else:
-                await self._primary.set_add(key, member, lease_ms=lease)
             del journal.members[key, member]
+        # Re-acquire everything this process still holds, not only what it took during the
+        # outage: a primary that restarted has lost the rest. Adding a present member only
+        # refreshes its lease, so nothing is counted twice.
+        for key in {key for key, _ in self._holdings}:
+            live = await self._fallback.set_members(key)
+            for held_key, member in [held for held in self._holdings if held[0] == key]:
+                if member in live:
+                    await self._primary.set_add(key, member, lease_ms=self._holdings[held_key, member])
+                else:
+                    del self._holdings[held_key, member]  # its lease ran out meanwhile
         for key, (change, window_ms) in list(journal.counters.items()):
             if change > 0:
                 await self._primary.counter_incr(key, change, window_ms=window_ms)
@@ -282,18 +294,25 @@ class FallbackBackend:
         if not isinstance(result, _Down):
             if result.added:
                 await self._fallback.set_add(key, member, lease_ms=lease_ms)
+                self._holdings[key, member] = lease_ms
             return result
         if self.on_error == "deny":
-            return SetResult(False, await self._fallback.set_size(key), degraded=True)
-        local_capacity = None if self.on_error == "allow" else self._share(capacity)
-        local = await self._fallback.set_add(key, member, capacity=local_capacity, lease_ms=lease_ms)
+            local = SetResult(False, await self._fallback.set_size(key))
+        else:
+            local_capacity = None if self.on_error == "allow" else self._share(capacity)
+            local = await self._fallback.set_add(key, member, capacity=local_capacity, lease_ms=lease_ms)
         if local.added:
             self._journal.members[key, member] = lease_ms
+            self._holdings[key, member] = lease_ms
+        elif (key, member) not in self._holdings:
+            # A frozen server may still run the add that timed out: take it back on recovery.
+            self._journal.members[key, member] = _DOWN
         return SetResult(local.added, local.size, degraded=True)
 
     async def set_remove(self, key: str, member: str) -> int:
         result = await self._call_primary(lambda b: b.set_remove(key, member))
         local = await self._fallback.set_remove(key, member)
+        self._holdings.pop((key, member), None)
         if not isinstance(result, _Down):
             return result
         self._journal.members[key, member] = _DOWN
@@ -344,6 +363,7 @@ class FallbackBackend:
 
     async def clear(self) -> None:
         self._journal = _Journal()
+        self._holdings.clear()
         await self._fallback.clear()
         await self._primary.clear()
 

@@ -203,6 +203,38 @@ async def test_replay_writes_outage_holdings_back_once_and_never_negative(
     assert await primary.store.set_size("room") == 1
 
 
+async def test_recovery_gives_an_emptied_primary_back_everything_this_process_holds(
+    make: Callable[..., FallbackBackend], primary: SwitchedBackend, clock: ManualClock
+) -> None:
+    backend = make()
+    await backend.set_add("room", "before", lease_ms=60_000)
+    await backend.set_add("room", "short", lease_ms=500)
+    primary.state = "down"
+    await primary.store.clear()  # the server restarts empty
+    await backend.set_add("room", "during", lease_ms=60_000)
+    primary.state = "up"
+    clock.advance(COOLDOWN)  # "short" has expired meanwhile: it is not brought back
+    await backend.ping()
+    assert await primary.store.set_members("room") == {"before", "during"}
+
+
+async def test_an_add_refused_while_degraded_is_taken_back_if_the_server_ran_it_late(
+    make: Callable[..., FallbackBackend], primary: SwitchedBackend, clock: ManualClock
+) -> None:
+    backend = make()
+    await backend.set_add("room", "holder", capacity=1, lease_ms=60_000)
+    primary.state = "down"
+    refused = await backend.set_add("room", "late", capacity=2, lease_ms=60_000)
+    assert refused.added  # this process holds 1 of 2
+    refused = await backend.set_add("room", "later", capacity=2, lease_ms=60_000)
+    assert not refused.added
+    await primary.store.set_add("room", "later", lease_ms=60_000)  # a frozen server ran the timed-out add on waking
+    primary.state = "up"
+    clock.advance(COOLDOWN)
+    await backend.ping()
+    assert await primary.store.set_members("room") == {"holder", "late"}
+
+
 async def test_changes_made_during_a_failed_replay_are_kept_for_the_next_one(
     make: Callable[..., FallbackBackend], primary: SwitchedBackend, clock: ManualClock
 ) -> None:
