@@ -37,29 +37,29 @@ RunAll = Callable[[Sequence[ScriptCall[Any]]], Awaitable[None]]
 class RedisBatch:
     """Calls collected in an ``async with`` block and sent when it ends (see `RedisBackend.batch`)."""
 
-    __slots__ = ("_calls", "_commands", "_run_all", "_sent")
+    __slots__ = ("_calls", "_closed", "_commands", "_run_all")
 
     def __init__(self, commands: ScriptCommands, run_all: RunAll) -> None:
         self._commands = commands
         self._run_all = run_all
         self._calls: list[ScriptCall[Any]] = []
-        self._sent = False
+        self._closed = False
 
     def __repr__(self) -> str:
-        return f"RedisBatch(calls={len(self._calls)}, sent={self._sent})"
+        return f"RedisBatch(calls={len(self._calls)}, closed={self._closed})"
 
     def __len__(self) -> int:
         return len(self._calls)
 
     def _add(self, call: ScriptCall[T]) -> ScriptCall[T]:
-        if self._sent:
-            raise RuntimeError("this batch was already sent; start a new one with backend.batch()")
+        if self._closed:
+            raise RuntimeError("this batch was already sent or abandoned; start a new one with backend.batch()")
         self._calls.append(call)
         return call
 
     async def send(self) -> None:
-        """Send the calls collected so far (leaving the ``async with`` block does this)."""
-        self._sent = True
+        """Send the calls collected so far; leaving the ``async with`` block does this."""
+        self._closed = True
         if self._calls:
             await self._run_all(self._calls)
 
@@ -72,8 +72,11 @@ class RedisBatch:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        if exc_type is None and not self._sent:
+        if self._closed:
+            return
+        if exc_type is None:
             await self.send()
+        self._closed = True  # a block that raised sends nothing, and the batch takes no more calls
 
     # The primitives of `Backend`, with the same arguments.
 

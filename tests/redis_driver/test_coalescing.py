@@ -1,0 +1,278 @@
+"""Concurrent calls share pipelined round trips, and every caller still gets exactly its own answer.
+
+Runs on every Redis storage (fakeredis, redis, valkey, a Redis Cluster): see the
+`storage` fixture. Round trips are counted by the backend's `Coalescer`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from ratelimit_core import BackendError, BackendUnavailable, CounterResult, InvalidArgument, ManualClock, RedisBackend
+from ratelimit_core.keys import COUNTER, storage_key
+from ratelimit_core.redis.coalesce import ScriptCall
+from ratelimit_core.redis.lua import script_source
+
+from redis_storages import MakeBackend, Storage
+from servers import ServerProcess
+
+Operation = Callable[[Any], Any]
+"""One primitive call on a `RedisBackend` (an awaitable) or on a `RedisBatch` (a `ScriptCall`)."""
+
+# Bounds a hang so it fails the test instead of stalling the suite; not a speed check.
+_HANG_S = 10.0
+
+
+def _operations(key: str) -> list[Operation]:
+    """Every primitive, with limits, capacities and a bucket that runs dry along the way."""
+    return [
+        lambda b: b.counter_incr(key, 3, limit=5, window_ms=1_000),
+        lambda b: b.counter_incr(key, 3, limit=5),
+        lambda b: b.counter_decr(key),
+        lambda b: b.counter_get(key),
+        lambda b: b.set_add(key, "m1", capacity=2, lease_ms=500),
+        lambda b: b.set_add(key, "m2", capacity=2),
+        lambda b: b.set_add(key, "m3", capacity=2),
+        lambda b: b.set_remove(key, "m1"),
+        lambda b: b.set_size(key),
+        lambda b: b.set_members(key),
+        lambda b: b.bucket_consume(key, rate=0.3, burst=2, cost=2),
+        lambda b: b.bucket_consume(key, rate=0.3, burst=2),
+        lambda b: b.bucket_peek(key, rate=0.3, burst=2),
+        lambda b: b.bucket_reset(key),
+        lambda b: b.bucket_consume(key, rate=0.3, burst=2),
+    ]
+
+
+KEYS = [f"key-{n}" for n in range(20)]
+
+
+async def _sequential(backend: RedisBackend) -> dict[str, list[object]]:
+    return {key: [await operation(backend) for operation in _operations(key)] for key in KEYS}
+
+
+async def _warm_up(backend: RedisBackend) -> None:
+    """Load every script once, so that no NOSCRIPT resend changes the round-trip counts."""
+    async with backend.batch() as batch:
+        for operation in _operations("warm-up"):
+            operation(batch)
+
+
+async def test_concurrent_callers_get_the_results_of_sequential_calls_in_fewer_round_trips(
+    make_backend: MakeBackend, prefix: str
+) -> None:
+    clock = ManualClock(1_000_000)
+    expected = await _sequential(make_backend(clock, prefix="seq:" + prefix))
+    backend = make_backend(clock)
+    await _warm_up(backend)
+    trips_before = backend.coalescer.round_trips
+
+    async def caller(key: str) -> list[object]:
+        return [await operation(backend) for operation in _operations(key)]
+
+    results = await asyncio.gather(*(caller(key) for key in KEYS))
+    assert dict(zip(KEYS, results, strict=True)) == expected
+    calls = len(KEYS) * len(_operations("k"))
+    assert backend.coalescer.round_trips - trips_before <= calls // 4
+
+
+async def test_one_batch_gives_the_results_of_sequential_calls_in_one_round_trip(
+    make_backend: MakeBackend, prefix: str
+) -> None:
+    clock = ManualClock(1_000_000)
+    expected = await _sequential(make_backend(clock, prefix="seq:" + prefix))
+    backend = make_backend(clock)
+    await _warm_up(backend)
+    trips_before = backend.coalescer.round_trips
+    async with backend.batch() as batch:
+        calls = {key: [operation(batch) for operation in _operations(key)] for key in KEYS}
+    assert backend.coalescer.round_trips - trips_before == 1
+    assert {key: [call.result() for call in key_calls] for key, key_calls in calls.items()} == expected
+
+
+async def test_a_lone_call_is_sent_at_once_on_its_own(make_backend: MakeBackend) -> None:
+    backend = make_backend()
+    await _warm_up(backend)
+    trips, sent = backend.coalescer.round_trips, backend.coalescer.calls_sent
+    assert (await backend.counter_incr("k")).value == 1
+    assert (backend.coalescer.round_trips - trips, backend.coalescer.calls_sent - sent) == (1, 1)
+
+
+async def test_calls_made_during_a_round_trip_all_go_in_the_next_one(make_backend: MakeBackend) -> None:
+    backend = make_backend()
+    await _warm_up(backend)
+    trips, sent = backend.coalescer.round_trips, backend.coalescer.calls_sent
+    results = await asyncio.gather(*(backend.counter_incr(f"k{n}", n + 1) for n in range(30)))
+    assert [result.value for result in results] == list(range(1, 31))
+    # The first call went alone; the 29 made while it was in flight waited for it, then went together.
+    assert (backend.coalescer.round_trips - trips, backend.coalescer.calls_sent - sent) == (2, 30)
+
+
+async def test_a_storage_error_fails_only_the_call_that_caused_it(
+    make_backend: MakeBackend, storage: Storage, prefix: str
+) -> None:
+    backend = make_backend()
+    await storage.client().set(storage_key(prefix, COUNTER, "not-a-counter"), "a string")
+    async with backend.batch() as batch:
+        before = batch.counter_incr("fine")
+        broken = batch.counter_incr("not-a-counter")
+        after = batch.bucket_consume("fine", rate=1, burst=3)
+    assert before.result() == CounterResult(True, 1, None)
+    with pytest.raises(BackendError, match="WRONGTYPE") as caught:
+        broken.result()
+    assert not isinstance(caught.value, BackendUnavailable)
+    assert after.result().remaining == 2
+
+    outcomes = await asyncio.gather(
+        backend.counter_incr("fine"), backend.counter_incr("not-a-counter"), backend.counter_get("fine"),
+        return_exceptions=True,
+    )  # fmt: skip
+    assert outcomes[0] == CounterResult(True, 2, None)
+    assert isinstance(outcomes[1], BackendError)
+    assert not isinstance(outcomes[1], BackendUnavailable)
+    assert outcomes[2] == 2
+
+
+async def test_noscript_reloads_the_scripts_and_resends_only_the_calls_that_got_it(
+    make_backend: MakeBackend, storage: Storage
+) -> None:
+    backend = make_backend()
+    await _warm_up(backend)
+    client = storage.client()
+    await client.script_flush()
+    # Only the bucket script survives: in the batch below it runs at once, the others get NOSCRIPT.
+    await client.script_load(script_source("bucket_consume"))
+    trips, sent = backend.coalescer.round_trips, backend.coalescer.calls_sent
+    async with backend.batch() as batch:
+        counter = batch.counter_incr("c")
+        bucket = batch.bucket_consume("b", rate=1, burst=5)
+        member = batch.set_add("s", "m")
+    # Each call ran exactly once: a resent bucket_consume would have taken a second token.
+    assert counter.result() == CounterResult(True, 1, None)
+    assert bucket.result().remaining == 4
+    assert member.result().size == 1
+    assert (backend.coalescer.round_trips - trips, backend.coalescer.calls_sent - sent) == (2, 5)
+    assert await backend.counter_get("c") == 1
+
+
+async def test_a_caller_cancelled_while_it_waits_is_left_out_and_the_others_are_answered(
+    make_backend: MakeBackend,
+) -> None:
+    backend = make_backend()
+    await _warm_up(backend)
+    first = asyncio.create_task(backend.counter_incr("first"))
+    queued = {key: asyncio.create_task(backend.counter_incr(key)) for key in ("a", "b", "c")}
+    await asyncio.sleep(0)  # each task ran to its first wait: "first" is in flight, the others queued
+    queued["b"].cancel()
+    assert [result.value for result in await asyncio.gather(first, queued["a"], queued["c"])] == [1, 1, 1]
+    with pytest.raises(asyncio.CancelledError):
+        await queued["b"]
+    assert await backend.counter_get("b") == 0  # never sent
+    assert (await backend.counter_incr("b")).value == 1
+
+
+async def test_cancelling_the_caller_whose_round_trip_is_in_flight_does_not_strand_the_others(
+    make_backend: MakeBackend,
+) -> None:
+    backend = make_backend()
+    await _warm_up(backend)
+    first = asyncio.create_task(backend.counter_incr("first"))
+    queued = [asyncio.create_task(backend.counter_incr(key)) for key in ("a", "b")]
+    await asyncio.sleep(0)
+    # Python 3.11's asyncio.wait_for (in redis-py's send) can swallow a cancellation
+    # that lands as the write completes, so cancel until the task is done, either way.
+    for _ in range(1_000):
+        if first.done():
+            break
+        first.cancel()
+        await asyncio.sleep(0)
+    results = await asyncio.wait_for(asyncio.gather(*queued), _HANG_S)
+    assert [result.value for result in results] == [1, 1]
+    assert (await backend.counter_incr("a")).value == 2
+
+
+async def _abandoned_batch(backend: RedisBackend) -> None:
+    """A batch whose block checks its arguments, then raises before it is sent."""
+    async with backend.batch() as batch:
+        pending = batch.counter_incr("k")
+        with pytest.raises(InvalidArgument, match="burst"):
+            batch.bucket_consume("b", rate=1, burst=0)
+        with pytest.raises(asyncio.InvalidStateError):
+            pending.result()
+        raise RuntimeError("inside the block")
+
+
+async def test_a_batch_checks_arguments_at_once_and_sends_nothing_when_its_block_raises(
+    make_backend: MakeBackend,
+) -> None:
+    backend = make_backend()
+    with pytest.raises(RuntimeError, match="inside the block"):
+        await _abandoned_batch(backend)
+    assert backend.coalescer.calls_sent == 0
+    assert await backend.counter_get("k") == 0
+
+
+async def test_a_batch_takes_no_calls_once_it_was_sent(make_backend: MakeBackend) -> None:
+    backend = make_backend()
+    async with backend.batch() as batch:
+        pending = batch.counter_incr("k")
+    assert pending.result().value == 1
+    with pytest.raises(RuntimeError, match="already sent"):
+        batch.counter_incr("k")
+
+
+async def test_a_batch_decodes_replies_on_a_decoding_client(make_backend: MakeBackend) -> None:
+    backend = make_backend(decode_responses=True)
+    async with backend.batch() as batch:
+        batch.set_add("s", "\ud800lone")
+        batch.set_add("s", "é")
+        members = batch.set_members("s")
+    assert members.result() == frozenset({"\ud800lone", "é"})
+
+
+@pytest.mark.backends("redis")
+async def test_a_lost_connection_fails_every_call_of_the_round_trip_as_unavailable(
+    server_process: Callable[[str], ServerProcess],
+) -> None:
+    server = server_process("redis")
+    async with RedisBackend.from_url(server.url, socket_timeout=5) as backend:
+        await _warm_up(backend)
+        server.kill()
+        async with backend.batch() as batch:
+            calls: list[ScriptCall[Any]] = [
+                batch.counter_incr("k"),
+                batch.set_size("s"),
+                batch.bucket_consume("b", rate=1, burst=1),
+            ]
+        for call in calls:
+            with pytest.raises(BackendUnavailable):
+                call.result()
+        outcomes = await asyncio.wait_for(
+            asyncio.gather(*(backend.counter_incr(f"k{n}") for n in range(5)), return_exceptions=True), _HANG_S
+        )
+        assert all(isinstance(outcome, BackendUnavailable) for outcome in outcomes), outcomes
+        server.restart()
+        assert (await backend.counter_incr("k")).value == 1
+
+
+@pytest.mark.backends("redis")
+async def test_a_server_that_stops_answering_fails_the_round_trip_within_the_socket_timeout(
+    server_process: Callable[[str], ServerProcess],
+) -> None:
+    server = server_process("redis")
+    async with RedisBackend.from_url(server.url, socket_timeout=0.2) as backend:
+        await _warm_up(backend)
+        server.pause()
+        try:
+            outcomes = await asyncio.wait_for(
+                asyncio.gather(*(backend.counter_incr(f"k{n}") for n in range(5)), return_exceptions=True), _HANG_S
+            )
+        finally:
+            server.resume()
+        assert all(isinstance(outcome, BackendUnavailable) for outcome in outcomes), outcomes
+        # The timed-out connection was dropped; the next call gets a fresh one.
+        assert (await backend.counter_get("fresh")) == 0
