@@ -4,7 +4,7 @@ from typing import TYPE_CHECKING
 
 from .backend import Backend, BucketResult, CounterResult, SetResult
 from .clock import Clock, ManualClock, monotonic_ms
-from .errors import BackendError, BackendUnavailable, InvalidArgument, RateLimitError
+from .errors import BackendError, BackendFull, BackendUnavailable, InvalidArgument, RateLimitError
 from .fallback import FallbackBackend
 from .memory import MemoryBackend
 
@@ -15,6 +15,7 @@ if TYPE_CHECKING:
 __all__ = [
     "Backend",
     "BackendError",
+    "BackendFull",
     "BackendUnavailable",
     "BucketResult",
     "Clock",

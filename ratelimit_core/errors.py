@@ -8,6 +8,7 @@ from __future__ import annotations
 
 __all__ = [
     "BackendError",
+    "BackendFull",
     "BackendUnavailable",
     "InvalidArgument",
     "RateLimitError",
@@ -30,4 +31,11 @@ class BackendUnavailable(BackendError):
     """The storage could not be reached in time (refused, reset, timed out).
 
     The original exception is chained as ``__cause__``.
+    """
+
+
+class BackendFull(BackendError):
+    """The storage holds as many live keys as it may (`MemoryBackend`'s ``max_keys``).
+
+    Existing keys keep working; only a call that would create a new key is refused.
     """

@@ -16,12 +16,18 @@ from .arguments import check_count, check_optional_count, check_text
 from .backend import BucketResult, CounterResult, SetResult
 from .bucket import BucketSpecCache, bucket_peek_step, bucket_step
 from .clock import Clock, monotonic_ms
+from .errors import BackendFull
 from .keys import check_prefix
 
-__all__ = ["MemoryBackend"]
+__all__ = ["DEFAULT_MAX_KEYS", "MemoryBackend"]
 
 _SWEEP_EVERY = 64
 _SWEEP_BATCH = 32
+_FULL_SWEEP_BATCH = 1024
+"""Oldest entries of each kind looked at when `max_keys` is reached, before refusing."""
+
+DEFAULT_MAX_KEYS = 1_000_000
+"""About 200-300 MB of state at most (see the benchmarks' bytes per key)."""
 
 _V = TypeVar("_V")
 
@@ -41,11 +47,18 @@ class MemoryBackend:
 
     `clock` defaults to the monotonic clock; `prefix` is accepted for parity with
     the other drivers (this process's memory is not shared, so it separates nothing).
+    `max_keys` bounds the memory a flood of distinct keys can take: when that many
+    keys are held, expired ones are swept first, and if all are live, a call that
+    would create a new key raises `BackendFull` (existing keys keep working; no
+    live limit is ever evicted). None means unbounded.
     """
 
-    def __init__(self, *, clock: Clock | None = None, prefix: str = "rl:") -> None:
+    def __init__(
+        self, *, clock: Clock | None = None, prefix: str = "rl:", max_keys: int | None = DEFAULT_MAX_KEYS
+    ) -> None:
         self.clock: Clock = clock if clock is not None else monotonic_ms
         self.prefix = check_prefix(prefix)
+        self.max_keys = check_optional_count("max_keys", max_keys)
         self._counters: dict[str, _Counter] = {}
         self._sets: dict[str, _Set] = {}
         self._buckets: dict[str, _Bucket] = {}
@@ -87,6 +100,7 @@ class MemoryBackend:
         if limit is not None and value + amount > limit:
             return CounterResult(False, value, reset_after)
         if entry is None:
+            self._make_room(now)
             expires_at = None if window_ms is None else now + window_ms
             reset_after = window_ms
             self._counters[key] = [amount, expires_at]
@@ -143,6 +157,7 @@ class MemoryBackend:
                 return SetResult(False, size)
             size += 1
         if members is None:
+            self._make_room(now)
             members = self._sets[key] = {}
         members[member] = None if lease_ms is None else now + lease_ms
         _move_to_end(self._sets, key)
@@ -186,6 +201,8 @@ class MemoryBackend:
         if allowed:
             if state is not None:
                 del buckets[key]  # re-inserted at the end, where the newest entries are
+            else:
+                self._make_room(now)
             buckets[key] = (level, now, now + reset)
             self._wrote(now)
         return BucketResult(allowed, level // spec.unit, retry, reset)
@@ -206,6 +223,14 @@ class MemoryBackend:
         self._buckets.pop(key, None)
 
     # -- housekeeping ---------------------------------------------------------------
+
+    def _make_room(self, now: int) -> None:
+        """Before a new key: past `max_keys`, sweep the oldest entries, then refuse if still full."""
+        if self.max_keys is None or self.key_count() < self.max_keys:
+            return
+        self.sweep(now, _FULL_SWEEP_BATCH)
+        if self.key_count() >= self.max_keys:
+            raise BackendFull(f"MemoryBackend holds max_keys={self.max_keys} live keys; refusing a new key")
 
     def _wrote(self, now: int) -> None:
         self._writes += 1
