@@ -298,12 +298,11 @@ async def test_each_outage_policy_on_a_killed_server(
     assert no_errors(caplog) == []
 
 
+@pytest.mark.backends("redis")
 @pytest.mark.parametrize("on_error", ["fallback", "allow", "deny"])
 async def test_without_the_fallback_a_dead_port_never_raises(
     cache: BackendCache, on_error: OnError, caplog: pytest.LogCaptureFixture
 ) -> None:
-    if "redis" not in selected_backends():
-        pytest.skip("backend 'redis' not selected by RATELIMIT_TEST_BACKENDS")
     url = f"redis://127.0.0.1:{port_for.select_random()}/0"  # nothing listens there
     app = make_app(
         MemoryBackend(),
