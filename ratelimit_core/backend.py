@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Protocol, Self, runtime_checkable
 
-__all__ = ["Backend", "BucketResult", "CounterResult", "SetResult"]
+__all__ = ["Backend", "BucketResult", "ClosesOnExit", "CounterResult", "SetResult"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,3 +146,24 @@ class Backend(Protocol):
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None: ...
+
+
+class ClosesOnExit:
+    """``async with`` for a backend: leaving the block calls its `aclose`.
+
+    A convenience the drivers inherit; the `Backend` protocol does not require it.
+    """
+
+    async def aclose(self) -> None:
+        raise NotImplementedError
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()

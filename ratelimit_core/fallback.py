@@ -47,11 +47,10 @@ import logging
 import math
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from types import TracebackType
-from typing import Literal, Self, TypeVar, get_args
+from typing import Literal, TypeVar, get_args
 
 from .arguments import check_count, check_optional_count
-from .backend import Backend, BucketResult, CounterResult, SetResult
+from .backend import Backend, BucketResult, ClosesOnExit, CounterResult, SetResult
 from .bucket import bucket_spec
 from .clock import Clock, monotonic_ms
 from .errors import BackendUnavailable, InvalidArgument
@@ -99,7 +98,7 @@ class _Journal:
             self.counter_change(key, change, window_ms)
 
 
-class FallbackBackend:
+class FallbackBackend(ClosesOnExit):
     """A `Backend` that answers from `fallback` (or allows, or denies) while `primary` is down.
 
     `clock` times the breaker (monotonic by default); it is not the backends' clock.
@@ -372,14 +371,3 @@ class FallbackBackend:
             await self._primary.aclose()
         finally:
             await self._fallback.aclose()
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()

@@ -9,11 +9,10 @@ without a background thread or timer.
 from __future__ import annotations
 
 from itertools import islice
-from types import TracebackType
-from typing import Self, TypeVar
+from typing import TypeVar
 
 from .arguments import check_count, check_optional_count, check_text
-from .backend import BucketResult, CounterResult, SetResult
+from .backend import BucketResult, ClosesOnExit, CounterResult, SetResult
 from .bucket import BucketSpecCache, bucket_peek_step, bucket_step
 from .clock import Clock, monotonic_ms
 from .errors import BackendFull
@@ -42,7 +41,7 @@ def _lease_live(expiry: int | None, now: int) -> bool:
     return expiry is None or now < expiry
 
 
-class MemoryBackend:
+class MemoryBackend(ClosesOnExit):
     """A `Backend` for one process: fast, and forgotten when the process ends.
 
     `clock` defaults to the monotonic clock; `prefix` is accepted for parity with
@@ -269,17 +268,6 @@ class MemoryBackend:
 
     async def aclose(self) -> None:
         return None
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
 
 def _oldest(entries: dict[str, _V], batch: int | None) -> list[str]:

@@ -39,14 +39,13 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
-from types import TracebackType
 from typing import Any, Self, TypeVar
 
 import redis.asyncio
 from redis.asyncio.client import NEVER_DECODE  # type: ignore[attr-defined]
 from redis.asyncio.cluster import RedisCluster
 
-from ..backend import BucketResult, CounterResult, SetResult
+from ..backend import BucketResult, ClosesOnExit, CounterResult, SetResult
 from ..clock import Clock
 from ..errors import InvalidArgument
 from ..keys import check_prefix
@@ -69,7 +68,7 @@ def _glob_escape(raw: bytes) -> bytes:
     return b"".join(b"\\" + bytes([c]) if c in _GLOB_SPECIAL else bytes([c]) for c in raw)
 
 
-class RedisBackend:
+class RedisBackend(ClosesOnExit):
     """A `Backend` over a `redis.asyncio` client, or a URL to build one from.
 
     A client built from a URL (see `from_url`) gets short timeouts and a small retry
@@ -222,14 +221,3 @@ class RedisBackend:
         """Close the client if this backend built it from a URL."""
         if self._owns_client:
             await self._client.aclose()
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()

@@ -9,22 +9,7 @@ local unit = tonumber(ARGV[4])
 local full = tonumber(ARGV[5])
 local cost = tonumber(ARGV[6])
 
-local level = full
-local stored = redis.call('HMGET', key, 'l', 'u', 'f')
-if stored[1] and stored[2] and stored[3] and now < tonumber(stored[3]) then
-  level = tonumber(stored[1])
-  local updated = tonumber(stored[2])
-  -- A clock that went backwards refills nothing.
-  local elapsed = 0
-  if now > updated then
-    elapsed = now - updated
-  end
-  if elapsed >= ceil_div(full - level, per_ms) then
-    level = full
-  else
-    level = level + elapsed * per_ms
-  end
-end
+local level = bucket_level(key, now, per_ms, full)
 
 local allowed = 0
 local retry = 0

@@ -52,3 +52,21 @@ local function refresh_set_expiry(key, now)
   end
 end
 
+-- The level of bucket `key` (a hash: l = level, u = updated ms, f = ms at which it
+-- is full again) at `now`, refilled at `per_ms` units per ms up to `full`; a missing
+-- or expired bucket is full, and a clock that went backwards refills nothing.
+local function bucket_level(key, now, per_ms, full)
+  local stored = redis.call('HMGET', key, 'l', 'u', 'f')
+  if not (stored[1] and stored[2] and stored[3] and now < tonumber(stored[3])) then
+    return full
+  end
+  local level = tonumber(stored[1])
+  local elapsed = now - tonumber(stored[2])
+  if elapsed < 0 then
+    elapsed = 0
+  end
+  if elapsed >= ceil_div(full - level, per_ms) then
+    return full
+  end
+  return level + elapsed * per_ms
+end
