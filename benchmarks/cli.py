@@ -1,0 +1,91 @@
+"""``python -m benchmarks [--quick]``: run the suite, print the table, write JSON and a PNG chart."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from .channels_suite import channels_figures
+from .footprint import footprint_figures
+from .measure import Figure
+from .memory_suite import memory_figures
+from .redis_suite import fakeredis_figures, redis_figures
+from .report import format_table, targets, write_chart, write_json
+from .scales import SCALES, Scale
+from .server import RedisServer, find_redis_server
+
+__all__ = ["main"]
+
+SECTIONS = ("memory", "footprint", "channels", "fakeredis", "redis")
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--quick", action="store_const", const="quick", dest="mode", help="a run under a minute (CI)")
+    mode.add_argument(
+        "--smoke",
+        action="store_const",
+        const="smoke",
+        dest="mode",
+        help="tiny: every code path, no figure worth reading",
+    )
+    parser.add_argument(
+        "--only", default=",".join(SECTIONS), help=f"comma-separated sections of: {', '.join(SECTIONS)}"
+    )
+    parser.add_argument("--out", type=Path, default=RESULTS, help="where the JSON and PNG go (benchmarks/results)")
+    parser.add_argument("--redis-server", help="the redis-server binary ($RATELIMIT_REDIS_SERVER, else PATH)")
+    parser.set_defaults(mode="full")
+    return parser
+
+
+async def _run(scale: Scale, sections: Sequence[str], redis_binary: str | None, notes: list[str]) -> list[Figure]:
+    figures: list[Figure] = []
+    if "memory" in sections:
+        figures += await memory_figures(scale, notes)
+    if "footprint" in sections:
+        figures += await footprint_figures(scale)
+    if "channels" in sections:
+        figures += await channels_figures(scale, notes)
+    if "fakeredis" in sections:
+        figures += await fakeredis_figures(scale, notes)
+    if "redis" in sections:
+        if redis_binary is None:
+            notes.append("redis: no redis-server found (set $RATELIMIT_REDIS_SERVER), so Redis was not measured")
+        else:
+            with RedisServer(redis_binary) as server:
+                figures += await redis_figures(server.url, scale, notes)
+    return figures
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    sections = [name.strip() for name in args.only.split(",") if name.strip()]
+    unknown = set(sections) - set(SECTIONS)
+    if unknown:
+        _parser().error(f"--only names unknown sections {sorted(unknown)}; valid: {', '.join(SECTIONS)}")
+    scale = SCALES[args.mode]
+    notes: list[str] = []
+    started = time.perf_counter()
+    figures = asyncio.run(_run(scale, sections, args.redis_server or find_redis_server(), notes))
+    goals = targets(figures, scale.callers)
+    print(format_table(figures))
+    print()
+    print(f"Targets of issue 5 ({args.mode} run, medians of {scale.runs}):")
+    for goal in goals:
+        print(f"  {goal.line()}")
+    for note in dict.fromkeys(notes):
+        print(f"  note: {note}")
+    args.out.mkdir(parents=True, exist_ok=True)
+    json_path = args.out / f"{args.mode}.json"
+    write_json(json_path, args.mode, figures, goals, list(dict.fromkeys(notes)))
+    chart = args.out / f"{args.mode}.png"
+    written = [json_path, chart] if write_chart(chart, figures, goals) else [json_path]
+    if len(written) == 1:
+        print("  note: matplotlib is not installed (pip install matplotlib, or the bench extra): no chart")
+    print(f"\nWrote {', '.join(str(path) for path in written)} in {time.perf_counter() - started:.0f} s.")
+    return 0
