@@ -16,21 +16,17 @@ import signal
 import subprocess
 import sys
 import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Final
 from urllib.parse import quote, urlencode
 
 import port_for
-import pytest
 from mirakuru import HTTPExecutor
 from mirakuru.exceptions import ExecutorError, ProcessFinishedWithError
 
-from matrix import selected_backends
-from servers import ServerProcess
-
-__all__ = ["ASGI_SERVERS", "AppServer", "AppServerPool", "private_redis"]
+__all__ = ["ASGI_SERVERS", "AppServer", "AppServerPool"]
 
 EXAMPLE_DIR: Final = Path(__file__).resolve().parents[2] / "examples" / "matchroom"
 SETTINGS_MODULE: Final = "matchroom_e2e_settings"
@@ -169,14 +165,3 @@ class AppServerPool:
             # Captured output, shown by pytest only when the test failed: what each server said.
             print(f"--- {server!r} log ---\n{server.log()}")
             server.close()
-
-
-def private_redis(name: str, server_process: Callable[[str], ServerProcess]) -> ServerProcess:
-    """A private server for the ``server`` fixture of an e2e module: these tests need a real Redis.
-
-    The fixture is parametrised as ``server=["redis"]``, so that the suite deselects it
-    when RATELIMIT_TEST_BACKENDS does not name redis; skipped here otherwise.
-    """
-    if name not in selected_backends():
-        pytest.skip(f"backend {name!r} not selected by RATELIMIT_TEST_BACKENDS")
-    return server_process(name)

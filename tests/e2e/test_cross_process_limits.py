@@ -11,7 +11,7 @@ import asyncio
 from collections.abc import AsyncIterator, Callable, Iterator
 
 import pytest
-from app_servers import AppServer, AppServerPool, private_redis
+from app_servers import AppServer, AppServerPool
 from ws_clients import Players, eventually, next_frame, read_refusal
 
 from ratelimit_core import backend_from_url
@@ -30,6 +30,8 @@ from ratelimit_core.policies import (
 
 from servers import ServerProcess
 
+pytestmark = pytest.mark.backends("redis")  # real processes sharing a real Redis
+
 LIMITS = {
     "WS_RATE_CONN_PER_USER": 2,
     "WS_RATE_CONN_PER_IP": 50,  # every client here is 127.0.0.1
@@ -39,13 +41,16 @@ LIMITS = {
     "WS_RATE_MSG_STRIKES": 3,
     "WS_MAX_PAYLOAD_BYTES": 1024,
     "WS_RATE_CONN_RETRY_MS": 5000,
+    # A slow answer on a loaded machine is not an outage here (the fallback would then limit per process).
+    "WS_RATE_BACKEND_TIMEOUT_MS": 2000,
 }
 _RELEASE_WITHIN_S = 5.0
 
 
-@pytest.fixture(params=["redis"])
-def server(request: pytest.FixtureRequest, server_process: Callable[[str], ServerProcess]) -> ServerProcess:
-    return private_redis(request.param, server_process)
+@pytest.fixture
+def server(server_process: Callable[[str], ServerProcess]) -> ServerProcess:
+    """A private redis-server that both processes share (and a test may kill)."""
+    return server_process("redis")
 
 
 @pytest.fixture

@@ -32,12 +32,14 @@ WS_RATE_MSG_STRIKES = 10  # refusals in a row before the socket is closed with 4
 WS_MAX_PAYLOAD_BYTES = 1024
 WS_RATE_CONN_RETRY_MS = 5000
 
+# The limiter's own records: denials (DEBUG), lease and backend trouble (WARNING), recovery (INFO).
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "formatters": {"plain": {"format": "%(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "loggers": {
-        "ratelimit_core": {"handlers": ["console"], "level": "INFO"},
-        "ratelimit_channels": {"handlers": ["console"], "level": "INFO"},
+        name: {"handlers": ["console"], "level": "INFO", "propagate": False}
+        for name in ("ratelimit_core", "ratelimit_channels")
     },
 }
