@@ -185,6 +185,9 @@ class FallbackBackend(ClosesOnExit):
             return False
         self._probing = True
         journal, self._journal = self._journal, _Journal()
+        # Counted now: the replay empties the journal as it goes.
+        removals = sum(1 for lease in journal.members.values() if isinstance(lease, _Down))
+        counters, holdings = len(journal.counters), len(self._holdings)
         try:
             async with asyncio.timeout(self._timeout_s):
                 await self._primary.ping()
@@ -202,10 +205,11 @@ class FallbackBackend(ClosesOnExit):
         self._up = True
         self._backoff_ms = self.cooldown_ms
         logger.info(
-            "primary backend %r is back; replayed %d set changes and %d counters",
+            "primary backend %r is back; re-acquired %d held set members, replayed %d removals and %d counters",
             self._primary,
-            len(journal.members),
-            len(journal.counters),
+            holdings,
+            removals,
+            counters,
         )
         if self._on_transition is not None:
             self._on_transition(True)

@@ -15,10 +15,10 @@ from pathlib import Path
 from typing import Final
 
 import pytest
-from app_servers import AppServer, AppServerPool
 
 from ratelimit_core.policies import CLOSE_CONNECTION_REFUSED, CONNECTION_LIMIT_EXCEEDED, RATE_LIMIT_EXCEEDED
 
+from app_servers import AppServer, AppServerPool
 from matrix import missing_server
 
 try:

@@ -12,8 +12,6 @@ import asyncio
 from collections.abc import AsyncIterator, Callable, Iterator
 
 import pytest
-from app_servers import AppServer, AppServerPool
-from ws_clients import Players, eventually, next_frame
 
 from ratelimit_core import backend_from_url
 from ratelimit_core.policies import (
@@ -26,7 +24,9 @@ from ratelimit_core.policies import (
     Occupancy,
 )
 
+from app_servers import AppServer, AppServerPool
 from servers import ServerProcess
+from ws_clients import Players, eventually, next_frame
 
 LEASE_MS = 2000
 HEARTBEAT_MS = 250

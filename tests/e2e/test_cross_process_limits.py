@@ -11,8 +11,6 @@ import asyncio
 from collections.abc import AsyncIterator, Callable, Iterator
 
 import pytest
-from app_servers import AppServer, AppServerPool
-from ws_clients import Players, eventually, next_frame, read_refusal
 
 from ratelimit_core import backend_from_url
 from ratelimit_core.policies import (
@@ -28,7 +26,9 @@ from ratelimit_core.policies import (
     ConnectionPolicy,
 )
 
+from app_servers import AppServer, AppServerPool
 from servers import ServerProcess
+from ws_clients import Players, eventually, next_frame, read_refusal
 
 pytestmark = pytest.mark.backends("redis")  # real processes sharing a real Redis
 

@@ -16,9 +16,7 @@ import asyncio
 from collections.abc import AsyncIterator, Callable, Iterator
 
 import pytest
-from app_servers import AppServer, AppServerPool
 from websockets.asyncio.client import ClientConnection
-from ws_clients import Players, eventually, next_frame
 
 from ratelimit_core import backend_from_url
 from ratelimit_core.policies import (
@@ -30,7 +28,9 @@ from ratelimit_core.policies import (
     Occupancy,
 )
 
+from app_servers import AppServer, AppServerPool
 from servers import ServerProcess
+from ws_clients import Players, eventually, next_frame
 
 pytestmark = pytest.mark.backends("redis")  # real processes sharing a real Redis
 
