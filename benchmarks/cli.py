@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 
 from .channels_suite import channels_figures
@@ -43,22 +43,28 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+async def _redis(scale: Scale, redis_binary: str | None, notes: list[str]) -> list[Figure]:
+    if redis_binary is None:
+        notes.append("redis: no redis-server found (set $RATELIMIT_REDIS_SERVER), so Redis was not measured")
+        return []
+    with RedisServer(redis_binary) as server:
+        return await redis_figures(server.url, scale, notes)
+
+
 async def _run(scale: Scale, sections: Sequence[str], redis_binary: str | None, notes: list[str]) -> list[Figure]:
+    runners: dict[str, Callable[[], Awaitable[list[Figure]]]] = {
+        "memory": lambda: memory_figures(scale, notes),
+        "footprint": lambda: footprint_figures(scale),
+        "channels": lambda: channels_figures(scale, notes),
+        "fakeredis": lambda: fakeredis_figures(scale, notes),
+        "redis": lambda: _redis(scale, redis_binary, notes),
+    }
     figures: list[Figure] = []
-    if "memory" in sections:
-        figures += await memory_figures(scale, notes)
-    if "footprint" in sections:
-        figures += await footprint_figures(scale)
-    if "channels" in sections:
-        figures += await channels_figures(scale, notes)
-    if "fakeredis" in sections:
-        figures += await fakeredis_figures(scale, notes)
-    if "redis" in sections:
-        if redis_binary is None:
-            notes.append("redis: no redis-server found (set $RATELIMIT_REDIS_SERVER), so Redis was not measured")
-        else:
-            with RedisServer(redis_binary) as server:
-                figures += await redis_figures(server.url, scale, notes)
+    for name in SECTIONS:
+        if name in sections:
+            started = time.perf_counter()
+            figures += await runners[name]()
+            notes.append(f"{name} took {time.perf_counter() - started:.1f} s")
     return figures
 
 

@@ -44,21 +44,36 @@ async def _set(backend: MemoryBackend, keys: list[str], ops: int, allowed: bool)
         await backend.set_add(keys[i % n], member, capacity=capacity, lease_ms=3_600_000)
 
 
-async def _fill(backend: MemoryBackend, keys: list[str]) -> None:
-    """Every key in use before timing: buckets drained, counters at 1, sets holding one member."""
+async def _drain_buckets(backend: MemoryBackend, keys: list[str]) -> None:
     for key in keys:
         await backend.bucket_consume(key, rate=0.001, burst=1)
+
+
+async def _count_to_one(backend: MemoryBackend, keys: list[str]) -> None:
+    for key in keys:
         await backend.counter_incr(key, limit=1, window_ms=3_600_000)
+
+
+async def _fill_sets(backend: MemoryBackend, keys: list[str]) -> None:
+    for key in keys:
         await backend.set_add(key, "there", capacity=1, lease_ms=3_600_000)
 
 
-OURS: dict[str, Loop] = {"bucket_consume": _bucket, "counter_incr": _counter, "set_add": _set}
+Prepare = Callable[[MemoryBackend, list[str]], Awaitable[None]]
+
+OURS: dict[str, tuple[Loop, Prepare]] = {
+    "bucket_consume": (_bucket, _drain_buckets),
+    "counter_incr": (_counter, _count_to_one),
+    "set_add": (_set, _fill_sets),
+}
+"""Each primitive's timed loop, and what puts every key in use first (the denied path's state)."""
 
 
-async def ours_loop(loop: Loop, keys: list[str], ops: int, allowed: bool) -> float:
-    """Checks per second of one run on a fresh backend whose keys are all in use."""
+async def ours_loop(primitive: tuple[Loop, Prepare], keys: list[str], ops: int, allowed: bool) -> float:
+    """Checks per CPU-second of one run on a fresh backend whose keys are all in use."""
+    loop, prepare = primitive
     backend = MemoryBackend()
-    await _fill(backend, keys)
+    await prepare(backend, keys)
     start = cpu_clock()
     await loop(backend, keys, ops, allowed)
     return rate_of(ops, cpu_clock() - start)
@@ -95,7 +110,7 @@ async def _case(scale: Scale, keys_name: str, keys: list[str], path: str) -> lis
     allowed = path == "allowed"
     ops = scale.memory_ops
     subjects: dict[str, Callable[[], Awaitable[float]]] = {
-        f"ours {name}": partial(ours_loop, loop, keys, ops, allowed) for name, loop in OURS.items()
+        f"ours {name}": partial(ours_loop, primitive, keys, ops, allowed) for name, primitive in OURS.items()
     }
     for peer in MEMORY_PEERS:
         if installed(peer.module):

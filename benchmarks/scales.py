@@ -35,7 +35,7 @@ SCALES = {
         footprint_keys=1_000_000, frames=100_000, connects=10_000,
     ),
     "quick": Scale(
-        "quick", runs=3, memory_ops=30_000, redis_ops=1_500, concurrent_ops=10_000, many_keys=10_000,
+        "quick", runs=3, memory_ops=20_000, redis_ops=1_000, concurrent_ops=5_000, many_keys=10_000,
         footprint_keys=100_000, frames=20_000, connects=2_000,
     ),
     "smoke": Scale(
