@@ -54,6 +54,10 @@ async def _callers(check: Check, keys: Sequence[str], ops: int, callers: int) ->
     return rate_of(per_caller * callers, wall_clock() - start)
 
 
+async def _prefixed(check: Check, prefix: str, key: str) -> object:
+    return await check(prefix + key)
+
+
 async def _prefill(check: Check, keys: Sequence[str]) -> None:
     """One check on every key (drains the denied path's buckets), from a few concurrent workers."""
 
@@ -96,21 +100,29 @@ class _Subjects:
         return rate_of(rounds * _BATCH, wall_clock() - start)
 
 
+Extras = dict[str, tuple[Check, bool]]
+"""Other subjects measured in turn with ours and the floor: name -> (check, also with many callers)."""
+
+
 async def _path(
-    section: str, subjects: _Subjects, scale: Scale, keys: tuple[str, list[str]], *, path: str, floor: bool
+    section: str, subjects: _Subjects, scale: Scale, keys: tuple[str, list[str]], *, path: str, extras: Extras
 ) -> list[Figure]:
-    """Ours and the floor, one caller then many; the batch API with the many-callers group."""
+    """Ours, the floor and `extras` in turn, one caller then many; the batch API with the many-callers group."""
     keys_name, names = keys
     await _prefill(subjects.ours, names)
+    for check, _ in extras.values():
+        await _prefill(check, names)
     figures = []
     for callers, ops in ((1, scale.redis_ops), (scale.callers, scale.concurrent_ops)):
         group: dict[str, Callable[[], Awaitable[float]]] = {
-            "ours bucket_consume": partial(_callers, subjects.ours, names, ops, callers)
+            "ours bucket_consume": partial(_callers, subjects.ours, names, ops, callers),
+            "raw EVALSHA floor": partial(_callers, subjects.floor, names, ops, callers),
         }
-        if floor:
-            group["raw EVALSHA floor"] = partial(_callers, subjects.floor, names, ops, callers)
         if callers > 1:
             group["ours batch of 50"] = partial(subjects.batched, names, ops)
+        for name, (check, crowd) in extras.items():
+            if callers == 1 or crowd:
+                group[name] = partial(_callers, check, names, ops, callers)
         for subject, (value, values) in (await interleaved(scale.runs, group)).items():
             if subject == "ours batch of 50":
                 note = f"backend.batch() of {_BATCH} checks, one caller"
@@ -120,58 +132,58 @@ async def _path(
     return figures
 
 
+def _other_primitives(backend: RedisBackend, allowed: bool) -> Extras:
+    """counter_incr and set_add (one caller), on keys of their own."""
+    if allowed:
+        return {
+            "ours counter_incr": (lambda k: backend.counter_incr("c" + k, limit=10**15, window_ms=3_600_000), False),
+            "ours set_add": (lambda k: backend.set_add("s" + k, "there", capacity=10, lease_ms=3_600_000), False),
+        }
+    return {
+        "ours counter_incr": (lambda k: backend.counter_incr("d" + k, limit=1, window_ms=3_600_000), False),
+        "ours set_add": (lambda k: backend.set_add("t" + k, "new", capacity=0, lease_ms=3_600_000), False),
+    }
+
+
 async def _ours_and_floor(
-    section: str, client: Client, backend: RedisBackend, scale: Scale, *, full: bool
+    section: str, client: Client, backend: RedisBackend, scale: Scale, *, url: str | None, notes: list[str]
 ) -> list[Figure]:
-    """Every case when `full`; else (fakeredis) one key, allowed only."""
+    """Every case; with a server `url`, also the other primitives and the peers on the many-keys case.
+
+    Without one (fakeredis): one key, allowed only.
+    """
     sha = await client.script_load(script_source("bucket_consume"))
     key_sets = _keys(scale, "")
-    if not full:
+    paths: tuple[str, ...] = ("allowed", "denied")
+    if url is None:
         del key_sets["10k"]
+        paths = ("allowed",)
+    else:
+        notes.extend(
+            f"{peer.name} on Redis: {peer.module} is not installed, so it was not measured"
+            for peer in REDIS_PEERS
+            if not installed(peer.module)
+        )
     figures = []
     for keys_name, keys in key_sets.items():
-        for path in ("allowed", "denied") if full else ("allowed",):
-            subjects = _Subjects(client, backend, sha, path == "allowed")
-            figures += await _path(section, subjects, scale, (keys_name, keys), path=path, floor=True)
-    return figures
-
-
-async def _other_primitives(section: str, backend: RedisBackend, scale: Scale) -> list[Figure]:
-    """counter_incr and set_add, one caller, many keys, allowed and denied."""
-    keys = _keys(scale, "")["10k"]
-    checks: dict[tuple[str, str], Check] = {
-        ("ours counter_incr", "allowed"): lambda k: backend.counter_incr("c" + k, limit=10**15, window_ms=3_600_000),
-        ("ours counter_incr", "denied"): lambda k: backend.counter_incr("d" + k, limit=1, window_ms=3_600_000),
-        ("ours set_add", "allowed"): lambda k: backend.set_add("s" + k, "there", capacity=10, lease_ms=3_600_000),
-        ("ours set_add", "denied"): lambda k: backend.set_add("t" + k, "new", capacity=0, lease_ms=3_600_000),
-    }
-    for check in checks.values():
-        await _prefill(check, keys)
-    group = {case: partial(_callers, check, keys, scale.redis_ops, 1) for case, check in checks.items()}
-    measured = await interleaved(scale.runs, group)
-    return [
-        Figure(section, subject, "10k", path, 1, value, runs=values)
-        for (subject, path), (value, values) in measured.items()
-    ]
-
-
-async def _peers(url: str, scale: Scale, notes: list[str]) -> list[Figure]:
-    figures = []
-    keys = _keys(scale, "peer:")["10k"]
-    for peer in REDIS_PEERS:
-        if not installed(peer.module):
-            notes.append(f"{peer.name} on Redis: {peer.module} is not installed, so it was not measured")
-            continue
-        for path in ("allowed", "denied"):
-            check, close = peer.make(url, path == "allowed")
+        for path in paths:
+            allowed = path == "allowed"
+            extras: Extras = {}
+            closers: list[Callable[[], Awaitable[None]]] = []
+            if url is not None and keys_name == "10k":
+                extras.update(_other_primitives(backend, allowed))
+                for peer in REDIS_PEERS:
+                    if installed(peer.module):
+                        check, close = peer.make(url, allowed)
+                        # limits names its keys by the item and key alone: each strategy gets keys of its own.
+                        extras[peer.name] = (partial(_prefixed, check, f"{peer.name}:"), True)
+                        closers.append(close)
             try:
-                await _prefill(check, keys)
-                for callers, ops in ((1, scale.redis_ops), (scale.callers, scale.concurrent_ops)):
-                    measured = await interleaved(scale.runs, {peer.name: partial(_callers, check, keys, ops, callers)})
-                    value, values = measured[peer.name]
-                    figures.append(Figure("redis", peer.name, "10k", path, callers, value, runs=values))
+                subjects = _Subjects(client, backend, sha, allowed)
+                figures += await _path(section, subjects, scale, (keys_name, keys), path=path, extras=extras)
             finally:
-                await close()
+                for close in closers:
+                    await close()
     return figures
 
 
@@ -180,9 +192,7 @@ async def redis_figures(url: str, scale: Scale, notes: list[str]) -> list[Figure
     client = client_from_url(url)
     backend = RedisBackend.from_url(url, prefix="bench:ours:")
     try:
-        figures = await _ours_and_floor("redis", client, backend, scale, full=True)
-        figures += await _other_primitives("redis", backend, scale)
-        figures += await _peers(url, scale, notes)
+        figures = await _ours_and_floor("redis", client, backend, scale, url=url, notes=notes)
         round_trips, sent = backend.coalescer.round_trips, backend.coalescer.calls_sent
         per_trip = sent / max(1, round_trips)
         notes.append(f"ours on Redis: {sent} script calls in {round_trips} round trips ({per_trip:.1f} a trip)")
@@ -204,6 +214,6 @@ async def fakeredis_figures(scale: Scale, notes: list[str]) -> list[Figure]:
     try:
         # fakeredis runs Lua in-process and is slow: a fifth of the work is plenty to compare.
         small = replace(scale, redis_ops=max(1, scale.redis_ops // 5), concurrent_ops=max(1, scale.concurrent_ops // 5))
-        return await _ours_and_floor("fakeredis", client, backend, small, full=False)
+        return await _ours_and_floor("fakeredis", client, backend, small, url=None, notes=notes)
     finally:
         await client.aclose()

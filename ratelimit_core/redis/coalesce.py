@@ -157,8 +157,13 @@ class Coalescer:
         self._trip = asyncio.get_running_loop().create_task(self._trip_for(waiting))
 
     async def _trip_for(self, waiting: list[_Waiting]) -> None:
+        calls = [call for group, _ in waiting for call in group]
         try:
-            await self._round_trip([call for calls, _ in waiting for call in calls])
+            await self._round_trip(calls)
+        except Exception as exc:  # a bug, not a Redis failure: every caller of the round trip sees it
+            for call in calls:
+                if not call.done:
+                    call.error = exc
         except BaseException:
             # Cancelled (the event loop is closing): what is queued will not be sent either.
             for _, waiter in [*waiting, *self._queue]:
