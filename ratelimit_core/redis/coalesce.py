@@ -1,12 +1,20 @@
 """`Coalescer`: concurrent script calls on one event loop share pipelined round trips.
 
 A call made while no round trip is in flight is sent at once, on its own: a lone
-caller pays no extra latency. Calls made while one is in flight wait for it to end
-and then all go together, as one pipeline of EVALSHAs. So a call waits for at most
-one in-flight round trip, and under load each round trip carries everything that
+caller pays no extra latency. Calls made while one is in flight wait for the next
+one to end, and then all go together, as one pipeline of EVALSHAs. So a call waits
+for at most one in-flight round trip, and under load each round trip carries what
 queued during the one before: the per-command cost of redis-py (and of the network)
 is shared, which is where the throughput comes from. There is no timer and no
 background task: the round trip that ends starts the next one.
+
+Two details keep many concurrent callers fast. The queue is sent on the next turn
+of the event loop after a round trip ends, so that the callers it just answered,
+if they check again at once, go in it too (otherwise the callers split into a group
+of one and a group of all the others, and take turns). And a queue of at least
+`2 * _MIN_SPLIT` calls found with nothing else in flight goes as two round trips on
+two connections, so that the server runs one while this process reads the other's
+replies: then the two halves take turns, and neither side waits for the other.
 
 Each call gets back exactly its own reply or its own error: a script error (say
 WRONGTYPE) fails only that call; a lost connection or a timeout fails every call of
@@ -25,7 +33,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from typing import Any, Final, Generic, TypeVar
 
 from redis.asyncio.client import NEVER_DECODE  # type: ignore[attr-defined]
@@ -49,6 +57,11 @@ class _NotRun:
 
 
 _NOT_RUN: Final = _NotRun()
+
+_MAX_IN_FLIGHT = 2
+"""Round trips in flight at once: two keep the server and this process busy together."""
+_MIN_SPLIT = 8
+"""Calls per round trip below which a queue is not split in two (a round trip has a fixed cost)."""
 
 
 class ScriptCall(Generic[T]):
@@ -103,7 +116,7 @@ class Coalescer:
         "_queue",
         "_shas",
         "_sources",
-        "_trip",
+        "_trips",
         "calls_sent",
         "round_trips",
     )
@@ -113,9 +126,9 @@ class Coalescer:
         self._direct = client if supports(client) else None
         self._sources = dict(sources)
         self._shas = {name: hashlib.sha1(source.encode()).hexdigest() for name, source in self._sources.items()}
-        self._in_flight = False
+        self._in_flight = 0
         self._queue: list[_Waiting] = []
-        self._trip: asyncio.Task[None] | None = None
+        self._trips: set[asyncio.Task[None]] = set()
         self.round_trips = 0
         """Round trips made (a NOSCRIPT resend counts as one more); for diagnostics."""
         self.calls_sent = 0
@@ -130,7 +143,7 @@ class Coalescer:
         return call.result()
 
     async def run_all(self, calls: Sequence[ScriptCall[Any]]) -> None:
-        """Run `calls` in one round trip: now if none is in flight, else right after it.
+        """Run `calls` in one round trip: now if none is in flight, else when the next one ends.
 
         Never raises for a Redis failure: each call holds its own outcome afterwards.
         """
@@ -139,22 +152,41 @@ class Coalescer:
             self._queue.append((calls, waiter))
             await waiter
             return
-        self._in_flight = True
+        self._in_flight += 1
         try:
             await self._round_trip(calls)
         finally:
-            self._start_next()
+            self._ended(callers=1)
 
-    def _start_next(self) -> None:
-        # Callers cancelled while they waited are left out.
-        waiting = [entry for entry in self._queue if not entry[1].done()]
+    def _ended(self, callers: int) -> None:
+        """A round trip ended: send what queued meanwhile, or go idle."""
+        if callers == 1 and not self._queue:
+            self._in_flight -= 1  # a lone caller's next call goes at once
+            return
+        # Sent from a task of its own, on the next turn of the event loop: no caller's result
+        # waits for it, and the callers this round trip just answered, if they call again at
+        # once, go in it too, which keeps concurrent callers together.
+        self._spawn(self._send_queue())
+
+    def _spawn(self, trip: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(trip)
+        self._trips.add(task)  # a reference, so that the task is not collected mid-way
+        task.add_done_callback(self._trips.discard)
+
+    async def _send_queue(self) -> None:
+        waiting = [entry for entry in self._queue if not entry[1].done()]  # cancelled callers are left out
         self._queue = []
         if not waiting:
-            self._in_flight = False
-            self._trip = None
+            self._in_flight -= 1
             return
-        # A task, so that no caller's own result waits for other callers' round trip.
-        self._trip = asyncio.get_running_loop().create_task(self._trip_for(waiting))
+        if self._in_flight < _MAX_IN_FLIGHT and len(waiting) >= 2 * _MIN_SPLIT:
+            # Two round trips on two connections: the server runs one while this process
+            # reads the other's replies and its callers make their next calls.
+            half = len(waiting) // 2
+            self._in_flight += 1
+            self._spawn(self._trip_for(waiting[half:]))
+            waiting = waiting[:half]
+        await self._trip_for(waiting)
 
     async def _trip_for(self, waiting: list[_Waiting]) -> None:
         calls = [call for group, _ in waiting for call in group]
@@ -169,13 +201,12 @@ class Coalescer:
             for _, waiter in [*waiting, *self._queue]:
                 waiter.cancel()
             self._queue = []
-            self._in_flight = False
-            self._trip = None
+            self._in_flight -= 1
             raise
         for _, waiter in waiting:
             if not waiter.done():
                 waiter.set_result(None)
-        self._start_next()
+        self._ended(callers=len(waiting))
 
     async def _round_trip(self, calls: Sequence[ScriptCall[Any]]) -> None:
         replies = await self._send(calls)

@@ -106,10 +106,20 @@ async def test_calls_made_during_a_round_trip_all_go_in_the_next_one(make_backen
     backend = make_backend()
     await _warm_up(backend)
     trips, sent = backend.coalescer.round_trips, backend.coalescer.calls_sent
-    results = await asyncio.gather(*(backend.counter_incr(f"k{n}", n + 1) for n in range(30)))
-    assert [result.value for result in results] == list(range(1, 31))
-    # The first call went alone; the 29 made while it was in flight waited for it, then went together.
-    assert (backend.coalescer.round_trips - trips, backend.coalescer.calls_sent - sent) == (2, 30)
+    results = await asyncio.gather(*(backend.counter_incr(f"k{n}", n + 1) for n in range(10)))
+    assert [result.value for result in results] == list(range(1, 11))
+    # The first call went alone; the 9 made while it was in flight waited for it, then went together.
+    assert (backend.coalescer.round_trips - trips, backend.coalescer.calls_sent - sent) == (2, 10)
+
+
+async def test_a_long_queue_goes_as_two_round_trips_at_once(make_backend: MakeBackend) -> None:
+    backend = make_backend()
+    await _warm_up(backend)
+    trips, sent = backend.coalescer.round_trips, backend.coalescer.calls_sent
+    results = await asyncio.gather(*(backend.counter_incr(f"k{n}", n + 1) for n in range(41)))
+    assert [result.value for result in results] == list(range(1, 42))
+    # The first alone; the 40 made meanwhile in two halves, sent together when it ended.
+    assert (backend.coalescer.round_trips - trips, backend.coalescer.calls_sent - sent) == (3, 41)
 
 
 async def test_a_storage_error_fails_only_the_call_that_caused_it(
