@@ -14,7 +14,8 @@ if they check again at once, go in it too (otherwise the callers split into a gr
 of one and a group of all the others, and take turns). And a queue of at least
 `2 * _MIN_SPLIT` calls found with nothing else in flight goes as two round trips on
 two connections, so that the server runs one while this process reads the other's
-replies: then the two halves take turns, and neither side waits for the other.
+replies: then the two halves take turns, and neither side waits for the other. A
+queue longer than `_MAX_CALLS_PER_TRIP` goes as several round trips, all at once.
 
 Each call gets back exactly its own reply or its own error: a script error (say
 WRONGTYPE) fails only that call; a lost connection or a timeout fails every call of
@@ -58,8 +59,9 @@ class _NotRun:
 
 _NOT_RUN: Final = _NotRun()
 
-_MAX_IN_FLIGHT = 2
-"""Round trips in flight at once: two keep the server and this process busy together."""
+_MAX_CALLS_PER_TRIP = 512
+"""A longer queue goes as several round trips at once, so that reading the replies of one
+stays far within the socket timeout, which bounds the whole round trip (see `pipeline`)."""
 _MIN_SPLIT = 8
 """Calls per round trip below which a queue is not split in two (a round trip has a fixed cost)."""
 
@@ -179,14 +181,18 @@ class Coalescer:
         if not waiting:
             self._in_flight -= 1
             return
-        if self._in_flight < _MAX_IN_FLIGHT and len(waiting) >= 2 * _MIN_SPLIT:
-            # Two round trips on two connections: the server runs one while this process
-            # reads the other's replies and its callers make their next calls.
-            half = len(waiting) // 2
+        calls = sum(len(group) for group, _ in waiting)
+        parts = -(-calls // _MAX_CALLS_PER_TRIP)
+        if parts == 1 and self._in_flight == 1 and calls >= 2 * _MIN_SPLIT:
+            # Nothing else in flight: two round trips on two connections, so that the server
+            # runs one while this process reads the other's replies and its callers call again.
+            parts = 2
+        size = -(-len(waiting) // min(parts, len(waiting)))
+        chunks = [waiting[start : start + size] for start in range(0, len(waiting), size)]
+        for chunk in chunks[1:]:  # all sent now: none of them waits for another
             self._in_flight += 1
-            self._spawn(self._trip_for(waiting[half:]))
-            waiting = waiting[:half]
-        await self._trip_for(waiting)
+            self._spawn(self._trip_for(chunk))
+        await self._trip_for(chunks[0])
 
     async def _trip_for(self, waiting: list[_Waiting]) -> None:
         calls = [call for group, _ in waiting for call in group]

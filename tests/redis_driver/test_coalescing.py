@@ -122,6 +122,16 @@ async def test_a_long_queue_goes_as_two_round_trips_at_once(make_backend: MakeBa
     assert (backend.coalescer.round_trips - trips, backend.coalescer.calls_sent - sent) == (3, 41)
 
 
+async def test_a_queue_longer_than_a_round_trip_takes_goes_as_several_at_once(make_backend: MakeBackend) -> None:
+    backend = make_backend()
+    await _warm_up(backend)
+    trips, sent = backend.coalescer.round_trips, backend.coalescer.calls_sent
+    results = await asyncio.gather(*(backend.counter_incr(f"k{n}") for n in range(1 + 1_100)))
+    assert all(result.value == 1 for result in results)
+    # The first alone; the 1,100 made meanwhile in ceil(1100 / 512) = 3 round trips, sent together.
+    assert (backend.coalescer.round_trips - trips, backend.coalescer.calls_sent - sent) == (4, 1_101)
+
+
 async def test_a_storage_error_fails_only_the_call_that_caused_it(
     make_backend: MakeBackend, storage: Storage, prefix: str
 ) -> None:
