@@ -109,8 +109,7 @@ def _ratios(
         figure = _find(figures, section, subject, (keys, path, callers))
         r = None if figure is None else ratio(figures, figure)
         if r is not None:
-            who = f"{callers} callers, " if callers > 1 else ""
-            found.append((f"{who}{keys} key{'s' if keys != '1' else ''} {path}", r))
+            found.append((f"{keys} key{'s' if keys != '1' else ''} {path}", r))
     return tuple(found)
 
 
