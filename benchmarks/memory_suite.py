@@ -127,7 +127,7 @@ async def memory_figures(scale: Scale, notes: list[str]) -> list[Figure]:
     for keys_name, keys in key_sets(scale).items():
         for path in ("allowed", "denied"):
             figures += await _case(scale, keys_name, keys, path)
-    for peer in MEMORY_PEERS:
-        if not installed(peer.module):
-            notes.append(f"{peer.name}: {peer.module} is not installed, so it was not measured")
+    for name, module in [(p.name, p.module) for p in MEMORY_PEERS] + [(p.name, p.module) for p in ASYNC_MEMORY_PEERS]:
+        if not installed(module):
+            notes.append(f"{name}: {module} is not installed, so it was not measured")
     return figures
