@@ -188,7 +188,9 @@ class MemoryBackend(ClosesOnExit):
     # -- token buckets ------------------------------------------------------------
 
     async def bucket_consume(self, key: str, *, rate: float, burst: int, cost: int = 1) -> BucketResult:
-        check_text("key", key)
+        # The hot path of every message: checks and bookkeeping are inlined here.
+        if key.__class__ is not str:
+            check_text("key", key)
         spec = self._bucket_specs.get(rate, burst, cost)
         now = self.clock()
         buckets = self._buckets
@@ -203,7 +205,9 @@ class MemoryBackend(ClosesOnExit):
             else:
                 self._make_room(now)
             buckets[key] = (level, now, now + reset)
-            self._wrote(now)
+            self._writes = writes = self._writes + 1
+            if not writes % _SWEEP_EVERY:
+                self.sweep(now, _SWEEP_BATCH)
         return BucketResult(allowed, level // spec.unit, retry, reset)
 
     async def bucket_peek(self, key: str, *, rate: float, burst: int, cost: int = 1) -> BucketResult:
