@@ -9,7 +9,7 @@ serving.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator
 
 import pytest
 
@@ -49,25 +49,9 @@ _WATCH_POLL_S = 0.1
 
 
 @pytest.fixture
-def server(server_process: Callable[[str], ServerProcess]) -> ServerProcess:
-    """A private redis-server that both processes share (and a test may kill)."""
-    return server_process("redis")
-
-
-@pytest.fixture
-def processes(server: ServerProcess) -> Iterator[tuple[AppServer, AppServer]]:
+def processes(server: ServerProcess, app_pool: AppServerPool) -> tuple[AppServer, AppServer]:
     """(doomed, survivor): the example under uvicorn and under daphne, on the same Redis."""
-    pool = AppServerPool()
-    try:
-        yield pool.start("uvicorn", server.url, **LIMITS), pool.start("daphne", server.url, **LIMITS)
-    finally:
-        pool.close()
-
-
-@pytest.fixture
-async def players() -> AsyncIterator[Players]:
-    async with Players() as clients:
-        yield clients
+    return app_pool.start("uvicorn", server.url, **LIMITS), app_pool.start("daphne", server.url, **LIMITS)
 
 
 @pytest.fixture

@@ -8,7 +8,6 @@ rate refusal with its real ``retry_after_ms`` while the socket stays open.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable, Iterator
 
 import pytest
 
@@ -48,25 +47,9 @@ _RELEASE_WITHIN_S = 5.0
 
 
 @pytest.fixture
-def server(server_process: Callable[[str], ServerProcess]) -> ServerProcess:
-    """A private redis-server that both processes share (and a test may kill)."""
-    return server_process("redis")
-
-
-@pytest.fixture
-def processes(server: ServerProcess) -> Iterator[tuple[AppServer, AppServer]]:
+def processes(server: ServerProcess, app_pool: AppServerPool) -> tuple[AppServer, AppServer]:
     """The example served twice on the same Redis: by uvicorn (A) and by daphne (B)."""
-    pool = AppServerPool()
-    try:
-        yield pool.start("uvicorn", server.url, **LIMITS), pool.start("daphne", server.url, **LIMITS)
-    finally:
-        pool.close()
-
-
-@pytest.fixture
-async def players() -> AsyncIterator[Players]:
-    async with Players() as clients:
-        yield clients
+    return app_pool.start("uvicorn", server.url, **LIMITS), app_pool.start("daphne", server.url, **LIMITS)
 
 
 async def _user_slots(server: ServerProcess, user: str) -> int:

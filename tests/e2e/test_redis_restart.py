@@ -13,7 +13,6 @@ a traceback. Real time is unavoidable here; every wait is bounded.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable, Iterator
 
 import pytest
 from websockets.asyncio.client import ClientConnection
@@ -57,24 +56,9 @@ _FALLBACK_LOGGER = "ratelimit_core.fallback"
 
 
 @pytest.fixture
-def server(server_process: Callable[[str], ServerProcess]) -> ServerProcess:
-    """A private redis-server that both processes share (and a test may kill)."""
-    return server_process("redis")
-
-
-@pytest.fixture
-def processes(server: ServerProcess) -> Iterator[tuple[AppServer, AppServer]]:
-    pool = AppServerPool()
-    try:
-        yield pool.start("uvicorn", server.url, **LIMITS), pool.start("daphne", server.url, **LIMITS)
-    finally:
-        pool.close()
-
-
-@pytest.fixture
-async def players() -> AsyncIterator[Players]:
-    async with Players() as clients:
-        yield clients
+def processes(server: ServerProcess, app_pool: AppServerPool) -> tuple[AppServer, AppServer]:
+    """The example served twice on the same Redis: by uvicorn and by daphne."""
+    return app_pool.start("uvicorn", server.url, **LIMITS), app_pool.start("daphne", server.url, **LIMITS)
 
 
 class Chatter:
