@@ -257,15 +257,15 @@ class FallbackBackend(ClosesOnExit):
     async def counter_incr(
         self, key: str, amount: int = 1, *, limit: int | None = None, window_ms: int | None = None
     ) -> CounterResult:
-        # Checked here too, so that bad input fails the same way whichever way the call is answered.
-        check_count("amount", amount)
-        check_optional_count("limit", limit, minimum=0)
-        check_optional_count("window_ms", window_ms)
         result = await self._call_primary(lambda b: b.counter_incr(key, amount, limit=limit, window_ms=window_ms))
         if not isinstance(result, _Down):
             if result.allowed:
                 await self._fallback.counter_incr(key, amount, window_ms=window_ms)
             return result
+        # The primary did not see the arguments: bad input fails here as it would there.
+        check_count("amount", amount)
+        check_optional_count("limit", limit, minimum=0)
+        check_optional_count("window_ms", window_ms)
         if self.on_error == "deny":
             return CounterResult(False, await self._fallback.counter_get(key), None, degraded=True)
         local_limit = None if self.on_error == "allow" else self._share(limit)
@@ -291,14 +291,14 @@ class FallbackBackend(ClosesOnExit):
     async def set_add(
         self, key: str, member: str, *, capacity: int | None = None, lease_ms: int | None = None
     ) -> SetResult:
-        check_optional_count("capacity", capacity, minimum=0)
-        check_optional_count("lease_ms", lease_ms)
         result = await self._call_primary(lambda b: b.set_add(key, member, capacity=capacity, lease_ms=lease_ms))
         if not isinstance(result, _Down):
             if result.added:
                 await self._fallback.set_add(key, member, lease_ms=lease_ms)
                 self._holdings[key, member] = lease_ms
             return result
+        check_optional_count("capacity", capacity, minimum=0)
+        check_optional_count("lease_ms", lease_ms)
         if self.on_error == "deny":
             local = SetResult(False, await self._fallback.set_size(key))
         else:
@@ -332,10 +332,10 @@ class FallbackBackend(ClosesOnExit):
     # -- token buckets --------------------------------------------------------------------
 
     async def bucket_consume(self, key: str, *, rate: float, burst: int, cost: int = 1) -> BucketResult:
-        bucket_spec(rate, burst, cost)
         result = await self._call_primary(lambda b: b.bucket_consume(key, rate=rate, burst=burst, cost=cost))
         if not isinstance(result, _Down):
             return result
+        bucket_spec(rate, burst, cost)  # the primary did not see the arguments
         if self.on_error != "fallback":
             allowed = self.on_error == "allow"
             retry_after_ms = 0 if allowed else max(self._next_probe_ms - self._clock(), 1)
@@ -345,10 +345,10 @@ class FallbackBackend(ClosesOnExit):
         return BucketResult(local.allowed, local.remaining, local.retry_after_ms, local.reset_after_ms, degraded=True)
 
     async def bucket_peek(self, key: str, *, rate: float, burst: int, cost: int = 1) -> BucketResult:
-        bucket_spec(rate, burst, cost)
         result = await self._call_primary(lambda b: b.bucket_peek(key, rate=rate, burst=burst, cost=cost))
         if not isinstance(result, _Down):
             return result
+        bucket_spec(rate, burst, cost)  # the primary did not see the arguments
         local_rate, local_burst = self._bucket_share(rate, burst, cost)
         local = await self._fallback.bucket_peek(key, rate=local_rate, burst=local_burst, cost=cost)
         return BucketResult(local.allowed, local.remaining, local.retry_after_ms, local.reset_after_ms, degraded=True)
