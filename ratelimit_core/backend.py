@@ -26,6 +26,8 @@ class CounterResult:
     """Milliseconds left in the counter's window, or None when it has no window."""
     degraded: bool = field(default=False, compare=False)
     """True when a `FallbackBackend` answered without its primary (not part of equality)."""
+    unavailable: bool = field(default=False, compare=False)
+    """True when refused only because the primary is down (`FallbackBackend` with ``on_error="deny"``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +40,8 @@ class SetResult:
     """Live members after the call."""
     degraded: bool = field(default=False, compare=False)
     """True when a `FallbackBackend` answered without its primary (not part of equality)."""
+    unavailable: bool = field(default=False, compare=False)
+    """True when refused only because the primary is down (`FallbackBackend` with ``on_error="deny"``)."""
 
 
 @dataclass(frozen=True, slots=True, init=False)
@@ -53,9 +57,17 @@ class BucketResult:
     """Milliseconds until the bucket is full again (0 when it is full)."""
     degraded: bool = field(default=False, compare=False)
     """True when a `FallbackBackend` answered without its primary (not part of equality)."""
+    unavailable: bool = field(default=False, compare=False)
+    """True when refused only because the primary is down (`FallbackBackend` with ``on_error="deny"``)."""
 
-    def __init__(
-        self, allowed: bool, remaining: int, retry_after_ms: int, reset_after_ms: int, degraded: bool = False
+    def __init__(  # noqa: PLR0917 (positional in the dataclass's field order)
+        self,
+        allowed: bool,
+        remaining: int,
+        retry_after_ms: int,
+        reset_after_ms: int,
+        degraded: bool = False,
+        unavailable: bool = False,
     ) -> None:
         # Built once per message on the hot path: writing the slots directly costs half
         # of what the generated frozen __init__ does (one object.__setattr__ per field).
@@ -64,10 +76,11 @@ class BucketResult:
         _set_retry_after_ms(self, retry_after_ms)
         _set_reset_after_ms(self, reset_after_ms)
         _set_degraded(self, degraded)
+        _set_unavailable(self, unavailable)
 
 
 # The slot descriptors' setters, in field order (`__slots__` follows the fields).
-_set_allowed, _set_remaining, _set_retry_after_ms, _set_reset_after_ms, _set_degraded = (
+_set_allowed, _set_remaining, _set_retry_after_ms, _set_reset_after_ms, _set_degraded, _set_unavailable = (
     vars(BucketResult)[name].__set__ for name in BucketResult.__slots__
 )
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 __all__ = [
     "BackendError",
     "BackendFull",
+    "BackendMisconfigured",
     "BackendUnavailable",
     "InvalidArgument",
     "RateLimitError",
@@ -38,4 +39,15 @@ class BackendFull(BackendError):
     """The storage holds as many live keys as it may (`MemoryBackend`'s ``max_keys``).
 
     Existing keys keep working; only a call that would create a new key is refused.
+    """
+
+
+class BackendMisconfigured(BackendError):
+    """The storage answered but refuses this client: fix the configuration, waiting will not help.
+
+    A wrong password or user (authentication), a user without the rights to run
+    the driver's commands (permission), or a TLS certificate that does not verify.
+    Never treated as an outage: `FallbackBackend` lets it through to the caller,
+    and the policies log it at ERROR. The message names the server without its
+    password and says what to fix; the original is chained as ``__cause__``.
     """

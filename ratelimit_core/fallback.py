@@ -47,20 +47,19 @@ import logging
 import math
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Literal, TypeVar, get_args
+from typing import TypeVar
 
 from .arguments import check_count, check_optional_count
 from .backend import Backend, BucketResult, ClosesOnExit, CounterResult, SetResult
 from .bucket import bucket_spec
 from .clock import Clock, monotonic_ms
 from .errors import BackendUnavailable, InvalidArgument
+from .failure_modes import OnError, check_on_error
 from .memory import MemoryBackend
 
 __all__ = ["DEFAULT_COOLDOWN_MS", "DEFAULT_MAX_COOLDOWN_MS", "DEFAULT_TIMEOUT_MS", "FallbackBackend", "OnError"]
 
 logger = logging.getLogger(__name__)
-
-OnError = Literal["fallback", "allow", "deny"]
 
 DEFAULT_TIMEOUT_MS = 50
 DEFAULT_COOLDOWN_MS = 1_000
@@ -117,8 +116,7 @@ class FallbackBackend(ClosesOnExit):
         clock: Clock | None = None,
         on_transition: Callable[[bool], None] | None = None,
     ) -> None:
-        if on_error not in get_args(OnError):
-            raise InvalidArgument(f"on_error must be one of {get_args(OnError)}, got {on_error!r}")
+        check_on_error(on_error)
         self._primary = primary
         self._fallback = MemoryBackend() if fallback is None else fallback
         self.on_error: OnError = on_error

@@ -22,7 +22,8 @@ from dataclasses import dataclass
 from typing import Final
 
 from ratelimit_core import Backend, FallbackBackend
-from ratelimit_core.fallback import DEFAULT_COOLDOWN_MS, DEFAULT_MAX_COOLDOWN_MS, DEFAULT_TIMEOUT_MS, OnError
+from ratelimit_core.failure_modes import OnError
+from ratelimit_core.fallback import DEFAULT_COOLDOWN_MS, DEFAULT_MAX_COOLDOWN_MS, DEFAULT_TIMEOUT_MS
 from ratelimit_core.urls import backend_from_url
 
 __all__ = [

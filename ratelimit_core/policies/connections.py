@@ -17,7 +17,7 @@ from typing import Final, Literal
 from ..arguments import check_count, check_optional_count
 from ..backend import Backend
 from ..errors import BackendError
-from ..fallback import OnError
+from ..failure_modes import OnError
 from ..observe import Decision, DecisionHooks
 from .codes import CLOSE_CONNECTION_REFUSED, CONNECTION_LIMIT_EXCEEDED, ROOM_FULL
 from .failures import check_on_error, connection_unavailable, report_failure

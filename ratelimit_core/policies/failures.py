@@ -24,10 +24,10 @@ policy the same ``on_error`` as the wrapper.
 from __future__ import annotations
 
 import logging
-from typing import Final, get_args
+from typing import Final
 
-from ..errors import BackendError, BackendUnavailable, InvalidArgument
-from ..fallback import OnError
+from ..errors import BackendError, BackendUnavailable
+from ..failure_modes import ON_ERROR_CHOICES, OnError, check_on_error
 from .codes import BACKEND_UNAVAILABLE, CLOSE_TRY_AGAIN_LATER
 from .verdicts import Denial
 
@@ -43,18 +43,8 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-ON_ERROR_CHOICES: Final[tuple[OnError, ...]] = get_args(OnError)
-"""``("fallback", "allow", "deny")``."""
-
 DEFAULT_UNAVAILABLE_RETRY_MS: Final = 1_000
 """The ``retry_after_ms`` of a message dropped because the storage failed, when nothing better is known."""
-
-
-def check_on_error(value: object) -> OnError:
-    """`value` when it is one of `ON_ERROR_CHOICES`, else `InvalidArgument` naming it."""
-    if isinstance(value, str) and value in ON_ERROR_CHOICES:
-        return value
-    raise InvalidArgument(f"on_error must be one of {ON_ERROR_CHOICES}, got {value!r:.80}")
 
 
 def connection_unavailable(retry_after_ms: int) -> Denial:

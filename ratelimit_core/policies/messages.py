@@ -19,7 +19,7 @@ from ..arguments import check_count, check_optional_count
 from ..backend import Backend
 from ..bucket import bucket_spec
 from ..errors import BackendError, InvalidArgument
-from ..fallback import OnError
+from ..failure_modes import OnError
 from ..observe import Decision, DecisionHooks
 from .codes import CLOSE_PAYLOAD_TOO_LARGE, CLOSE_RATE_LIMITED, PAYLOAD_TOO_LARGE, RATE_LIMIT_EXCEEDED
 from .failures import DEFAULT_UNAVAILABLE_RETRY_MS, check_on_error, message_unavailable, report_failure
