@@ -10,6 +10,8 @@ whatever it sends afterwards is dropped.
 Storage failures never reach the inner app or the client as an exception:
 admission and the message gate apply ``WS_RATE_ON_BACKEND_ERROR``, lease refreshes
 are retried at the next heartbeat, and releases that fail are left to expire.
+However the connection ends (either side closing, the inner app raising, the
+task cancelled at any await, twice), its slots are released exactly once.
 Decisions made without the primary storage are logged at DEBUG.
 """
 
@@ -128,20 +130,20 @@ class LimitedConnection:
             await self._refuse(verdict)
             return
         self._leases = verdict.leases
-        messages = MessagePolicy(self._backend, settings.messages, on_error=on_error, hooks=self._hooks)
-        self._gate = messages.gate(identity)
-        self._scope[SCOPE_KEY] = ConnectionInfo(identity, room, verdict.degraded)
-        self._pending = first
         heartbeat = None
-        if verdict.leases.slots:
-            heartbeat = asyncio.create_task(self._keep_alive(verdict.leases), name="ratelimit lease heartbeat")
+        # From here on the slots are this connection's: every way out goes through the release below.
         try:
+            messages = MessagePolicy(self._backend, settings.messages, on_error=on_error, hooks=self._hooks)
+            self._gate = messages.gate(identity)
+            self._scope[SCOPE_KEY] = ConnectionInfo(identity, room, verdict.degraded)
+            self._pending = first
+            if verdict.leases.slots:
+                heartbeat = asyncio.create_task(self._keep_alive(verdict.leases), name="ratelimit lease heartbeat")
             await self._inner(self._scope, self._inner_receive, self._inner_send)
         finally:
             if heartbeat is not None:
-                heartbeat.cancel()
-            # Shielded: a second cancellation must not leave the slots held until their lease ends.
-            await asyncio.shield(self._release())
+                heartbeat.cancel()  # a refresh in flight still finishes first (see Leases)
+            await self._release()
 
     async def _refuse(self, denial: Denial) -> None:
         if self._settings.http_denial and _DENIAL_RESPONSE in (self._scope.get("extensions") or {}):
@@ -215,6 +217,11 @@ class LimitedConnection:
         await self._send(message)
 
     async def _release(self) -> None:
+        """Give the slots back: the one shielded removal of `Leases.release`, whichever path gets here first.
+
+        A cancelled caller leaves the removal running, and a later call waits for
+        that same removal, so no path can cut another short or remove twice.
+        """
         if self._leases is not None:
             await self._leases.release()
 
@@ -222,8 +229,9 @@ class LimitedConnection:
         interval = self._settings.heartbeat_ms / 1000
         while True:
             await asyncio.sleep(interval)
-            # Shielded: cancelling the heartbeat must not cut a refresh short (see Leases).
-            if not await asyncio.shield(self._refresh(leases)):
+            # Cancelling the heartbeat here does not cut the writes short: Leases finishes them
+            # before any release, so a refresh can never bring a released slot back.
+            if not await self._refresh(leases):
                 return
 
     @staticmethod
@@ -232,4 +240,7 @@ class LimitedConnection:
             return await leases.refresh()
         except BackendError as exc:
             logger.warning("could not refresh connection leases (retrying at the next heartbeat): %s", exc)
-            return True
+        except Exception:
+            # A bug below, not an outage: the heartbeat must outlive it, or the live slots would expire.
+            logger.exception("could not refresh connection leases (retrying at the next heartbeat)")
+        return True

@@ -10,16 +10,17 @@ storage fails, `on_error` decides (see `failures`).
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from dataclasses import dataclass
 from typing import Final, Literal
 
 from ..arguments import check_count, check_optional_count
-from ..backend import Backend
+from ..backend import Backend, SetResult
 from ..errors import BackendError
 from ..failure_modes import OnError
 from ..observe import Decision, DecisionHooks
-from .codes import CLOSE_CONNECTION_REFUSED, CONNECTION_LIMIT_EXCEEDED, ROOM_FULL
+from .codes import BACKEND_UNAVAILABLE, CLOSE_CONNECTION_REFUSED, CONNECTION_LIMIT_EXCEEDED, ROOM_FULL
 from .failures import check_on_error, connection_unavailable, report_failure
 from .identity import ClientIdentity
 from .leases import DEFAULT_LEASE_MS, Leases, Slot
@@ -121,10 +122,17 @@ class ConnectionPolicy:
 
         Checks run in the order identity, IP, room, and the first one that is full
         decides the `Denial`. On `Admitted`, the caller owns the leases: refresh
-        them while the connection lives and release them when it ends. A storage
-        failure releases what was taken, then raises `BackendError` when `on_error`
-        is None; otherwise it is logged and the connection is admitted holding no
-        slots, or refused with `BACKEND_UNAVAILABLE` under ``"deny"``.
+        them while the connection lives and release them when it ends. A refusal
+        because the primary storage is down (`SetResult.unavailable`) is the
+        `BACKEND_UNAVAILABLE` denial.
+
+        Every other outcome leaves nothing held: a refusal, a storage failure, a
+        timeout or a cancellation at any await removes each slot this attempt
+        took, including one whose `set_add` was still in flight (storage may run
+        it anyway). That removal is not cut short by a second cancellation, and the
+        original exception propagates. A `BackendError` then raises when
+        `on_error` is None; otherwise it is logged and the connection is admitted
+        holding no slots, or refused with `BACKEND_UNAVAILABLE` under ``"deny"``.
         """
         member = connection_id if connection_id is not None else uuid.uuid4().hex
         limits = self.limits
@@ -137,30 +145,37 @@ class ConnectionPolicy:
             checks.append(("room", room_members_key(room), limits.room_max_members))
         taken: list[Slot] = []
         degraded = False
+        refused: tuple[_Limit, int, SetResult] | None = None
         try:
             for limit, key, capacity in checks:
+                # Taken before the await: a call cancelled or timed out in flight may still
+                # add the member, so the clean-up must remove it too (removal is idempotent).
+                taken.append(Slot(key, member))
                 result = await self.backend.set_add(key, member, capacity=capacity, lease_ms=limits.lease_ms)
                 degraded = degraded or result.degraded
                 if self.hooks:
-                    code = None if result.added else ROOM_FULL if limit == "room" else CONNECTION_LIMIT_EXCEEDED
-                    self.hooks.emit(Decision(_DECISION_LIMIT[limit], result.added, code, identity.key, result.degraded))
+                    _report(self.hooks, limit, result, identity)
                 if not result.added:
-                    await Leases(self.backend, taken, limits.lease_ms).release()
-                    if result.degraded and self.on_error == "deny":
-                        # A FallbackBackend that denies refuses everything while its primary is down.
-                        return connection_unavailable(limits.retry_after_ms)
-                    return self._denial(limit, capacity, identity, degraded)
-                taken.append(Slot(key, member))
+                    taken.pop()  # refused: the call added nothing
+                    refused = (limit, capacity, result)
+                    break
         except BaseException as exc:
-            # Cancelled or failed half way: give back what this attempt took.
-            await Leases(self.backend, taken, limits.lease_ms).release()
+            await _give_back(Leases(self.backend, taken, limits.lease_ms), exc)
             if self.on_error is None or not isinstance(exc, BackendError):
                 raise
             report_failure("connection admission", exc, self.on_error)
             if self.on_error == "deny":
                 return connection_unavailable(limits.retry_after_ms)
             return Admitted(Leases(self.backend, (), limits.lease_ms), degraded=True)
-        return Admitted(Leases(self.backend, taken, limits.lease_ms), degraded)
+        leases = Leases(self.backend, taken, limits.lease_ms)
+        if refused is None:
+            return Admitted(leases, degraded)
+        # Cancelled here, the removal still completes (release is shielded) and the cancellation propagates.
+        await leases.release()
+        limit, capacity, result = refused
+        if result.unavailable:
+            return connection_unavailable(limits.retry_after_ms)
+        return self._denial(limit, capacity, identity, degraded)
 
     def _denial(self, limit: _Limit, capacity: int, identity: ClientIdentity, degraded: bool) -> Denial:
         retry = self.limits.retry_after_ms
@@ -180,3 +195,28 @@ class ConnectionPolicy:
             ip=await self.backend.set_size(ip_slots_key(identity.ip)),
             room=None if room is None else await self.backend.set_size(room_members_key(room)),
         )
+
+
+async def _give_back(leases: Leases, exc: BaseException) -> None:
+    """Release what an attempt took after `exc` interrupted it.
+
+    A second cancellation while the removal runs does not stop it (`Leases.release`
+    is shielded) and does not replace `exc`: a cancelled attempt ends with its own
+    `CancelledError`. Any other interruption lets the new `CancelledError` through.
+    """
+    try:
+        await leases.release()
+    except asyncio.CancelledError:
+        if isinstance(exc, asyncio.CancelledError):
+            raise exc from None
+        raise
+
+
+def _report(hooks: DecisionHooks, limit: _Limit, result: SetResult, identity: ClientIdentity) -> None:
+    if result.added:
+        code = None
+    elif result.unavailable:
+        code = BACKEND_UNAVAILABLE
+    else:
+        code = ROOM_FULL if limit == "room" else CONNECTION_LIMIT_EXCEEDED
+    hooks.emit(Decision(_DECISION_LIMIT[limit], result.added, code, identity.key, result.degraded))

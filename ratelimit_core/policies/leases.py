@@ -35,22 +35,26 @@ class Slot:
 class Leases:
     """The slots of one connection: refreshed while it lives, released exactly once.
 
-    `refresh` and `release` are serialised, so a refresh still in flight when the
-    connection ends finishes before the slots are removed and can never bring a
-    released slot back.
+    Each write runs as its own task that a cancelled caller does not cut short:
+    storage may still run a call whose caller gave up, so the next step must wait
+    for it rather than race it. `refresh` and `release` are serialised, so a
+    refresh in flight when the connection ends finishes before the slots are
+    removed and can never bring a released slot back.
     """
 
-    __slots__ = ("_backend", "_lease_ms", "_lock", "_released", "_slots")
+    __slots__ = ("_backend", "_lease_ms", "_lock", "_released", "_removal", "_slots")
 
     def __init__(self, backend: Backend, slots: Iterable[Slot], lease_ms: int | None) -> None:
         self._backend = backend
         self._slots = tuple(slots)
         self._lease_ms = lease_ms
         self._lock = asyncio.Lock()
+        self._removal: asyncio.Task[None] | None = None
+        """The one removal of every slot, started by the first `release`."""
         self._released = False
 
     def __repr__(self) -> str:
-        state = "released" if self._released else "held"
+        state = "released" if self._released else "releasing" if self._removal is not None else "held"
         return f"Leases({[slot.key for slot in self._slots]!r}, {state})"
 
     @property
@@ -63,34 +67,68 @@ class Leases:
 
     @property
     def released(self) -> bool:
+        """True once every slot's removal has been tried (not merely started)."""
         return self._released
 
+    @property
+    def _ending(self) -> bool:
+        """`release` was called: nothing may be written any more."""
+        return self._removal is not None or self._released
+
     async def refresh(self) -> bool:
-        """Extend every lease by `lease_ms` from now; False once released (nothing is written then).
+        """Extend every lease by `lease_ms` from now; False once `release` was called (nothing is written then).
 
         A slot that already expired (say the event loop stalled) is added back
         without a capacity check: the connection is live, so it must be counted.
         Storage failures raise `BackendError`; the caller decides whether to retry.
+        Cancelling the caller does not stop the writes: they finish (and any
+        `release` waits for them), so a write still running in storage cannot
+        bring a slot back after its removal.
         """
+        if self._ending:
+            return False
+        writes = asyncio.ensure_future(self._refresh_all())
+        # A caller cancelled meanwhile never sees the outcome: retrieve it so that nothing is logged as lost.
+        writes.add_done_callback(_retrieve)
+        return await asyncio.shield(writes)
+
+    async def _refresh_all(self) -> bool:
         async with self._lock:
-            if self._released:
+            if self._ending:
                 return False
             for slot in self._slots:
                 await self._backend.set_add(slot.key, slot.member, lease_ms=self._lease_ms)
             return True
 
     async def release(self) -> None:
-        """Remove every slot; later calls do nothing.
+        """Remove every slot, once, whoever calls and however often.
 
-        Never raises for storage failures: a removal that fails is logged and the
-        slot is left to expire with its lease.
+        The first call starts the removal; every call (the first included) waits
+        for that same removal. Cancelling a caller does not cut the removal short:
+        it goes on, and the caller gets `CancelledError`. Never raises anything
+        else: a removal that fails is logged and that slot is left to expire with
+        its lease.
         """
-        async with self._lock:
-            if self._released:
+        if self._removal is None:
+            if not self._slots:  # nothing to remove (a refused or fail-open connection): no task
+                self._released = True
                 return
-            self._released = True
+            self._removal = asyncio.ensure_future(self._remove_all())
+        await asyncio.shield(self._removal)
+
+    async def _remove_all(self) -> None:
+        async with self._lock:
             for slot in self._slots:
                 try:
                     await self._backend.set_remove(slot.key, slot.member)
                 except BackendError as exc:
                     logger.warning("could not release slot %r (it expires with its lease): %s", slot.key, exc)
+                except Exception:
+                    # Not a storage failure but a bug below; the other slots must still go.
+                    logger.exception("could not release slot %r (it expires with its lease)", slot.key)
+            self._released = True
+
+
+def _retrieve(task: asyncio.Future[bool]) -> None:
+    if not task.cancelled():
+        task.exception()

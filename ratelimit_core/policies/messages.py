@@ -5,8 +5,9 @@ connection. Otherwise it costs one token from the sender identity's bucket, whic
 all of that identity's sockets share; a refused message is dropped and counts as
 a strike, and the `strikes`-th refusal in a row ends the connection. The size
 check needs no storage, so an allowed message costs exactly one backend call.
-When the storage fails, `on_error` decides (see `failures`); a message dropped
-for that reason is not a strike.
+When the storage fails, `on_error` decides (see `failures`); a refusal the
+backend marks `unavailable` (its primary is down) drops the message with
+`BACKEND_UNAVAILABLE`. A message dropped for either reason is not a strike.
 """
 
 from __future__ import annotations
@@ -21,7 +22,13 @@ from ..bucket import bucket_spec
 from ..errors import BackendError, InvalidArgument
 from ..failure_modes import OnError
 from ..observe import Decision, DecisionHooks
-from .codes import CLOSE_PAYLOAD_TOO_LARGE, CLOSE_RATE_LIMITED, PAYLOAD_TOO_LARGE, RATE_LIMIT_EXCEEDED
+from .codes import (
+    BACKEND_UNAVAILABLE,
+    CLOSE_PAYLOAD_TOO_LARGE,
+    CLOSE_RATE_LIMITED,
+    PAYLOAD_TOO_LARGE,
+    RATE_LIMIT_EXCEEDED,
+)
 from .failures import DEFAULT_UNAVAILABLE_RETRY_MS, check_on_error, message_unavailable, report_failure
 from .identity import ClientIdentity
 from .verdicts import Allowed, Denial, MessageVerdict
@@ -173,14 +180,14 @@ class MessageGate:
             return Allowed(None, degraded=True)
         self._failing = False
         if policy.hooks:
-            code = None if result.allowed else RATE_LIMIT_EXCEEDED
+            code = None if result.allowed else BACKEND_UNAVAILABLE if result.unavailable else RATE_LIMIT_EXCEEDED
             policy.hooks.emit(Decision("rate", result.allowed, code, self._identity.key, result.degraded))
         if result.allowed:
             self._strikes = 0
             return Allowed(result.remaining, result.degraded)
-        if result.degraded and policy.on_error == "deny":
-            # A FallbackBackend that denies refuses everything while its primary is down:
-            # retry_after_ms is then the time until it tries the primary again.
+        if result.unavailable:
+            # Refused only because the primary is down, not a strike: retry_after_ms is
+            # then the time until the backend tries its primary again.
             return message_unavailable(result.retry_after_ms)
         self._strikes += 1
         retry = result.retry_after_ms
