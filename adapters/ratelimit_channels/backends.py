@@ -6,9 +6,11 @@ URL and `BackendOptions` per event loop, because a redis.asyncio client is bound
 to the loop it first ran on (test runners and ``async_to_sync`` start several
 loops); an entry goes away with its loop.
 
-`build_backend` gives a Redis backend short client timeouts and, unless
-``WS_RATE_FALLBACK`` is off, wraps it in a `FallbackBackend`, so an outage or a
-hung server costs a connection or a frame at most ``WS_RATE_BACKEND_TIMEOUT_MS``.
+`build_backend` wraps a Redis backend in a `FallbackBackend` unless
+``WS_RATE_FALLBACK`` is off, so an outage or a hung server costs a connection or a
+frame about ``WS_RATE_BACKEND_TIMEOUT_MS`` (the wrapper's watchdog, which does not
+count time the event loop spent elsewhere); the client's own timeouts are then
+only a backstop. Without the wrapper the client times out after that long itself.
 The wrapper's per-process store lives with the backend: one per URL, options and
 event loop, which in a served process means one per process.
 """
@@ -23,7 +25,12 @@ from typing import Final
 
 from ratelimit_core import Backend, FallbackBackend
 from ratelimit_core.failure_modes import OnError
-from ratelimit_core.fallback import DEFAULT_COOLDOWN_MS, DEFAULT_MAX_COOLDOWN_MS, DEFAULT_TIMEOUT_MS
+from ratelimit_core.fallback import (
+    DEFAULT_COOLDOWN_MS,
+    DEFAULT_MAX_COOLDOWN_MS,
+    DEFAULT_TIMEOUT_MS,
+    DEFAULT_WARMUP_MS,
+)
 from ratelimit_core.urls import backend_from_url
 
 __all__ = [
@@ -47,7 +54,7 @@ class BackendOptions:
     on_error: OnError = "fallback"
     """The wrapper's outage policy (``WS_RATE_ON_BACKEND_ERROR``)."""
     timeout_ms: int = DEFAULT_TIMEOUT_MS
-    """The client's connect and socket timeouts, and the wrapper's (``WS_RATE_BACKEND_TIMEOUT_MS``)."""
+    """The wrapper's timeout, or the client's without one (``WS_RATE_BACKEND_TIMEOUT_MS``)."""
     processes: int = 1
     """The wrapper divides limits by this while degraded (``WS_RATE_FALLBACK_PROCESSES``)."""
     cooldown_ms: int = DEFAULT_COOLDOWN_MS
@@ -69,17 +76,20 @@ def build_backend(url: str, options: BackendOptions = DEFAULT_OPTIONS) -> Backen
     """The backend `url` names, built as `options` say.
 
     ``memory://`` is a plain `MemoryBackend` (it never fails). Anything else is a
-    `RedisBackend` whose client times out after `options.timeout_ms` (a URL query
-    such as ``?socket_timeout=2`` still wins for a single server), in a
-    `FallbackBackend` unless `options.fallback` is False. The probe interval
-    backs off from `options.cooldown_ms` up to 30 s (or `cooldown_ms`, if longer).
+    `RedisBackend` in a `FallbackBackend` whose timeout is `options.timeout_ms`
+    (its client's timeouts are the wrapper's warm-up allowance, a backstop), or, when
+    `options.fallback` is False, a `RedisBackend` whose client times out after
+    `options.timeout_ms`. A URL query such as ``?socket_timeout=2`` still wins for a
+    single server. The probe interval backs off from `options.cooldown_ms` up to 30 s
+    (or `cooldown_ms`, if longer).
     """
     if _loop_free(url):
         return backend_from_url(url)
-    timeout_s = options.timeout_ms / 1000
-    primary = backend_from_url(url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s)
     if not options.fallback:
-        return primary
+        timeout_s = options.timeout_ms / 1000
+        return backend_from_url(url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s)
+    backstop_s = max(options.timeout_ms, DEFAULT_WARMUP_MS) / 1000
+    primary = backend_from_url(url, socket_timeout=backstop_s, socket_connect_timeout=backstop_s)
     return FallbackBackend(
         primary,
         on_error=options.on_error,

@@ -88,12 +88,13 @@ def test_a_redis_url_is_wrapped_in_a_fallback_backend_built_from_the_options() -
     options = BackendOptions(on_error="deny", timeout_ms=80, processes=4, cooldown_ms=250)
     backend = build_backend(REDIS_URL, options)
     assert isinstance(backend, FallbackBackend)
-    assert (backend.on_error, backend.processes, backend.cooldown_ms) == ("deny", 4, 250)
+    assert (backend.on_error, backend.processes, backend.cooldown_ms, backend.timeout_ms) == ("deny", 4, 250, 80)
     assert backend.max_cooldown_ms == 30_000
     assert isinstance(backend.primary, RedisBackend)
     assert isinstance(backend.fallback, MemoryBackend)
     client_options = backend.primary.client.connection_pool.connection_kwargs  # type: ignore[union-attr]
-    assert (client_options["socket_timeout"], client_options["socket_connect_timeout"]) == (0.08, 0.08)
+    # The wrapper's watchdog decides; the client's timeouts are the backstop (the warm-up allowance).
+    assert (client_options["socket_timeout"], client_options["socket_connect_timeout"]) == (2.0, 2.0)
 
 
 def test_a_cooldown_longer_than_the_backoff_cap_raises_the_cap() -> None:

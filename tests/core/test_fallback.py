@@ -222,17 +222,30 @@ async def test_an_add_refused_while_degraded_is_taken_back_if_the_server_ran_it_
     make: Callable[..., FallbackBackend], primary: SwitchedBackend, clock: ManualClock
 ) -> None:
     backend = make()
-    await backend.set_add("room", "holder", capacity=1, lease_ms=60_000)
+    await backend.set_add("room", "holder", capacity=2, lease_ms=60_000)
+    await backend.set_add("room", "other", capacity=2, lease_ms=60_000)
     primary.state = "down"
+    # Sent to the primary, no answer; the fallback refuses it (this process holds 2 of 2).
     refused = await backend.set_add("room", "late", capacity=2, lease_ms=60_000)
-    assert refused.added  # this process holds 1 of 2
-    refused = await backend.set_add("room", "later", capacity=2, lease_ms=60_000)
-    assert not refused.added
-    await primary.store.set_add("room", "later", lease_ms=60_000)  # a frozen server ran the timed-out add on waking
+    assert not refused.added and refused.degraded
+    await primary.store.set_add("room", "late", lease_ms=60_000)  # a frozen server ran it on waking
     primary.state = "up"
     clock.advance(COOLDOWN)
     await backend.ping()
-    assert await primary.store.set_members("room") == {"holder", "late"}
+    assert await primary.store.set_members("room") == {"holder", "other"}
+
+
+async def test_an_add_never_sent_to_the_primary_and_removed_during_the_outage_leaves_nothing(
+    make: Callable[..., FallbackBackend], primary: SwitchedBackend, clock: ManualClock
+) -> None:
+    backend = make()
+    primary.state = "down"
+    await backend.counter_get("trip")  # opens the breaker: what follows is never sent to the primary
+    for cycle in range(1_000):
+        assert (await backend.set_add("room", f"m{cycle}", lease_ms=60_000)).added
+        await backend.set_remove("room", f"m{cycle}")
+    assert backend.journalled == 0, "churn during an outage must not grow the journal"
+    assert backend.held == 0
 
 
 async def test_changes_made_during_a_failed_replay_are_kept_for_the_next_one(

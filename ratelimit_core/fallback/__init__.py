@@ -1,0 +1,20 @@
+"""`FallbackBackend` and its parts: the breaker, the watchdog, the holdings, the journal, the write-back.
+
+See `backend` for the whole story; each part is a module of its own.
+"""
+
+from .backend import (
+    DEFAULT_COOLDOWN_MS,
+    DEFAULT_MAX_COOLDOWN_MS,
+    DEFAULT_TIMEOUT_MS,
+    DEFAULT_WARMUP_MS,
+    FallbackBackend,
+)
+
+__all__ = [
+    "DEFAULT_COOLDOWN_MS",
+    "DEFAULT_MAX_COOLDOWN_MS",
+    "DEFAULT_TIMEOUT_MS",
+    "DEFAULT_WARMUP_MS",
+    "FallbackBackend",
+]

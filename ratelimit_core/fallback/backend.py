@@ -1,0 +1,392 @@
+"""`FallbackBackend`: keep deciding while the primary backend (Redis) is down.
+
+While the primary answers, every call goes to it, and what this process holds
+(set members it added, counter increments it made) is mirrored into a local
+fallback backend. An outage opens a circuit breaker (see `breaker`): calls are
+then answered at once according to `on_error`, and the primary is left alone
+until a probe is due. The first probe that succeeds writes back what changed
+(see `recovery`) and closes the breaker.
+
+What counts as an outage: the primary raising `BackendUnavailable` (refused,
+reset, a failover in progress), or answering nothing for `timeout_ms` while a
+call waits, measured by `watchdog` so that a busy or stalled event loop is not
+taken for a silent primary; until the primary has answered once the allowance is
+`warmup_ms` (connection set-up, cluster discovery, script loading). Any other
+`BackendError`, `BackendMisconfigured` included (a wrong password, a refused
+certificate), is not an outage: it reaches the caller, and the breaker stays closed.
+
+`on_error`:
+
+- ``"fallback"`` (default): the fallback decides. It cannot see other processes,
+  so limits hold per process; `processes` divides capacities, limits and bucket
+  rates by the number of processes expected to share the load. Because holdings
+  are mirrored, a user holding 2 of 3 slots through this process before the
+  outage gets only 1 more during it.
+- ``"allow"``: every decision is allowed (fail open); holdings are still recorded,
+  so they are released and written back correctly.
+- ``"deny"``: every decision is refused (fail closed), marked ``unavailable``.
+
+A call whose primary call got no answer may still run on a server that was only
+frozen, when it wakes. Set operations are idempotent, so the write-back and such
+a late write agree (an add the fallback then refused is taken back on recovery,
+which assumes, as the Channels adapter does, that a member name belongs to one
+holder); counter increments are not idempotent, which is why connection slots are
+set members.
+
+Decisions made without the primary carry ``degraded=True``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Final, TypeVar
+
+from ..arguments import check_count, check_optional_count
+from ..backend import Backend, BucketResult, ClosesOnExit, CounterResult, SetResult
+from ..bucket import bucket_spec
+from ..clock import Clock, monotonic_ms
+from ..errors import BackendError, BackendUnavailable
+from ..failure_modes import OnError, check_on_error
+from ..memory import MemoryBackend
+from .breaker import Breaker, logger
+from .holdings import Holdings
+from .journal import Journal
+from .recovery import write_back
+from .shares import bucket_share, share
+from .watchdog import Watchdog
+
+__all__ = [
+    "DEFAULT_COOLDOWN_MS",
+    "DEFAULT_MAX_COOLDOWN_MS",
+    "DEFAULT_TIMEOUT_MS",
+    "DEFAULT_WARMUP_MS",
+    "FallbackBackend",
+]
+
+DEFAULT_TIMEOUT_MS: Final = 50
+DEFAULT_WARMUP_MS: Final = 2_000
+DEFAULT_COOLDOWN_MS: Final = 1_000
+DEFAULT_MAX_COOLDOWN_MS: Final = 30_000
+
+_T = TypeVar("_T")
+
+
+class _Down:
+    """The primary did not answer; `tried` when the call was sent to it (and may still run)."""
+
+    __slots__ = ("tried",)
+
+    def __init__(self, tried: bool) -> None:
+        self.tried = tried
+
+
+_UNTRIED: Final = _Down(tried=False)
+_TRIED: Final = _Down(tried=True)
+
+
+class FallbackBackend(ClosesOnExit):
+    """A `Backend` that answers from `fallback` (or allows, or denies) while `primary` is down.
+
+    `clock` times the breaker and the holdings' leases (monotonic by default); it
+    is not the backends' clock. `timeout_ms=None` waits for the primary as long as
+    its own client does.
+    """
+
+    def __init__(
+        self,
+        primary: Backend,
+        fallback: Backend | None = None,
+        *,
+        on_error: OnError = "fallback",
+        processes: int = 1,
+        timeout_ms: int | None = DEFAULT_TIMEOUT_MS,
+        warmup_ms: int = DEFAULT_WARMUP_MS,
+        cooldown_ms: int = DEFAULT_COOLDOWN_MS,
+        max_cooldown_ms: int = DEFAULT_MAX_COOLDOWN_MS,
+        clock: Clock | None = None,
+        on_transition: Callable[[bool], None] | None = None,
+    ) -> None:
+        self.on_error: OnError = check_on_error(on_error)
+        self._primary = primary
+        self._fallback = MemoryBackend() if fallback is None else fallback
+        self.processes = check_count("processes", processes)
+        timeout = check_optional_count("timeout_ms", timeout_ms)
+        warmup = check_count("warmup_ms", warmup_ms)
+        self._timeout_s = None if timeout is None else timeout / 1000
+        self._watchdog = None if timeout is None else Watchdog(timeout, warmup)
+        cooldown = check_count("cooldown_ms", cooldown_ms)
+        max_cooldown = check_count("max_cooldown_ms", max_cooldown_ms, minimum=cooldown)
+        self._clock = clock or monotonic_ms
+        self._breaker = Breaker(
+            cooldown_ms=cooldown, max_cooldown_ms=max_cooldown, clock=self._clock, on_transition=on_transition
+        )
+        self._journal = Journal()
+        self._holdings = Holdings(self._clock)
+        self._recovery: asyncio.Task[None] | None = None
+
+    def __repr__(self) -> str:
+        state = "degraded" if self._breaker.is_open else "up"
+        return f"FallbackBackend({self._primary!r}, {self._fallback!r}, on_error={self.on_error!r}, {state})"
+
+    @property
+    def primary(self) -> Backend:
+        return self._primary
+
+    @property
+    def fallback(self) -> Backend:
+        return self._fallback
+
+    @property
+    def degraded(self) -> bool:
+        """True while the breaker is open (calls are not going to the primary)."""
+        return self._breaker.is_open
+
+    @property
+    def timeout_ms(self) -> int | None:
+        """How long the primary may answer nothing while a call waits (None: no limit)."""
+        return None if self._timeout_s is None else round(self._timeout_s * 1000)
+
+    @property
+    def cooldown_ms(self) -> int:
+        return self._breaker.cooldown_ms
+
+    @property
+    def max_cooldown_ms(self) -> int:
+        return self._breaker.max_cooldown_ms
+
+    @property
+    def held(self) -> int:
+        """Set members this process holds now (what a recovery re-acquires)."""
+        return len(self._holdings)
+
+    @property
+    def journalled(self) -> int:
+        """Changes waiting to be written back to the primary."""
+        return len(self._journal)
+
+    # -- the primary, its deadline and the breaker ----------------------------------
+
+    async def _call_primary(self, call: Callable[[Backend], Awaitable[_T]]) -> _T | _Down:
+        if self._breaker.is_open and not await self._recovered():
+            return _UNTRIED
+        watchdog = self._watchdog
+        if watchdog is None:
+            try:
+                return await call(self._primary)
+            except (BackendUnavailable, TimeoutError) as exc:
+                self._went_down(exc)
+                return _TRIED
+        timeout = watchdog.watch()
+        answered = False
+        try:
+            async with timeout:
+                result = await call(self._primary)
+            answered = True
+            return result
+        except (BackendUnavailable, TimeoutError) as exc:
+            self._went_down(exc)
+            return _TRIED
+        except BackendError:
+            answered = True  # the primary answered, with an error that is not an outage
+            raise
+        finally:
+            watchdog.done(timeout, answered=answered)
+
+    async def _watched(self, call: Awaitable[_T]) -> _T:
+        """`call` on the primary under the watchdog's deadline (raises `TimeoutError` on silence)."""
+        watchdog = self._watchdog
+        if watchdog is None:
+            return await call
+        timeout = watchdog.watch()
+        answered = False
+        try:
+            async with timeout:
+                result = await call
+            answered = True
+            return result
+        except BackendUnavailable:
+            raise
+        except BackendError:
+            answered = True
+            raise
+        finally:
+            watchdog.done(timeout, answered=answered)
+
+    def _went_down(self, exc: BaseException) -> None:
+        if isinstance(exc, TimeoutError) and not str(exc):
+            reason = f"no answer within {self._timeout_s and self._timeout_s * 1000:g} ms"
+        else:
+            reason = str(exc) or type(exc).__name__
+        if not self._breaker.is_open and self._watchdog is not None:
+            self._watchdog.reset()
+        self._breaker.open(self._primary, reason, self.on_error)
+
+    async def _recovered(self) -> bool:
+        """Start a recovery if a probe is due and wait for it up to one timeout; True if the primary is back.
+
+        The recovery runs in a task of its own: cancelling the caller does not cut it
+        short, and calls made meanwhile are answered locally (and journalled).
+        """
+        if self._recovery is not None or not self._breaker.probe_due():
+            return False
+        task = asyncio.get_running_loop().create_task(self._recover(), name="ratelimit fallback recovery")
+        self._recovery = task
+        await asyncio.wait((task,), timeout=self._timeout_s)
+        return not self._breaker.is_open
+
+    async def _recover(self) -> None:
+        try:
+            await self._watched(self._primary.ping())
+            written = await write_back(self._primary, self._journal, self._holdings, self._watched)
+        except (BackendUnavailable, TimeoutError) as exc:
+            self._breaker.probe_failed(self._primary, str(exc) or type(exc).__name__)
+            return
+        except Exception as exc:  # not an outage: a misconfiguration, or a bug; never lost silently
+            logger.error("recovery of primary backend %r failed: %s", self._primary, exc, exc_info=exc)
+            self._breaker.probe_failed(self._primary, str(exc))
+            return
+        finally:
+            self._recovery = None
+        # The journal is empty, and nothing ran since write_back saw so.
+        self._breaker.close(self._primary, str(written))
+
+    # -- counters -------------------------------------------------------------------
+
+    async def counter_incr(
+        self, key: str, amount: int = 1, *, limit: int | None = None, window_ms: int | None = None
+    ) -> CounterResult:
+        result = await self._call_primary(lambda b: b.counter_incr(key, amount, limit=limit, window_ms=window_ms))
+        if not isinstance(result, _Down):
+            if result.allowed:
+                await self._fallback.counter_incr(key, amount, window_ms=window_ms)
+            return result
+        # The primary did not see the arguments: bad input fails here as it would there.
+        check_count("amount", amount)
+        check_optional_count("limit", limit, minimum=0)
+        check_optional_count("window_ms", window_ms)
+        if self.on_error == "deny":
+            value = await self._fallback.counter_get(key)
+            return CounterResult(False, value, None, degraded=True, unavailable=True)
+        local_limit = None if self.on_error == "allow" else share(limit, self.processes)
+        local = await self._fallback.counter_incr(key, amount, limit=local_limit, window_ms=window_ms)
+        if local.allowed:
+            self._journal.counter_change(key, amount, window_ms)
+        return CounterResult(local.allowed, local.value, local.reset_after_ms, degraded=True)
+
+    async def counter_decr(self, key: str, amount: int = 1) -> int:
+        result = await self._call_primary(lambda b: b.counter_decr(key, amount))
+        local = await self._fallback.counter_decr(key, amount)
+        if not isinstance(result, _Down):
+            return result
+        self._journal.counter_change(key, -amount, None)
+        return local
+
+    async def counter_get(self, key: str) -> int:
+        result = await self._call_primary(lambda b: b.counter_get(key))
+        return await self._fallback.counter_get(key) if isinstance(result, _Down) else result
+
+    # -- bounded sets with leases -------------------------------------------------------
+
+    async def set_add(
+        self, key: str, member: str, *, capacity: int | None = None, lease_ms: int | None = None
+    ) -> SetResult:
+        result = await self._call_primary(lambda b: b.set_add(key, member, capacity=capacity, lease_ms=lease_ms))
+        journal = self._journal
+        if not isinstance(result, _Down):
+            if result.added:
+                self._holdings.hold(key, member, lease_ms)
+                if journal and (key, member) in journal.members:
+                    # Sent before the outage began and answered after: the write-back must agree.
+                    journal.added(key, member, lease_ms, primary_may_hold=True)
+                await self._fallback.set_add(key, member, lease_ms=lease_ms)
+            return result
+        check_optional_count("capacity", capacity, minimum=0)
+        check_optional_count("lease_ms", lease_ms)
+        held = (key, member) in self._holdings
+        if self.on_error == "deny":
+            local = SetResult(False, await self._fallback.set_size(key), degraded=True, unavailable=True)
+        else:
+            local_capacity = None if self.on_error == "allow" else share(capacity, self.processes)
+            added = await self._fallback.set_add(key, member, capacity=local_capacity, lease_ms=lease_ms)
+            local = SetResult(added.added, added.size, degraded=True)
+        if local.added:
+            may_hold = result.tried or (held and (key, member) not in journal.unseen)
+            journal.added(key, member, lease_ms, primary_may_hold=may_hold)
+            self._holdings.hold(key, member, lease_ms)
+        elif result.tried and not held:
+            # A frozen server may still run the add that got no answer: take it back on recovery.
+            journal.removed(key, member)
+        return local
+
+    async def set_remove(self, key: str, member: str) -> int:
+        result = await self._call_primary(lambda b: b.set_remove(key, member))
+        local = await self._fallback.set_remove(key, member)
+        self._holdings.release(key, member)
+        journal = self._journal
+        if not isinstance(result, _Down):
+            if journal and (key, member) in journal.members:
+                journal.removed(key, member)  # an earlier add is still to be written back: keep the order
+            return result
+        journal.removed(key, member)
+        return local
+
+    async def set_size(self, key: str) -> int:
+        result = await self._call_primary(lambda b: b.set_size(key))
+        return await self._fallback.set_size(key) if isinstance(result, _Down) else result
+
+    async def set_members(self, key: str) -> frozenset[str]:
+        result = await self._call_primary(lambda b: b.set_members(key))
+        return await self._fallback.set_members(key) if isinstance(result, _Down) else result
+
+    # -- token buckets --------------------------------------------------------------------
+
+    async def bucket_consume(self, key: str, *, rate: float, burst: int, cost: int = 1) -> BucketResult:
+        result = await self._call_primary(lambda b: b.bucket_consume(key, rate=rate, burst=burst, cost=cost))
+        if not isinstance(result, _Down):
+            return result
+        bucket_spec(rate, burst, cost)  # the primary did not see the arguments
+        if self.on_error == "allow":
+            return BucketResult(True, 0, 0, 0, degraded=True)
+        if self.on_error == "deny":
+            return BucketResult(False, 0, self._breaker.retry_after_ms, 0, degraded=True, unavailable=True)
+        local_rate, local_burst = bucket_share(rate, burst, cost, self.processes)
+        local = await self._fallback.bucket_consume(key, rate=local_rate, burst=local_burst, cost=cost)
+        return BucketResult(local.allowed, local.remaining, local.retry_after_ms, local.reset_after_ms, degraded=True)
+
+    async def bucket_peek(self, key: str, *, rate: float, burst: int, cost: int = 1) -> BucketResult:
+        result = await self._call_primary(lambda b: b.bucket_peek(key, rate=rate, burst=burst, cost=cost))
+        if not isinstance(result, _Down):
+            return result
+        bucket_spec(rate, burst, cost)  # the primary did not see the arguments
+        local_rate, local_burst = bucket_share(rate, burst, cost, self.processes)
+        local = await self._fallback.bucket_peek(key, rate=local_rate, burst=local_burst, cost=cost)
+        return BucketResult(local.allowed, local.remaining, local.retry_after_ms, local.reset_after_ms, degraded=True)
+
+    async def bucket_reset(self, key: str) -> None:
+        await self._call_primary(lambda b: b.bucket_reset(key))
+        await self._fallback.bucket_reset(key)
+
+    # -- the rest of the protocol -----------------------------------------------------------
+
+    async def ping(self) -> None:
+        """Answer while the fallback answers; the primary is tried when a probe is due."""
+        await self._call_primary(lambda b: b.ping())
+        await self._fallback.ping()
+
+    async def clear(self) -> None:
+        self._journal = Journal()
+        self._holdings.clear()
+        await self._fallback.clear()
+        await self._primary.clear()
+
+    async def aclose(self) -> None:
+        """Stop a recovery in progress (what it did not write stays journalled), then close both backends."""
+        recovery = self._recovery
+        if recovery is not None:
+            recovery.cancel()
+            await asyncio.wait((recovery,))
+        try:
+            await self._primary.aclose()
+        finally:
+            await self._fallback.aclose()
