@@ -12,6 +12,7 @@ from .channels_suite import channels_figures
 from .footprint import footprint_figures
 from .measure import Figure
 from .memory_suite import memory_figures
+from .recovery_suite import recovery_figures
 from .redis_suite import fakeredis_figures, redis_figures
 from .report import format_table, targets, write_chart, write_json
 from .scales import SCALES, Scale
@@ -19,7 +20,7 @@ from .server import RedisServer, find_redis_server
 
 __all__ = ["main"]
 
-SECTIONS = ("memory", "footprint", "channels", "fakeredis", "redis")
+SECTIONS = ("memory", "footprint", "channels", "fakeredis", "redis", "recovery")
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
@@ -43,12 +44,19 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-async def _redis(scale: Scale, redis_binary: str | None, notes: list[str]) -> list[Figure]:
+OnServer = Callable[[str, Scale, list[str]], Awaitable[list[Figure]]]
+"""A section measured against a redis-server at a URL."""
+
+
+async def _on_redis(
+    section: str, figures: OnServer, scale: Scale, redis_binary: str | None, notes: list[str]
+) -> list[Figure]:
+    """`figures` against a private redis-server of its own."""
     if redis_binary is None:
-        notes.append("redis: no redis-server found (set $RATELIMIT_REDIS_SERVER), so Redis was not measured")
+        notes.append(f"{section}: no redis-server found (set $RATELIMIT_REDIS_SERVER), so it was not measured")
         return []
     with RedisServer(redis_binary) as server:
-        return await redis_figures(server.url, scale, notes)
+        return await figures(server.url, scale, notes)
 
 
 async def _run(scale: Scale, sections: Sequence[str], redis_binary: str | None, notes: list[str]) -> list[Figure]:
@@ -57,7 +65,8 @@ async def _run(scale: Scale, sections: Sequence[str], redis_binary: str | None, 
         "footprint": lambda: footprint_figures(scale),
         "channels": lambda: channels_figures(scale, notes),
         "fakeredis": lambda: fakeredis_figures(scale, notes),
-        "redis": lambda: _redis(scale, redis_binary, notes),
+        "redis": lambda: _on_redis("redis", redis_figures, scale, redis_binary, notes),
+        "recovery": lambda: _on_redis("recovery", recovery_figures, scale, redis_binary, notes),
     }
     figures: list[Figure] = []
     for name in SECTIONS:

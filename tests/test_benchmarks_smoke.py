@@ -1,7 +1,9 @@
 """The benchmark suite still runs: ``python -m benchmarks --smoke``, every code path on a tiny scale.
 
-No figure is checked (they mean nothing at this scale): only that each section
-runs, reports its rows and the targets, and writes its files. The in-process
+No speed is checked (it means nothing at this scale): only that each section
+runs, reports its rows and the targets, and writes its files, and the figures
+that are right or wrong at any scale (expired keys reclaimed, Redis holding
+exactly the held slots after a recovery). The in-process
 sections run with the memory backend selected, the Redis ones (which start their
 own redis-server) with redis selected.
 """
@@ -78,3 +80,19 @@ def test_the_redis_benchmarks_start_their_own_server_and_report_every_row(tmp_pa
     assert ("redis", "ours set_add", 1) in rows
     assert "no redis-server found" not in printed
     assert any(target["cases"] for target in report["targets"] if target["name"] == "Redis, one caller")
+
+
+@pytest.mark.backends("redis")
+def test_the_recovery_benchmark_replays_onto_its_own_server_and_leaves_redis_right(tmp_path: Path) -> None:
+    if find_server_binary("redis") is None:
+        missing_server("no redis-server binary found for the benchmark")
+    report, printed = _smoke(tmp_path, "recovery")
+    figures = {row["subject"]: row for row in report["figures"] if row["section"] == "recovery"}
+    assert figures["FallbackBackend recovery, CPU"]["value"] > 0
+    assert figures["FallbackBackend recovery, wall"]["value"] > 0
+    assert figures["FallbackBackend recovery, round trips"]["value"] >= 1
+    assert figures["slots wrong in Redis after recovery"]["value"] == 0
+    targets = {target["name"]: target for target in report["targets"]}
+    assert targets["FallbackBackend recovery leaves Redis right"]["met"] is True
+    assert {"FallbackBackend recovery CPU", "FallbackBackend recovery round trips"} <= set(targets)
+    assert "no redis-server found" not in printed
