@@ -4,7 +4,14 @@ from typing import TYPE_CHECKING
 
 from .backend import Backend, BucketResult, CounterResult, SetResult
 from .clock import Clock, ManualClock, monotonic_ms
-from .errors import BackendError, BackendFull, BackendUnavailable, InvalidArgument, RateLimitError
+from .errors import (
+    BackendError,
+    BackendFull,
+    BackendMisconfigured,
+    BackendUnavailable,
+    InvalidArgument,
+    RateLimitError,
+)
 from .fallback import FallbackBackend
 from .memory import MemoryBackend
 
@@ -16,6 +23,7 @@ __all__ = [
     "Backend",
     "BackendError",
     "BackendFull",
+    "BackendMisconfigured",
     "BackendUnavailable",
     "BucketResult",
     "Clock",

@@ -31,8 +31,16 @@ the TTL is the logical remainder plus `CLOCK_TTL_GRACE_MS`, so a clock that runs
 slower than real time loses nothing early. A counter without a window, and a set
 holding a permanent member, have no TTL and stay until removed.
 
-Errors: connection refused or reset and timeouts raise `BackendUnavailable`; any
-other Redis error (e.g. WRONGTYPE) raises `BackendError`; the original is chained.
+Errors (see `errors`): a server that cannot serve now (refused, reset, timed out,
+LOADING, READONLY, BUSY, a cluster that is down, ...) raises `BackendUnavailable`; one
+that refuses this client (credentials, ACL permissions, a TLS certificate that does
+not verify) raises `BackendMisconfigured`; any other Redis error (e.g. WRONGTYPE)
+raises `BackendError`; the original is chained.
+
+A lost reply never makes a script run twice (see `coalesce`). That holds for every
+client built from a URL, and for any `redis.asyncio.Redis` passed in; a
+`RedisCluster` passed in sends a command again as its own ``retry`` says, so build
+it with ``retry=Retry(NoBackoff(), 0)`` (as `connect` does).
 """
 
 from __future__ import annotations
@@ -52,7 +60,7 @@ from ..keys import check_prefix
 from .batch import RedisBatch
 from .coalesce import Coalescer, ScriptCall
 from .commands import CLOCK_TTL_GRACE_MS, ScriptCommands, encode
-from .connect import Client, client_from_url
+from .connect import Client, client_from_url, server_name
 from .errors import translated_errors
 from .lua import SCRIPT_NAMES, script_source
 
@@ -135,7 +143,7 @@ class RedisBackend(ClosesOnExit):
         async with self._cluster_lock:
             if not self._cluster_ready:
                 assert isinstance(self._client, RedisCluster)
-                with translated_errors("cluster initialize"):
+                with translated_errors("cluster initialize", server_name(self._client)):
                     await self._client.initialize()
                 self._cluster_ready = True
 
@@ -188,13 +196,13 @@ class RedisBackend(ClosesOnExit):
     # -- housekeeping ---------------------------------------------------------------
 
     async def ping(self) -> None:
-        with translated_errors("PING"):
+        with translated_errors("PING", server_name(self._client)):
             await self._client.ping()
 
     async def clear(self) -> None:
         """Delete every key under the prefix (SCAN + UNLINK in batches; not atomic)."""
         pattern = _glob_escape(encode(self.prefix)) + b"*"
-        with translated_errors("clear"):
+        with translated_errors("clear", server_name(self._client)):
             if isinstance(self._client, RedisCluster):
                 for node in self._client.get_primaries():
                     await self._clear_node(pattern, target_nodes=node)

@@ -24,6 +24,14 @@ flushed, or the server restarted) loads the scripts and sends again only the cal
 that got it. A caller cancelled while it waits leaves the queue; if its call was
 already sent, the reply is dropped.
 
+A lost reply never makes a script run twice. When the connection breaks after the
+scripts were sent, the server may have run them; only the calls in `RESENDABLE`
+(running them twice changes nothing: reads, adding or removing a member, a reset)
+are sent once more, on a new connection. The others fail with `BackendUnavailable`:
+counter_incr(1) adds at most 1, bucket_consume takes at most its cost. The
+transports below never send a command again themselves (see `pipeline`, and
+`connect` for the cluster client's retry).
+
 A round trip on a plain client is one write on one pooled connection (see
 `pipeline`). On a `RedisCluster` client it is redis-py's cluster pipeline, which
 splits it by node and sends the parts concurrently (one key per script, so any
@@ -40,11 +48,17 @@ from typing import Any, Final, Generic, TypeVar
 from redis.asyncio.client import NEVER_DECODE  # type: ignore[attr-defined]
 from redis.exceptions import NoScriptError
 
-from .connect import Client
-from .errors import REDIS_FAILURES, translated
+from .connect import Client, server_name
+from .errors import REDIS_FAILURES, is_lost_connection, translated
 from .pipeline import round_trip, supports
 
-__all__ = ["Coalescer", "ScriptCall"]
+__all__ = ["RESENDABLE", "Coalescer", "ScriptCall"]
+
+RESENDABLE: Final = frozenset(
+    {"counter_get", "set_size", "set_members", "bucket_peek", "set_add", "set_remove", "bucket_reset"}
+)
+"""The scripts that may run twice for one call (reads, and writes that set a state rather than
+change it by an amount): after a lost reply these, and only these, are sent again."""
 
 T = TypeVar("T")
 
@@ -116,6 +130,7 @@ class Coalescer:
         "_direct",
         "_in_flight",
         "_queue",
+        "_server",
         "_shas",
         "_sources",
         "_trips",
@@ -126,6 +141,7 @@ class Coalescer:
     def __init__(self, client: Client, sources: Mapping[str, str]) -> None:
         self._client = client
         self._direct = client if supports(client) else None
+        self._server = server_name(client)
         self._sources = dict(sources)
         self._shas = {name: hashlib.sha1(source.encode()).hexdigest() for name, source in self._sources.items()}
         self._in_flight = 0
@@ -215,26 +231,44 @@ class Coalescer:
         self._ended(callers=len(waiting))
 
     async def _round_trip(self, calls: Sequence[ScriptCall[Any]]) -> None:
-        replies = await self._send(calls)
-        forgotten = [i for i, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
-        if forgotten:
-            load_error = await self._load({calls[i].name for i in forgotten})
-            if load_error is not None:
-                again: list[Any] = [load_error] * len(forgotten)
-            else:
-                again = await self._send([calls[i] for i in forgotten])
-            for i, reply in zip(forgotten, again, strict=True):
-                replies[i] = reply
+        replies = await self._send_once(calls)
+        failed = [i for i, reply in enumerate(replies) if isinstance(reply, BaseException)]
+        if failed:
+            await self._recover(calls, replies, failed)
         for call, reply in zip(calls, replies, strict=True):
             if isinstance(reply, REDIS_FAILURES):
-                call.error = translated(reply, call.name)
+                call.error = translated(reply, call.name, self._server)
             elif isinstance(reply, BaseException):
                 call.error = reply  # not a Redis failure: a bug, which the caller should see as it is
             else:
                 call.reply = reply
 
-    async def _send(self, calls: Sequence[ScriptCall[Any]]) -> list[Any]:
-        """One round trip; each reply, or each call's exception, in order."""
+    async def _recover(self, calls: Sequence[ScriptCall[Any]], replies: list[Any], failed: list[int]) -> None:
+        """Send again, once, the calls in `failed` that may be: they replace their entries of `replies`.
+
+        A call whose connection broke may have run: it is sent again only if it is
+        `RESENDABLE`. A call that got NOSCRIPT did not run: the scripts are loaded
+        and it is sent again (after a resend too, e.g. on a server that restarted).
+        """
+        lost = [i for i in failed if calls[i].name in RESENDABLE and is_lost_connection(replies[i])]
+        if lost:
+            await self._send_again(calls, replies, lost)
+        forgotten = [i for i in failed if isinstance(replies[i], NoScriptError)]
+        if forgotten:
+            load_error = await self._load({calls[i].name for i in forgotten})
+            if load_error is not None:
+                for i in forgotten:
+                    replies[i] = load_error
+            else:
+                await self._send_again(calls, replies, forgotten)
+
+    async def _send_again(self, calls: Sequence[ScriptCall[Any]], replies: list[Any], indices: list[int]) -> None:
+        again = await self._send_once([calls[i] for i in indices])
+        for i, reply in zip(indices, again, strict=True):
+            replies[i] = reply
+
+    async def _send_once(self, calls: Sequence[ScriptCall[Any]]) -> list[Any]:
+        """One round trip; each reply, or each call's exception, in order. Never sends anything twice."""
         self.round_trips += 1
         self.calls_sent += len(calls)
         commands = [("EVALSHA", self._shas[call.name], 1, call.key, *call.args) for call in calls]

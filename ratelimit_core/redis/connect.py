@@ -5,9 +5,14 @@ wins, e.g. ``redis://host/0?socket_timeout=2``):
 
 - ``socket_connect_timeout`` and ``socket_timeout``: 0.5 s each, so an outage
   costs a caller at most about half a second before `BackendUnavailable`.
-- ``retry``: one retry after 10 ms, and only on a connection error (a stale pooled
-  connection after a server restart). Timeouts are not retried: the server may have
-  run the script already, and retrying would double the wait.
+- ``retry``: one retry after 10 ms, and only on a connection error, of setting a
+  connection up (connect, AUTH, SELECT). A script is never sent again by this
+  policy: its reply may have been lost after the server ran it (the `Coalescer`
+  sends again only the scripts that may run twice). Timeouts are not retried: that
+  would double the wait.
+- a cluster client gets no retry of its own (``retry`` with 0 retries): redis-py's
+  cluster client would send a whole command or pipeline again after a lost reply.
+  MOVED, ASK and TRYAGAIN replies (the command did not run) are still followed.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ from urllib.parse import unquote
 import redis.asyncio
 from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.retry import Retry
-from redis.backoff import ExponentialBackoff
+from redis.backoff import ExponentialBackoff, NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from ..errors import InvalidArgument
@@ -31,6 +36,7 @@ __all__ = [
     "Client",
     "client_from_url",
     "default_retry",
+    "server_name",
 ]
 
 DEFAULT_CONNECT_TIMEOUT_S = 0.5
@@ -47,14 +53,38 @@ def default_retry() -> Retry:
     return Retry(ExponentialBackoff(cap=0.1, base=0.01), DEFAULT_RETRIES, supported_errors=(RedisConnectionError,))
 
 
+def _no_resend() -> Retry:
+    """A cluster client's policy: never send a command again (see the module docstring)."""
+    return Retry(NoBackoff(), 0)
+
+
+def server_name(client: Client) -> str:
+    """The server(s) `client` talks to, for messages: ``host:port``, ``unix:path`` or the seed nodes.
+
+    Never holds a password.
+    """
+    if isinstance(client, RedisCluster):
+        return "cluster " + ",".join(client.nodes_manager.startup_nodes)
+    settings = client.connection_pool.connection_kwargs
+    if "path" in settings:
+        return f"unix:{settings['path']}"
+    return f"{settings.get('host', 'localhost')}:{settings.get('port', 6379)}"
+
+
 def client_from_url(url: str, **options: Any) -> Client:
     """A lazily connecting client for a ``redis://``, ``rediss://``, ``unix://`` or cluster URL.
 
     A cluster URL names one or more seed nodes:
     ``redis+cluster://[user:password@]host:port[,host:port...]``; the client finds
     the rest of the cluster from them. Raises `InvalidArgument` when the URL or the
-    options cannot be used.
+    options cannot be used (``single_connection_client`` is refused: such a client
+    would send a script again after a lost reply, and serialises every round trip).
     """
+    if options.get("single_connection_client"):
+        raise InvalidArgument(
+            "single_connection_client=True is not supported: the driver pipelines on a connection pool"
+            " (use max_connections to bound it)"
+        )
     if url.partition("://")[0].lower() == CLUSTER_SCHEME:
         return _cluster_client(url, options)
     settings: dict[str, Any] = {
@@ -78,6 +108,7 @@ def _cluster_client(url: str, options: dict[str, Any]) -> RedisCluster:
     settings: dict[str, Any] = {
         "socket_connect_timeout": DEFAULT_CONNECT_TIMEOUT_S,
         "socket_timeout": DEFAULT_SOCKET_TIMEOUT_S,
+        "retry": _no_resend(),
     }
     if credentials:
         username, _, password = credentials.partition(":")

@@ -1,22 +1,37 @@
-"""How redis-py's exceptions become ratelimit_core's, in one place."""
+"""How redis-py's exceptions become ratelimit_core's, in one place.
+
+Three outcomes, decided by what waiting would do:
+
+- `BackendMisconfigured`: the server refuses this client (wrong user or password,
+  an ACL user without the rights the driver needs, a TLS certificate that does not
+  verify). Waiting will not help; the configuration must change.
+- `BackendUnavailable`: the server cannot serve anyone right now (unreachable,
+  reset, timed out, loading its data, a read-only replica during a failover, busy
+  running a script, a cluster that is down or resharding). Waiting may help.
+- `BackendError`: any other error reply (WRONGTYPE, a script error, ...).
+"""
 
 from __future__ import annotations
 
 import asyncio
+import ssl
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Final
 
 from redis import exceptions as redis_errors
 
-from ..errors import BackendError, BackendUnavailable
+from ..errors import BackendError, BackendMisconfigured, BackendUnavailable
 
-__all__ = ["REDIS_FAILURES", "translated", "translated_errors"]
+__all__ = ["REDIS_FAILURES", "is_lost_connection", "translated", "translated_errors"]
 
 # asyncio.TimeoutError is the builtin TimeoutError (an OSError) from 3.11 on; it is
 # listed so the intent survives reading. redis-py raises its own ConnectionError and
 # TimeoutError, but a socket failure can also surface raw from the transport.
-# On a cluster, a node that is down or a slot that is moving is an outage too.
-_UNREACHABLE = (
+# BusyLoadingError (LOADING) is a ConnectionError; ReadOnlyError (READONLY: a replica,
+# e.g. during a failover) is an error reply. redis-py's RedisClusterException (not a
+# RedisError) is what its cluster client raises when no seed node answers.
+_UNREACHABLE: Final = (
     redis_errors.ConnectionError,
     redis_errors.TimeoutError,
     OSError,
@@ -24,32 +39,110 @@ _UNREACHABLE = (
     redis_errors.ClusterDownError,
     redis_errors.MasterDownError,
     redis_errors.TryAgainError,
+    redis_errors.ReadOnlyError,
+    redis_errors.RedisClusterException,
 )
 
-REDIS_FAILURES = (*_UNREACHABLE, redis_errors.RedisError)
+_OUTAGE_CODES: Final = frozenset(
+    {
+        "BUSY",  # a script runs past busy-reply-threshold (lua-time-limit): nothing else runs
+        "CLUSTERDOWN",
+        "LOADING",
+        "MASTERDOWN",  # a replica that lost its master, with replica-serve-stale-data no
+        "MISCONF",  # writes refused because the server cannot persist (its disk, not our config)
+        "NOREPLICAS",  # min-replicas-to-write not met
+        "READONLY",  # also as an error propagated from inside a script
+        "TRYAGAIN",
+    }
+)
+"""Error-reply codes that mean the server cannot serve anyone now. redis-py gives most of
+them their own class, but not all (BUSY, NOREPLICAS, MISCONF arrive as a plain ResponseError)."""
+
+_REFUSED_CREDENTIALS: Final = (redis_errors.AuthenticationError, redis_errors.AuthenticationWrongNumberOfArgsError)
+_REFUSED_COMMAND: Final = (redis_errors.NoPermissionError, redis_errors.AuthorizationError)
+
+_CAUSE_DEPTH = 8
+"""How far `_misconfiguration` follows ``__cause__``/``__context__`` (chains are short; this bounds a cycle)."""
+
+REDIS_FAILURES: Final = (*_UNREACHABLE, redis_errors.RedisError)
 """Everything `translated` turns into a `BackendError`; anything else is a bug and propagates."""
 
 
-def translated(exc: BaseException, operation: str) -> BackendError:
-    """The `BackendUnavailable` or `BackendError` for a Redis failure, with `exc` as its cause.
+def _error_code(exc: BaseException) -> str:
+    # redis-py strips the codes it knows into ``status_code`` (redis-py >= 7); an unknown
+    # code stays the first word of the message.
+    code = getattr(exc, "status_code", None)
+    if isinstance(code, str) and code != "ERR":
+        return code
+    return str(exc).partition(" ")[0]
 
-    Unreachable, reset or timed out -> `BackendUnavailable`; any other Redis error
-    (WRONGTYPE, a script error, ...) -> `BackendError`. Each call makes a new
-    exception, so one failure shared by many callers gives each its own.
+
+def _misconfiguration(exc: BaseException) -> str | None:
+    """What to fix when `exc` (or what caused it) says the server refuses this client, else None."""
+    seen: BaseException | None = exc
+    for _ in range(_CAUSE_DEPTH):
+        if seen is None:
+            return None
+        if isinstance(seen, _REFUSED_CREDENTIALS) or _error_code(seen) in ("WRONGPASS", "NOAUTH"):
+            return "it refused the credentials: fix the user name and password (the backend URL, or the options)"
+        if isinstance(seen, _REFUSED_COMMAND) or _error_code(seen) == "NOPERM":
+            return (
+                "its ACL user may not run what the driver needs: grant it EVALSHA, SCRIPT LOAD, the commands"
+                " the scripts call (TIME, HINCRBY, ZADD, ...) and the keys under the prefix"
+            )
+        if isinstance(seen, ssl.SSLCertVerificationError):
+            return (
+                "its TLS certificate did not verify: give the client the CA that signed it (ssl_ca_certs),"
+                " or fix the server's certificate or host name"
+            )
+        if isinstance(seen, ssl.SSLError) and seen.reason == "WRONG_VERSION_NUMBER":
+            return "it does not speak TLS on that port: use redis:// instead of rediss://, or the server's TLS port"
+        # redis-py raises its ConnectionError inside the handler of the socket's error
+        # (``__context__``); the cluster client chains with ``from`` (``__cause__``).
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
+def is_lost_connection(exc: BaseException) -> bool:
+    """True when `exc` says the connection broke (so a command sent on it may or may not have run).
+
+    False for a timeout (sending again would double the wait) and for a server that
+    refuses this client (sending again cannot help).
+    """
+    return (
+        isinstance(exc, redis_errors.ConnectionError | ConnectionError)
+        and not isinstance(exc, redis_errors.BusyLoadingError)
+        and _misconfiguration(exc) is None
+    )
+
+
+def translated(exc: BaseException, operation: str, server: str) -> BackendError:
+    """The `BackendMisconfigured`, `BackendUnavailable` or `BackendError` for a Redis failure.
+
+    `server` names the server (host:port, never a password) for the message; `exc` is
+    chained as the cause. Each call makes a new exception, so one failure shared by
+    many callers gives each its own.
     """
     error: BackendError
-    if isinstance(exc, _UNREACHABLE):
-        error = BackendUnavailable(f"Redis did not answer {operation}: {type(exc).__name__}: {exc}")
+    # A cluster node's error carries the node; name it rather than the seed nodes.
+    node = getattr(getattr(exc, "connection", None), "name", None)
+    if isinstance(node, str):
+        server = node
+    fix = _misconfiguration(exc)
+    if fix is not None:
+        error = BackendMisconfigured(f"Redis at {server} refused {operation}: {fix} ({type(exc).__name__}: {exc})")
+    elif isinstance(exc, _UNREACHABLE) or _error_code(exc) in _OUTAGE_CODES:
+        error = BackendUnavailable(f"Redis did not answer {operation} at {server}: {type(exc).__name__}: {exc}")
     else:
-        error = BackendError(f"Redis failed {operation}: {type(exc).__name__}: {exc}")
+        error = BackendError(f"Redis failed {operation} at {server}: {type(exc).__name__}: {exc}")
     error.__cause__ = exc
     return error
 
 
 @contextmanager
-def translated_errors(operation: str) -> Iterator[None]:
+def translated_errors(operation: str, server: str) -> Iterator[None]:
     """Re-raise a Redis failure inside the block as `translated` says (the original is chained)."""
     try:
         yield
     except REDIS_FAILURES as exc:
-        raise translated(exc, operation) from exc
+        raise translated(exc, operation, server) from exc
