@@ -144,14 +144,21 @@ class ConnectionPolicy:
         if limits.room_max_members is not None and room is not None:
             checks.append(("room", room_members_key(room), limits.room_max_members))
         taken: list[Slot] = []
+        in_flight: asyncio.Future[SetResult] | None = None
         degraded = False
         refused: tuple[_Limit, int, SetResult] | None = None
         try:
             for limit, key, capacity in checks:
-                # Taken before the await: a call cancelled or timed out in flight may still
-                # add the member, so the clean-up must remove it too (removal is idempotent).
+                # Taken before the await: storage may still run a call whose caller was cancelled
+                # or timed out, so the clean-up must remove this slot too (removal is idempotent).
                 taken.append(Slot(key, member))
-                result = await self.backend.set_add(key, member, capacity=capacity, lease_ms=limits.lease_ms)
+                # Its own task, so that a cancellation leaves it running and the clean-up can wait
+                # for it: a removal sent while the add is still on its way could arrive first.
+                in_flight = asyncio.ensure_future(
+                    self.backend.set_add(key, member, capacity=capacity, lease_ms=limits.lease_ms)
+                )
+                result = await asyncio.shield(in_flight)
+                in_flight = None
                 degraded = degraded or result.degraded
                 if self.hooks:
                     _report(self.hooks, limit, result, identity)
@@ -160,7 +167,7 @@ class ConnectionPolicy:
                     refused = (limit, capacity, result)
                     break
         except BaseException as exc:
-            await _give_back(Leases(self.backend, taken, limits.lease_ms), exc)
+            await _give_back(Leases(self.backend, taken, limits.lease_ms), in_flight, exc)
             if self.on_error is None or not isinstance(exc, BackendError):
                 raise
             report_failure("connection admission", exc, self.on_error)
@@ -197,19 +204,27 @@ class ConnectionPolicy:
         )
 
 
-async def _give_back(leases: Leases, exc: BaseException) -> None:
-    """Release what an attempt took after `exc` interrupted it.
+async def _give_back(leases: Leases, in_flight: asyncio.Future[SetResult] | None, exc: BaseException) -> None:
+    """Release what an attempt took after `exc` interrupted it, once `in_flight` (its last call) has ended.
 
-    A second cancellation while the removal runs does not stop it (`Leases.release`
-    is shielded) and does not replace `exc`: a cancelled attempt ends with its own
-    `CancelledError`. Any other interruption lets the new `CancelledError` through.
+    The removal runs as its own task: a second cancellation while it runs does not
+    stop it, and does not replace `exc` (a cancelled attempt ends with its own
+    `CancelledError`). Any other interruption lets the new `CancelledError` through.
     """
+    removal = asyncio.ensure_future(_remove_after(leases, in_flight))
     try:
-        await leases.release()
+        await asyncio.shield(removal)
     except asyncio.CancelledError:
         if isinstance(exc, asyncio.CancelledError):
             raise exc from None
         raise
+
+
+async def _remove_after(leases: Leases, in_flight: asyncio.Future[SetResult] | None) -> None:
+    if in_flight is not None:
+        # Whatever it returns or raises, the slot is removed after it: only the order matters.
+        await asyncio.wait([in_flight])
+    await leases.release()
 
 
 def _report(hooks: DecisionHooks, limit: _Limit, result: SetResult, identity: ClientIdentity) -> None:

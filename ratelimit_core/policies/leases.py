@@ -87,10 +87,8 @@ class Leases:
         """
         if self._ending:
             return False
-        writes = asyncio.ensure_future(self._refresh_all())
-        # A caller cancelled meanwhile never sees the outcome: retrieve it so that nothing is logged as lost.
-        writes.add_done_callback(_retrieve)
-        return await asyncio.shield(writes)
+        # A caller cancelled meanwhile never sees the outcome; shield marks it retrieved.
+        return await asyncio.shield(self._refresh_all())
 
     async def _refresh_all(self) -> bool:
         async with self._lock:
@@ -127,8 +125,3 @@ class Leases:
                     # Not a storage failure but a bug below; the other slots must still go.
                     logger.exception("could not release slot %r (it expires with its lease)", slot.key)
             self._released = True
-
-
-def _retrieve(task: asyncio.Future[bool]) -> None:
-    if not task.cancelled():
-        task.exception()
