@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import pytest
 
-from ratelimit_core import Backend, InvalidArgument, ManualClock
+from ratelimit_core import Backend, InvalidArgument, ManualClock, SetResult
+from ratelimit_core.observe import Decision, DecisionHooks
 from ratelimit_core.policies import (
+    BACKEND_UNAVAILABLE,
     CLOSE_CONNECTION_REFUSED,
+    CLOSE_TRY_AGAIN_LATER,
     CONNECTION_LIMIT_EXCEEDED,
     ROOM_FULL,
     Admitted,
@@ -17,12 +21,14 @@ from ratelimit_core.policies import (
     ConnectionPolicy,
     Denial,
     Occupancy,
+    OnError,
 )
 
 ALICE = ClientIdentity("1.1.1.1", "alice")
 BOB = ClientIdentity("1.1.1.1", "bob")
 CAROL = ClientIdentity("2.2.2.2", "carol")
 ANON = ClientIdentity("1.1.1.1")
+LIMITS_3 = ConnectionLimits(per_user=3, per_ip=3, room_max_members=3, retry_after_ms=2_500)
 
 
 def admitted(verdict: Admitted | Denial) -> Admitted:
@@ -140,3 +146,53 @@ async def test_concurrent_attempts_never_admit_more_than_the_limit(backend: Back
 def test_bad_limits_are_refused_naming_the_field(field: str, value: object) -> None:
     with pytest.raises(InvalidArgument, match=field):
         ConnectionLimits(**{field: value})  # type: ignore[arg-type]
+
+
+class PrimaryDown:
+    """Answers `set_add` as a `FallbackBackend` does while its primary is down: a refusal, degraded.
+
+    `unavailable` says whether the refusal is only because the primary is down
+    (``on_error="deny"``) or the local share of the limit was reached (``"fallback"``).
+    """
+
+    def __init__(self, backend: Backend, *, unavailable: bool) -> None:
+        self.backend = backend
+        self.unavailable = unavailable
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.backend, name)
+
+    async def set_add(self, key: str, member: str, **kwargs: Any) -> SetResult:
+        return SetResult(False, await self.backend.set_size(key), degraded=True, unavailable=self.unavailable)
+
+
+@pytest.mark.parametrize("on_error", [None, "allow", "fallback", "deny"])
+async def test_a_refusal_marked_unavailable_is_backend_unavailable_whatever_the_policy_on_error(
+    backend: Backend, on_error: OnError | None
+) -> None:
+    decisions: list[Decision] = []
+    policy = ConnectionPolicy(
+        PrimaryDown(backend, unavailable=True), LIMITS_3, on_error=on_error, hooks=DecisionHooks(decisions.append)
+    )
+    denial = denied(await policy.admit(ALICE, "r"))
+    assert (denial.code, denial.close_code, denial.retry_after_ms, denial.degraded) == (
+        BACKEND_UNAVAILABLE,
+        CLOSE_TRY_AGAIN_LATER,
+        LIMITS_3.retry_after_ms,
+        True,
+    )
+    assert [(d.limit, d.allowed, d.code, d.degraded) for d in decisions] == [("user", False, BACKEND_UNAVAILABLE, True)]
+    assert await policy.occupancy(ALICE, "r") == Occupancy(identity=0, ip=0, room=0)
+
+
+async def test_a_degraded_refusal_not_marked_unavailable_is_the_limit_reached_even_when_the_policy_denies(
+    backend: Backend,
+) -> None:
+    # The wrapper's local share of the limit is full: the client did reach a limit.
+    policy = ConnectionPolicy(PrimaryDown(backend, unavailable=False), LIMITS_3, on_error="deny")
+    denial = denied(await policy.admit(ALICE, "r"))
+    assert (denial.code, denial.close_code, denial.degraded) == (
+        CONNECTION_LIMIT_EXCEEDED,
+        CLOSE_CONNECTION_REFUSED,
+        True,
+    )

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
-from ratelimit_core import Backend, InvalidArgument, ManualClock
+from ratelimit_core import Backend, BucketResult, InvalidArgument, ManualClock
+from ratelimit_core.observe import Decision, DecisionHooks
 from ratelimit_core.policies import (
+    BACKEND_UNAVAILABLE,
     CLOSE_PAYLOAD_TOO_LARGE,
     CLOSE_RATE_LIMITED,
     PAYLOAD_TOO_LARGE,
@@ -15,6 +19,7 @@ from ratelimit_core.policies import (
     Denial,
     MessageLimits,
     MessagePolicy,
+    OnError,
     payload_exceeds,
 )
 
@@ -125,3 +130,56 @@ def test_burst_defaults_to_the_rate_rounded_up() -> None:
 def test_bad_message_limits_are_refused_naming_the_field(kwargs: dict[str, object], named: str) -> None:
     with pytest.raises(InvalidArgument, match=named):
         MessageLimits(**kwargs)  # type: ignore[arg-type]
+
+
+class PrimaryDown:
+    """Answers `bucket_consume` as a `FallbackBackend` does while its primary is down: a refusal, degraded.
+
+    `unavailable` says whether the refusal is only because the primary is down
+    (``on_error="deny"``; retry when the wrapper next tries it) or the local share
+    of the rate was used up (``"fallback"``).
+    """
+
+    def __init__(self, backend: Backend, *, unavailable: bool) -> None:
+        self.backend = backend
+        self.unavailable = unavailable
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.backend, name)
+
+    async def bucket_consume(self, key: str, **kwargs: Any) -> BucketResult:
+        return BucketResult(False, 0, 700, 0, degraded=True, unavailable=self.unavailable)
+
+
+@pytest.mark.parametrize("on_error", [None, "allow", "fallback", "deny"])
+async def test_a_refusal_marked_unavailable_drops_the_message_without_a_strike_whatever_the_policy_on_error(
+    backend: Backend, on_error: OnError | None
+) -> None:
+    decisions: list[Decision] = []
+    limits = MessageLimits(rate=1, burst=1, strikes=2)
+    policy = MessagePolicy(
+        PrimaryDown(backend, unavailable=True), limits, on_error=on_error, hooks=DecisionHooks(decisions.append)
+    )
+    gate = policy.gate(ALICE)
+    for _ in range(limits.strikes + 2):
+        denial = denied(await gate.admit("m"))
+        assert (denial.code, denial.close_code, denial.retry_after_ms, denial.degraded) == (
+            BACKEND_UNAVAILABLE,
+            None,
+            700,
+            True,
+        )
+    assert gate.strikes == 0
+    assert {(d.limit, d.allowed, d.code) for d in decisions} == {("rate", False, BACKEND_UNAVAILABLE)}
+
+
+async def test_a_degraded_refusal_not_marked_unavailable_is_a_strike_even_when_the_policy_denies(
+    backend: Backend,
+) -> None:
+    # The wrapper's local share of the rate is used up: the client did send too fast.
+    policy = MessagePolicy(PrimaryDown(backend, unavailable=False), MessageLimits(rate=1, strikes=2), on_error="deny")
+    gate = policy.gate(ALICE)
+    first = denied(await gate.admit("m"))
+    assert (first.code, first.close_code, first.degraded, gate.strikes) == (RATE_LIMIT_EXCEEDED, None, True, 1)
+    last = denied(await gate.admit("m"))
+    assert (last.code, last.close_code) == (RATE_LIMIT_EXCEEDED, CLOSE_RATE_LIMITED)
