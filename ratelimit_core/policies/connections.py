@@ -4,8 +4,9 @@ Each limit is a set with a capacity whose members are connection ids with a
 lease (see `Leases`): the identity's sockets, the IP's sockets (signed in or
 not) and the room's members (one per socket). Each `set_add` is atomic, so
 concurrent attempts never admit more than a capacity; the checks run one after
-another, and a refusal removes what the attempt had already taken. When the
-storage fails, `on_error` decides (see `failures`).
+another, and a refusal removes what the attempt had already taken; so does a
+cancellation or a timeout, including the slot whose call was still in flight.
+When the storage fails, `on_error` decides (see `failures`).
 """
 
 from __future__ import annotations

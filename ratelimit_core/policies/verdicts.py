@@ -63,7 +63,12 @@ class Denial:
 
 @dataclass(frozen=True, slots=True)
 class Admitted:
-    """A connection that may proceed; it holds `leases` until it ends."""
+    """A connection that may proceed; it holds `leases` until it ends.
+
+    The caller must `Leases.release` them however the connection ends; release is
+    idempotent and a cancelled caller does not cut it short, so every exit path
+    may simply call it.
+    """
 
     leases: Leases
     degraded: bool = False
