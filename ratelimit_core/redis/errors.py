@@ -95,8 +95,6 @@ def _misconfiguration(exc: BaseException) -> str | None:
                 "its TLS certificate did not verify: give the client the CA that signed it (ssl_ca_certs),"
                 " or fix the server's certificate or host name"
             )
-        if isinstance(seen, ssl.SSLError) and seen.reason == "WRONG_VERSION_NUMBER":
-            return "it does not speak TLS on that port: use redis:// instead of rediss://, or the server's TLS port"
         # redis-py raises its ConnectionError inside the handler of the socket's error
         # (``__context__``); the cluster client chains with ``from`` (``__cause__``).
         seen = seen.__cause__ or seen.__context__
