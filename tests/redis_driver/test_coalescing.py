@@ -224,6 +224,20 @@ async def test_cancelling_the_caller_whose_round_trip_is_in_flight_does_not_stra
     assert (await backend.counter_incr("a")).value == 2
 
 
+@pytest.mark.parametrize("storage", ["redis", "valkey"], indirect=True)
+async def test_one_cancel_ends_a_caller_whose_round_trip_is_in_flight(make_backend: MakeBackend) -> None:
+    # The round trip on one server writes under its own deadline, not redis-py's
+    # asyncio.wait_for, which on Python 3.11 can swallow a cancellation.
+    backend = make_backend()
+    await _warm_up(backend)
+    first = asyncio.create_task(backend.counter_incr("first"))
+    await asyncio.sleep(0)  # written, waiting for the reply
+    first.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await first
+    assert (await backend.counter_incr("after")).value == 1
+
+
 async def _abandoned_batch(backend: RedisBackend) -> None:
     """A batch whose block checks its arguments, then raises before it is sent."""
     async with backend.batch() as batch:

@@ -8,6 +8,7 @@ import textwrap
 from typing import Any
 
 import pytest
+from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.connection import SSLConnection, UnixDomainSocketConnection
 
 from ratelimit_core import InvalidArgument, ManualClock, MemoryBackend, RedisBackend, backend_from_url
@@ -102,3 +103,17 @@ def test_core_imports_and_memory_urls_work_without_redis_installed() -> None:
     )
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=False)
     assert done.stdout.strip() == "ok", done.stderr
+
+
+def test_a_single_connection_client_is_refused() -> None:
+    # Such a client sends a command again after a lost reply, and serialises every round trip.
+    with pytest.raises(InvalidArgument, match="single_connection_client"):
+        backend_from_url("redis://127.0.0.1:6379/0", single_connection_client=True)
+
+
+def test_a_cluster_client_never_sends_a_command_again_itself() -> None:
+    # redis-py's cluster client would send a command (or a whole pipeline) again after a lost
+    # reply; the coalescer sends again only what may run twice.
+    client = _redis("redis+cluster://127.0.0.1:7000,127.0.0.1:7001").client
+    assert isinstance(client, RedisCluster)
+    assert client.retry.get_retries() == 0
