@@ -49,7 +49,7 @@ Client = redis.asyncio.Redis | RedisCluster
 
 
 def default_retry() -> Retry:
-    """The retry policy of URL-built clients: `DEFAULT_RETRIES` retries, connection errors only."""
+    """The retry policy of URL-built clients: `DEFAULT_RETRIES` retries of connection set-up, on connection errors."""
     return Retry(ExponentialBackoff(cap=0.1, base=0.01), DEFAULT_RETRIES, supported_errors=(RedisConnectionError,))
 
 

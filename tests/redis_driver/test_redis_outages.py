@@ -106,3 +106,10 @@ async def test_a_server_that_stopped_raises_backend_unavailable(
         for name in ("counter_incr", "set_members", "ping"):
             with pytest.raises(BackendUnavailable):
                 await asyncio.wait_for(CALLS[name](backend), _HANG_S)
+
+
+async def test_a_cluster_whose_seed_nodes_are_all_down_raises_backend_unavailable() -> None:
+    # redis-py raises its RedisClusterException (not a RedisError) when no seed node answers.
+    async with RedisBackend(f"redis+cluster://127.0.0.1:{_closed_port()},127.0.0.1:{_closed_port()}") as backend:
+        with pytest.raises(BackendUnavailable, match=r"cluster 127\.0\.0\.1:"):
+            await asyncio.wait_for(backend.counter_incr("k"), _HANG_S)
