@@ -118,6 +118,28 @@ class ServerProcess:
             self._executor.kill(wait=True, sig=signal.SIGKILL)
             self._executor = None
 
+    def revive(self) -> ServerProcess:
+        """Start again on the same port after `kill` or `stop`, or raise: clients hold the URL, so never move.
+
+        (`restart` may move to another port when the old one is taken meanwhile; a
+        test that plays an outage under live clients needs the same address back.)
+        """
+        if self._executor is not None:
+            raise RuntimeError(f"{self.binary} on port {self.port} is still running: kill or stop it first")
+        executor = TCPExecutor(self._command(), host="127.0.0.1", port=self.port, timeout=20)
+        try:
+            executor.start()
+        except (ProcessExitedWithError, TimeoutExpired) as exc:
+            executor.kill()
+            raise RuntimeError(f"{self.binary} did not start again on port {self.port}") from exc
+        self._executor = executor
+        return self
+
+    @property
+    def running(self) -> bool:
+        """True from `start` (or `revive`) until `kill` or `stop`; a paused server is still running."""
+        return self._executor is not None and self._executor.running()
+
     def restart(self) -> None:
         """Start again on the same port (after `kill` or `stop`)."""
         port = self.port

@@ -143,6 +143,11 @@ class AppServer:
         self._log.flush()
         return Path(self._log.name).read_text(errors="replace")[-_LOG_TAIL_CHARS:]
 
+    def full_log(self) -> str:
+        """Everything the server wrote so far (its log is kept until `close`), for audits such as `app_logs`."""
+        self._log.flush()
+        return Path(self._log.name).read_text(errors="replace")
+
     def close(self) -> None:
         self.stop()
         self._log.close()
