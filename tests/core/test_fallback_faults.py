@@ -24,7 +24,7 @@ _POLLS = 2_000
 
 
 class ControlledBackend:
-    """A MemoryBackend that can refuse (``down``), freeze (``hung``: calls run when it thaws), or answer after `delay_s`."""
+    """A MemoryBackend that refuses (``down``), freezes (``hung``: calls run when it thaws), or answers slowly."""
 
     def __init__(self, clock: ManualClock) -> None:
         self.store = MemoryBackend(clock=clock)
@@ -55,7 +55,7 @@ class ControlledBackend:
                 raise BackendUnavailable("connection refused (test)")
             if self.state == "misconfigured":
                 raise BackendMisconfigured("wrong password for 127.0.0.1:1 (test)")
-            while self.state == "hung":  # a frozen server runs the call when it wakes
+            while self.state == "hung":  # a frozen server runs the call when it wakes  # noqa: ASYNC110
                 await asyncio.sleep(0.001)
             delay, self.first_delay_s = self.first_delay_s or self.delay_s, 0.0
             if delay:
@@ -111,7 +111,7 @@ async def test_a_stalled_event_loop_is_not_taken_for_an_outage(
     for attempt in range(5):
         call = asyncio.ensure_future(backend.set_add("user:1", f"s{attempt}", capacity=1, lease_ms=LEASE))
         await asyncio.sleep(0)  # the call is in flight
-        time.sleep(0.2)  # the loop stalls for four timeouts; the primary answered in 10 ms
+        time.sleep(0.2)  # noqa: ASYNC251 (the loop stalls for four timeouts; the primary answered in 10 ms)
         result = await call
         assert not result.degraded and not backend.degraded
         assert result.added == (attempt == 0)
@@ -127,7 +127,7 @@ async def test_on_a_busy_loop_concurrent_admissions_stop_exactly_at_the_capacity
 
     async def busy() -> None:
         while not stop.is_set():
-            time.sleep(0.03)  # other work holding the loop, over and over
+            time.sleep(0.03)  # noqa: ASYNC251 (other work holding the loop, over and over)
             await asyncio.sleep(0)
 
     load = asyncio.ensure_future(busy())
