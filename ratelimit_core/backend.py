@@ -141,6 +141,13 @@ class Backend(Protocol):
 
         A new bucket is full. On refusal nothing is taken. The stored state expires
         by itself once the bucket would be full again.
+
+        A clock reading earlier than the bucket's last update (the clock stepped
+        backwards) refills nothing, and the update time is re-based to that reading,
+        on a refusal too: `retry_after_ms` holds (that much later, unless the clock
+        steps back again, the same call passes if nothing else took tokens) and
+        `reset_after_ms` counts from now. The time between the last update and the step is not refilled, so
+        tokens never appear from nowhere, and the level never exceeds `burst`.
         """
         ...
 
@@ -149,6 +156,8 @@ class Backend(Protocol):
 
         `remaining` is the whole tokens there now; `allowed` and `retry_after_ms`
         say whether, and after how long, `bucket_consume` of `cost` would pass.
+        After the clock stepped backwards it re-bases the update time to now, as
+        `bucket_consume` does, so that this `retry_after_ms` holds as well.
         """
         ...
 

@@ -7,6 +7,16 @@ gains ``rate * 10**6`` nano-tokens, an integer. The level is kept in "units" of
 ``g`` nano-tokens, where ``g = gcd(rate * 10**6, 10**9)``; then the gain per
 millisecond, the cost and the full level are all integers, and every value a driver
 computes stays below 2**53, where Lua's doubles are still exact.
+
+A clock that moves backwards (an NTP step; a failover to a Redis server whose clock
+is behind) refills nothing: when ``now_ms < updated_ms`` the elapsed time is 0. The
+driver then stores the level re-based to ``now_ms`` (updated ``now_ms``, full again at
+``now_ms + reset_after_ms``) even when the step refuses or only peeks, so that every
+wait it reports is honoured by the clock it reported it on: ``retry_after_ms`` later,
+the same consume passes. Storing nothing would leave the update time in the future,
+and the bucket would refuse, reporting the normal wait, until the clock caught up.
+Tokens never appear from nowhere (the time between the last update and the step is
+not refilled) and the level never exceeds `burst`.
 """
 
 from __future__ import annotations
@@ -137,8 +147,10 @@ class BucketSpecCache:
 def bucket_step(spec: BucketSpec, level: int | None, updated_ms: int | None, now_ms: int) -> BucketStep:
     """One atomic consume: refill since `updated_ms`, then take `spec.cost` if there.
 
-    `level` None means no stored state (a full bucket). A clock that went backwards
-    refills nothing. On refusal nothing is taken and the caller need not store anything.
+    `level` None means no stored state (a full bucket). On refusal nothing is taken
+    and the caller need not store anything, except when the clock went backwards
+    (``now_ms < updated_ms``): that refills nothing, and the caller must store the
+    level it returns re-based to `now_ms`, allowed or not (see the module docstring).
     """
     per_ms = spec.per_ms
     full = spec.full
@@ -161,7 +173,8 @@ def bucket_peek_step(spec: BucketSpec, level: int | None, updated_ms: int | None
     """What the bucket holds at `now_ms`, taking nothing: (would `spec.cost` be allowed, level, retry, reset).
 
     The same refill as `bucket_step` (kept apart so that the consume path stays one
-    function call); the caller stores nothing.
+    function call); the caller stores nothing, except the re-based level when the
+    clock went backwards (``now_ms < updated_ms``), as after a refusing `bucket_step`.
     """
     full, per_ms = spec.full, spec.per_ms
     if level is None or updated_ms is None:

@@ -208,6 +208,10 @@ class MemoryBackend(ClosesOnExit):
             self._writes = writes = self._writes + 1
             if not writes % _SWEEP_EVERY:
                 self.sweep(now, _SWEEP_BATCH)
+        elif state is not None and now < state[1]:
+            # The clock went backwards: re-base the update time to now (level unchanged),
+            # or the wait just reported would not be honoured until the clock caught up.
+            buckets[key] = (level, now, now + reset)
         return BucketResult(allowed, level // spec.unit, retry, reset)
 
     async def bucket_peek(self, key: str, *, rate: float, burst: int, cost: int = 1) -> BucketResult:
@@ -219,6 +223,8 @@ class MemoryBackend(ClosesOnExit):
             allowed, level, retry, reset = bucket_peek_step(spec, None, None, now)
         else:
             allowed, level, retry, reset = bucket_peek_step(spec, state[0], state[1], now)
+            if now < state[1]:  # the clock went backwards: re-based as bucket_consume does
+                self._buckets[key] = (level, now, now + reset)
         return BucketResult(allowed, level // spec.unit, retry, reset)
 
     async def bucket_reset(self, key: str) -> None:

@@ -1,7 +1,8 @@
 """The conformance kit: run the engine's state machine against any Backend.
 
 A Hypothesis state machine sends one random sequence of counter, set and bucket
-calls and clock moves to every backend you give it, on one shared `ManualClock`,
+calls and clock moves to every backend you give it, on one shared `RewindableClock`
+(it also steps backwards: see `Backend.bucket_consume` for what must happen then),
 and asserts that all of them answer exactly like an independent reference model
 (and hence like each other). Each backend factory takes the clock and returns a
 backend (or an awaitable of one); the machine calls ``clear()`` on it before and
@@ -31,6 +32,7 @@ import unittest
 from hypothesis import settings as Settings
 from hypothesis.stateful import run_state_machine_as_test
 
+from .clock import RewindableClock
 from .machine import HORIZON_MS, BackendFactory, ConformanceMachine
 from .model import ReferenceModel
 
@@ -39,6 +41,7 @@ __all__ = [
     "BackendFactory",
     "ConformanceMachine",
     "ReferenceModel",
+    "RewindableClock",
     "conformance_machine",
     "conformance_test_case",
     "run_conformance",

@@ -2,7 +2,7 @@
 
 Every rule makes the same call on each backend (and on the `ReferenceModel`) and
 asserts that all the answers are equal; the clock rules move the one
-`ManualClock` all of them share. The invariants are laws that hold whatever the
+`RewindableClock` all of them share, forwards and sometimes backwards. The invariants are laws that hold whatever the
 sequence, checked on every answer, so a bug shared by the backends and the model
 is still caught when it breaks one.
 
@@ -32,11 +32,13 @@ from hypothesis.stateful import (
 )
 
 from ..backend import Backend, BucketResult, CounterResult, SetResult
-from ..clock import Clock, ManualClock
+from ..clock import Clock
+from .clock import RewindableClock
 from .model import ReferenceModel
 from .strategies import (
     MAX_CAPACITY,
     KeyPlan,
+    clock_rewinds,
     clock_steps,
     costs,
     counter_amounts,
@@ -64,7 +66,7 @@ _short.maxstring, _short.maxother = 60, 80
 
 @dataclass(frozen=True, slots=True)
 class _Refusal:
-    """A refused consume: waiting until `ready_at` must be exactly enough."""
+    """A refused consume (or a peek saying it would be): waiting until `ready_at` must be exactly enough."""
 
     plan: KeyPlan
     cost: int
@@ -83,12 +85,17 @@ class ConformanceMachine(RuleBasedStateMachine):
 
     def __init__(self) -> None:
         super().__init__()
-        self.clock = ManualClock()
+        self.clock = RewindableClock()
         self.model = self.reference_model(self.clock)
         self.backends: list[Backend] = []
         self._loop = asyncio.new_event_loop()
         self._plans: list[KeyPlan] = []
-        self._refusal: _Refusal | None = None
+        self._refusals: dict[str, _Refusal] = {}
+        """The latest refusal of each bucket key, while no consume has passed since."""
+        self._rewind_floor = 0
+        """The clock never steps back before this: the latest instant passed at which
+        state expired by itself (drivers collect expired state lazily, so behind that
+        instant one would still find it and another not)."""
         self._counter_answers: list[int] = []
         self._set_answers: list[tuple[KeyPlan, int]] = []
         self._bucket_answers: list[tuple[KeyPlan, BucketResult]] = []
@@ -149,7 +156,7 @@ class ConformanceMachine(RuleBasedStateMachine):
 
     @initialize(start=st.sampled_from((0, 1, 10**12, 10**15)))
     def start_clock(self, start: int) -> None:
-        self.clock.advance(start)
+        self._advance(start)
 
     # -- counters -------------------------------------------------------------------
 
@@ -194,11 +201,23 @@ class ConformanceMachine(RuleBasedStateMachine):
 
     # -- token buckets ----------------------------------------------------------------
 
+    def _peek(self, key: KeyPlan, cost: int) -> BucketResult:
+        bucket = key.bucket
+        result: BucketResult = self._agree("bucket_peek", key.text, rate=bucket.rate, burst=bucket.burst, cost=cost)
+        self._bucket_answers.append((key, result))
+        if not result.allowed:
+            # A peek's wait is a promise about bucket_consume too.
+            self._refusals[key.text] = _Refusal(key, cost, self.clock() + result.retry_after_ms)
+        return result
+
     def _consume(self, key: KeyPlan, cost: int) -> BucketResult:
         bucket = key.bucket
         result: BucketResult = self._agree("bucket_consume", key.text, rate=bucket.rate, burst=bucket.burst, cost=cost)
         self._bucket_answers.append((key, result))
-        self._refusal = None if result.allowed else _Refusal(key, cost, self.clock() + result.retry_after_ms)
+        if result.allowed:
+            self._refusals.pop(key.text, None)
+        else:
+            self._refusals[key.text] = _Refusal(key, cost, self.clock() + result.retry_after_ms)
         return result
 
     @rule(key=keys, data=st.data())
@@ -207,35 +226,81 @@ class ConformanceMachine(RuleBasedStateMachine):
 
     @rule(key=keys, data=st.data())
     def bucket_peek(self, key: KeyPlan, data: st.DataObject) -> None:
-        bucket, cost = key.bucket, data.draw(costs(key.bucket.burst), label="cost")
-        peeked: BucketResult = self._agree("bucket_peek", key.text, rate=bucket.rate, burst=bucket.burst, cost=cost)
-        self._bucket_answers.append((key, peeked))
+        self._peek(key, data.draw(costs(key.bucket.burst), label="cost"))
+
+    @rule(key=keys, data=st.data())
+    def peek_agrees_with_consume(self, key: KeyPlan, data: st.DataObject) -> None:
+        """At one instant, `bucket_peek` answers what `bucket_consume` then does (a refusal exactly)."""
+        cost = data.draw(costs(key.bucket.burst), label="cost")
+        peeked = self._peek(key, cost)
+        consumed = self._consume(key, cost)
+        assert peeked.allowed == consumed.allowed, (peeked, consumed)
+        if consumed.allowed:
+            assert consumed.remaining == peeked.remaining - cost, (peeked, consumed)
+            assert consumed.reset_after_ms >= peeked.reset_after_ms, (peeked, consumed)
+        else:
+            assert consumed == peeked, (peeked, consumed)
 
     @rule(key=keys)
     def bucket_reset(self, key: KeyPlan) -> None:
         self._agree("bucket_reset", key.text)
-        if self._refusal is not None and self._refusal.plan == key:
-            self._refusal = None
+        self._refusals.pop(key.text, None)
 
-    @precondition(lambda self: self._refusal is not None and self.clock() < self._refusal.ready_at <= HORIZON_MS)
-    @rule()
-    def wait_out_refusal(self) -> None:
-        """`retry_after_ms` is the exact wait: one millisecond less is still refused."""
-        refusal = self._refusal
-        assert refusal is not None
-        self.clock.advance(refusal.ready_at - 1 - self.clock())
-        early = self._consume(refusal.plan, refusal.cost)
-        assert not early.allowed, f"allowed 1 ms before retry_after_ms ended: {early}"
-        self.clock.advance(1)
+    def _pending_refusals(self) -> list[_Refusal]:
+        now = self.clock()
+        return [refusal for refusal in self._refusals.values() if now < refusal.ready_at <= HORIZON_MS]
+
+    @precondition(lambda self: bool(self._pending_refusals()))
+    @rule(pick=st.integers(0, 7))
+    def wait_out_refusal(self, pick: int) -> None:
+        """`retry_after_ms` is the exact wait on the clock it was given on: one millisecond
+        less is still refused (and a peek then asks for exactly 1 ms more), that much passes."""
+        pending = self._pending_refusals()
+        self._wait_out(pending[pick % len(pending)])
+
+    def _wait_out(self, refusal: _Refusal) -> None:
+        self._advance(refusal.ready_at - 1 - self.clock())
+        early = self._peek(refusal.plan, refusal.cost)
+        assert not early.allowed and early.retry_after_ms == 1, f"1 ms before retry_after_ms ended: {early}"
+        assert self._consume(refusal.plan, refusal.cost) == early
+        self._advance(1)
         ready = self._consume(refusal.plan, refusal.cost)
         assert ready.allowed, f"still refused when retry_after_ms ended: {ready}"
 
     # -- time ---------------------------------------------------------------------------
 
+    def _advance(self, ms: int) -> None:
+        """Move the clock forward, raising the rewind floor past every expiry instant passed."""
+        target = self.clock() + ms
+        passed = [instant for instant in self.model.deadlines() if instant <= target]
+        if passed:
+            self._rewind_floor = max(self._rewind_floor, passed[-1])
+        self.clock.advance(ms)
+
     @precondition(lambda self: self.clock() + MAX_STEP_MS <= HORIZON_MS)
     @rule(ms=clock_steps(MAX_STEP_MS))
     def advance_clock(self, ms: int) -> None:
-        self.clock.advance(ms)
+        self._advance(ms)
+
+    def _rewind(self, ms: int) -> None:
+        # Waits reported before the step were promises on the clock as it was: forgotten.
+        self.clock.rewind(min(ms, self.clock() - self._rewind_floor))
+        self._refusals.clear()
+
+    @precondition(lambda self: self.clock() > self._rewind_floor)
+    @rule(ms=clock_rewinds())
+    def rewind_clock(self, ms: int) -> None:
+        """The clock steps backwards (an NTP step; a failover to a server whose clock is behind)."""
+        self._rewind(ms)
+
+    @precondition(lambda self: self.clock() > self._rewind_floor)
+    @rule(key=keys, ms=clock_rewinds(), data=st.data())
+    def refusal_after_step_back_is_honoured(self, key: KeyPlan, ms: int, data: st.DataObject) -> None:
+        """The clock steps back behind a bucket's last update; a refusal's wait still holds exactly."""
+        self._rewind(ms)
+        refused = self._consume(key, data.draw(costs(key.bucket.burst), label="cost"))
+        if not refused.allowed:  # a result, not a precondition: only a refusal has a wait to honour
+            self._wait_out(self._refusals[key.text])
 
     def _deadlines(self) -> list[int]:
         return [instant for instant in self.model.deadlines() if instant <= HORIZON_MS]
@@ -245,7 +310,7 @@ class ConformanceMachine(RuleBasedStateMachine):
     def advance_to_deadline(self, pick: int, offset: int) -> None:
         """Land next to an instant where state changes by itself: expiry is where drivers differ."""
         deadlines = self._deadlines()
-        self.clock.advance(deadlines[pick % len(deadlines)] + offset - self.clock())
+        self._advance(deadlines[pick % len(deadlines)] + offset - self.clock())
 
     # -- laws that hold whatever the sequence ----------------------------------------------
 

@@ -4,6 +4,16 @@ It shares no code with the drivers (token arithmetic is in `fractions.Fraction`,
 not in `ratelimit_core.bucket`'s integer units), so a bug common to every driver
 still disagrees with it. It is synchronous, keeps everything in dicts and never
 validates arguments: the conformance machine only sends valid ones.
+
+A clock that steps backwards: a bucket refills nothing while the clock reads
+earlier than its last update, and the first call that sees that (a refusal or a
+peek too) moves the update time back to now, so every wait it reports holds.
+Counter windows and set leases end at fixed instants; behind them the clock just
+takes longer to get there. A counter's `reset_after_ms` is that longer, true wait,
+and a set reports no wait at all, so neither needs re-basing (re-adding a member
+re-bases its lease anyway). State whose instant has passed is collected lazily by
+the drivers, so a clock stepping back before that instant finds it or not: the
+conformance machine never steps back that far.
 """
 
 from __future__ import annotations
@@ -36,7 +46,13 @@ class _Bucket:
     updated_ms: int
 
     def tokens_at(self, now: int) -> Fraction:
-        return min(Fraction(self.burst), self.tokens + (now - self.updated_ms) * self.rate / _MS_PER_S)
+        """Tokens at `now`; a clock reading earlier than `updated_ms` refills nothing."""
+        elapsed = max(0, now - self.updated_ms)
+        return min(Fraction(self.burst), self.tokens + elapsed * self.rate / _MS_PER_S)
+
+    def rebase(self, now: int) -> None:
+        """After the clock stepped back behind `updated_ms`, count time from `now` (tokens kept)."""
+        self.updated_ms = min(self.updated_ms, now)
 
     def wait_ms(self, now: int, tokens: Fraction) -> int:
         """Whole milliseconds from `now` until the bucket holds `tokens`."""
@@ -145,6 +161,8 @@ class ReferenceModel:
         allowed = tokens >= cost
         if allowed:
             bucket.tokens, bucket.updated_ms = tokens - cost, now
+        else:
+            bucket.rebase(now)
         return BucketResult(
             allowed=allowed,
             remaining=math.floor(bucket.tokens_at(now)),
@@ -157,6 +175,7 @@ class ReferenceModel:
         bucket = self._buckets.get(key)
         if bucket is None:
             return BucketResult(True, burst, 0, 0)
+        bucket.rebase(now)
         tokens = bucket.tokens_at(now)
         return BucketResult(
             allowed=tokens >= cost,
@@ -180,5 +199,8 @@ class ReferenceModel:
         now = self.clock()
         instants = {c.expires_at for c in self._counters.values() if c.expires_at is not None}
         instants.update(end for members in self._sets.values() for end in members.values() if end is not None)
-        instants.update(now + bucket.wait_ms(now, Fraction(bucket.burst)) for bucket in self._buckets.values())
+        for bucket in self._buckets.values():
+            # Behind a bucket's update time (the clock stepped back) it refills only from then on.
+            start = max(now, bucket.updated_ms)
+            instants.add(start + bucket.wait_ms(start, Fraction(bucket.burst)))
         return sorted(t for t in instants if t > now)

@@ -18,6 +18,7 @@ __all__ = [
     "KeyPlan",
     "bucket_plans",
     "capacities",
+    "clock_rewinds",
     "clock_steps",
     "costs",
     "counter_amounts",
@@ -153,3 +154,9 @@ def clock_steps(maximum: int) -> st.SearchStrategy[int]:
     """How far the clock moves in one step: often not at all, sometimes very far."""
     far = [step for step in (10**6, 10**9, 10**12) if step <= maximum]
     return st.one_of(st.just(0), st.integers(1, 50), st.integers(51, 100_000), st.sampled_from(far))
+
+
+def clock_rewinds() -> st.SearchStrategy[int]:
+    """How far the clock steps back in one go: a few ms (behind a bucket's last update),
+    a leap second, ten minutes (an NTP step, a failover to a server behind), or far."""
+    return st.one_of(st.integers(1, 50), st.integers(51, 100_000), st.sampled_from((1_000, 600_000, 10**9)))

@@ -125,7 +125,28 @@ class LeaseOneMsLonger(MemoryBackend):
         return await super().set_add(key, member, capacity=capacity, lease_ms=lease_ms)
 
 
-@pytest.mark.parametrize("buggy", [RetryOneMsLate, OneOverCapacity, DecrForgetsWindow, LeaseOneMsLonger])
+class RefusalIgnoresStepBack(MemoryBackend):
+    """The bug of a clock stepping back: a refusal (or a peek) stores nothing, so the bucket
+    stays empty until the clock catches up with its last update, whatever the wait said."""
+
+    async def bucket_consume(self, key: str, *, rate: float, burst: int, cost: int = 1) -> BucketResult:
+        before = self._buckets.get(key)
+        result = await super().bucket_consume(key, rate=rate, burst=burst, cost=cost)
+        if not result.allowed and before is not None:
+            self._buckets[key] = before
+        return result
+
+    async def bucket_peek(self, key: str, *, rate: float, burst: int, cost: int = 1) -> BucketResult:
+        before = self._buckets.get(key)
+        result = await super().bucket_peek(key, rate=rate, burst=burst, cost=cost)
+        if before is not None:
+            self._buckets[key] = before
+        return result
+
+
+@pytest.mark.parametrize(
+    "buggy", [RetryOneMsLate, OneOverCapacity, DecrForgetsWindow, LeaseOneMsLonger, RefusalIgnoresStepBack]
+)
 def test_kit_catches_a_bug_that_every_backend_shares(buggy: type[MemoryBackend]) -> None:
     def make(clock: Clock) -> Backend:
         return buggy(clock=clock)
@@ -138,6 +159,43 @@ class OneOverCapacityModel(ReferenceModel):
     def set_add(self, key: str, member: str, *, capacity: int | None = None, lease_ms: int | None = None) -> SetResult:
         capacity = None if capacity is None else capacity + 1
         return super().set_add(key, member, capacity=capacity, lease_ms=lease_ms)
+
+
+class RefusalIgnoresStepBackModel(ReferenceModel):
+    """`RefusalIgnoresStepBack` as a model: only an allowed consume moves the update time."""
+
+    def _updated(self, key: str) -> int | None:
+        bucket = self._buckets.get(key)
+        return None if bucket is None else bucket.updated_ms
+
+    def _restore(self, key: str, updated: int | None) -> None:
+        if updated is not None:
+            self._buckets[key].updated_ms = updated
+
+    def bucket_consume(self, key: str, *, rate: float, burst: int, cost: int = 1) -> BucketResult:
+        updated = self._updated(key)
+        result = super().bucket_consume(key, rate=rate, burst=burst, cost=cost)
+        if not result.allowed:
+            self._restore(key, updated)
+        return result
+
+    def bucket_peek(self, key: str, *, rate: float, burst: int, cost: int = 1) -> BucketResult:
+        updated = self._updated(key)
+        result = super().bucket_peek(key, rate=rate, burst=burst, cost=cost)
+        self._restore(key, updated)
+        return result
+
+
+def test_waiting_out_a_refusal_catches_a_step_back_bug_the_backends_share_with_the_model() -> None:
+    """The finding of the issue: both drivers and the model agreed, and the wait was still a lie."""
+
+    class SharedBug(ConformanceMachine):
+        backend_factories = (lambda clock: RefusalIgnoresStepBack(clock=clock),)
+        reference_model = RefusalIgnoresStepBackModel
+
+    with pytest.raises(AssertionError) as failure:
+        run_state_machine_as_test(SharedBug, settings=_finding())
+    assert any(entry.name == "_wait_out" for entry in failure.traceback)
 
 
 def test_invariants_catch_a_bug_the_backends_share_with_the_model() -> None:

@@ -9,7 +9,7 @@ import pytest
 
 from ratelimit_core import Backend, ManualClock, MemoryBackend
 from ratelimit_core.clock import Clock, monotonic_ms
-from ratelimit_core.testing import run_conformance
+from ratelimit_core.testing import RewindableClock, run_conformance
 
 
 @pytest.fixture
@@ -72,6 +72,21 @@ async def test_sweep_drops_all_expired_state_and_keeps_live_state(memory: Memory
 async def test_bucket_state_lasts_exactly_until_the_bucket_is_full(memory: MemoryBackend, clock: ManualClock) -> None:
     result = await memory.bucket_consume("b", rate=0.3, burst=2, cost=1)
     clock.advance(result.reset_after_ms - 1)
+    assert memory.sweep() == 0
+    clock.advance(1)
+    assert memory.sweep() == 1
+    assert memory.key_count() == 0
+
+
+async def test_after_a_step_back_a_refused_bucket_lasts_until_full_from_now() -> None:
+    """The refusal re-bases the state, so its expiry is the reset_after_ms it reported, not 600 s later."""
+    clock = RewindableClock(10**6)
+    memory = MemoryBackend(clock=clock)
+    await memory.bucket_consume("b", rate=1, burst=2, cost=2)
+    clock.rewind(600_000)
+    refused = await memory.bucket_consume("b", rate=1, burst=2, cost=1)
+    assert (refused.allowed, refused.reset_after_ms) == (False, 2_000)
+    clock.advance(1_999)
     assert memory.sweep() == 0
     clock.advance(1)
     assert memory.sweep() == 1

@@ -9,7 +9,7 @@ local unit = tonumber(ARGV[4])
 local full = tonumber(ARGV[5])
 local cost = tonumber(ARGV[6])
 
-local level = bucket_level(key, now, per_ms, full)
+local level, rewound = bucket_level(key, now, per_ms, full)
 
 local allowed = 0
 local retry = 0
@@ -20,9 +20,9 @@ else
   retry = ceil_div(cost - level, per_ms)
 end
 local reset = ceil_div(full - level, per_ms)
--- A refusal takes nothing, so it stores nothing.
-if allowed == 1 then
-  redis.call('HSET', key, 'l', level, 'u', now, 'f', now + reset)
-  expire_at(key, now, now + reset)
+-- A refusal takes nothing, so it stores nothing, unless the clock went backwards:
+-- then the update time is re-based to now, or the retry reported would not hold.
+if allowed == 1 or rewound then
+  bucket_store(key, now, level, reset)
 end
 return {allowed, floor_div(level, unit), retry, reset}

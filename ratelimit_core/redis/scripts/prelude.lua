@@ -54,19 +54,28 @@ end
 
 -- The level of bucket `key` (a hash: l = level, u = updated ms, f = ms at which it
 -- is full again) at `now`, refilled at `per_ms` units per ms up to `full`; a missing
--- or expired bucket is full, and a clock that went backwards refills nothing.
+-- or expired bucket is full. Returns the level and whether the clock went backwards
+-- (now < u): that refills nothing, and the caller must store the level re-based to
+-- `now` even when it refuses or peeks, so that the wait it reports is honoured.
 local function bucket_level(key, now, per_ms, full)
   local stored = redis.call('HMGET', key, 'l', 'u', 'f')
   if not (stored[1] and stored[2] and stored[3] and now < tonumber(stored[3])) then
-    return full
+    return full, false
   end
   local level = tonumber(stored[1])
   local elapsed = now - tonumber(stored[2])
-  if elapsed < 0 then
+  local rewound = elapsed < 0
+  if rewound then
     elapsed = 0
   end
   if elapsed >= ceil_div(full - level, per_ms) then
-    return full
+    return full, rewound
   end
-  return level + elapsed * per_ms
+  return level + elapsed * per_ms, rewound
+end
+
+-- Store bucket `key` at `level` as of `now`; it expires once full again (`reset` ms on).
+local function bucket_store(key, now, level, reset)
+  redis.call('HSET', key, 'l', level, 'u', now, 'f', now + reset)
+  expire_at(key, now, now + reset)
 end
