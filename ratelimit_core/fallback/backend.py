@@ -15,6 +15,10 @@ taken for a silent primary; until the primary has answered once the allowance is
 `BackendError`, `BackendMisconfigured` included (a wrong password, a refused
 certificate), is not an outage: it reaches the caller, and the breaker stays closed.
 
+While the breaker is open, one task probes the primary on that schedule, so a
+process with no traffic still writes back; it ends when the primary is back or
+the backend is closed. Calls probe too when one is due.
+
 `on_error`:
 
 - ``"fallback"`` (default): the fallback decides. It cannot see other processes,
@@ -124,6 +128,7 @@ class FallbackBackend(ClosesOnExit):
         self._journal = Journal()
         self._holdings = Holdings(self._clock)
         self._recovery: asyncio.Task[None] | None = None
+        self._prober: asyncio.Task[None] | None = None
 
     def __repr__(self) -> str:
         state = "degraded" if self._breaker.is_open else "up"
@@ -221,6 +226,26 @@ class FallbackBackend(ClosesOnExit):
         if not self._breaker.is_open and self._watchdog is not None:
             self._watchdog.reset()
         self._breaker.open(self._primary, reason, self.on_error)
+        if self._prober is None:
+            # A process with no traffic must still write back what it changed (a release made
+            # during the outage would otherwise stay on the primary until its lease ends).
+            self._prober = asyncio.get_running_loop().create_task(self._probe_while_down(), name="ratelimit probe")
+
+    async def _probe_while_down(self) -> None:
+        """Probe on the breaker's schedule until the primary is back (calls may probe sooner)."""
+        try:
+            while self._breaker.is_open:
+                await asyncio.sleep(self._breaker.retry_after_ms / 1000)
+                if self._breaker.is_open and self._recovery is None and self._breaker.probe_due():
+                    recovery = self._start_recovery()
+                    await asyncio.wait((recovery,))
+        finally:
+            self._prober = None
+
+    def _start_recovery(self) -> asyncio.Task[None]:
+        task = asyncio.get_running_loop().create_task(self._recover(), name="ratelimit fallback recovery")
+        self._recovery = task
+        return task
 
     async def _recovered(self) -> bool:
         """Start a recovery if a probe is due and wait for it up to one timeout; True if the primary is back.
@@ -230,9 +255,7 @@ class FallbackBackend(ClosesOnExit):
         """
         if self._recovery is not None or not self._breaker.probe_due():
             return False
-        task = asyncio.get_running_loop().create_task(self._recover(), name="ratelimit fallback recovery")
-        self._recovery = task
-        await asyncio.wait((task,), timeout=self._timeout_s)
+        await asyncio.wait((self._start_recovery(),), timeout=self._timeout_s)
         return not self._breaker.is_open
 
     async def _recover(self) -> None:
@@ -381,11 +404,11 @@ class FallbackBackend(ClosesOnExit):
         await self._primary.clear()
 
     async def aclose(self) -> None:
-        """Stop a recovery in progress (what it did not write stays journalled), then close both backends."""
-        recovery = self._recovery
-        if recovery is not None:
-            recovery.cancel()
-            await asyncio.wait((recovery,))
+        """Stop probing and any recovery in progress (what it did not write stays journalled), then close both."""
+        for task in (self._prober, self._recovery):
+            if task is not None:
+                task.cancel()
+                await asyncio.wait((task,))
         try:
             await self._primary.aclose()
         finally:

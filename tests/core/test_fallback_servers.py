@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 
 import pytest
@@ -91,3 +92,37 @@ async def test_a_frozen_server_does_not_stall_callers(server: ServerProcess) -> 
         # The frozen server may run the timed-out add of "c" when it wakes; slots are set
         # members, so that and the replay agree: each held once, the released one gone.
         assert await backend.primary.set_members("user:7") == {"b", "c"}
+
+
+async def test_a_restarted_server_gets_ten_thousand_held_slots_back_in_few_round_trips(server: ServerProcess) -> None:
+    held = 10_000
+    async with _fallback_over(server) as backend:
+        primary = backend.primary
+        assert isinstance(primary, RedisBackend)
+        for start in range(0, held, 1_000):
+            results = await asyncio.gather(
+                *(backend.set_add(f"room:{i % 100}", f"s{i}", lease_ms=60_000) for i in range(start, start + 1_000))
+            )
+            assert all(result.added and not result.degraded for result in results)
+        server.kill()
+        await backend.ping()  # sees the outage
+        assert backend.degraded
+        server.restart()  # empty
+        trips = primary.coalescer.round_trips
+        await _until_primary_is_used(backend)
+        assert primary.coalescer.round_trips - trips <= held // 100, "written back in pipelined round trips"
+        sizes = await asyncio.gather(*(primary.set_size(f"room:{room}") for room in range(100)))
+        assert sizes == [held // 100] * 100
+
+
+async def test_a_stalled_event_loop_is_not_taken_for_a_server_outage(server: ServerProcess) -> None:
+    primary = RedisBackend.from_url(server.url)
+    async with FallbackBackend(primary, timeout_ms=50) as backend:
+        await backend.ping()
+        for attempt in range(5):
+            call = asyncio.ensure_future(backend.set_add("user:1", f"s{attempt}", capacity=1, lease_ms=60_000))
+            await asyncio.sleep(0)  # sent
+            time.sleep(0.2)  # noqa: ASYNC251 (a local stall of four timeouts; the server answers at once)
+            result = await call
+            assert not result.degraded and not backend.degraded
+            assert result.added == (attempt == 0)
