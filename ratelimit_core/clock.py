@@ -8,7 +8,11 @@ from collections.abc import Callable
 __all__ = ["Clock", "ManualClock", "monotonic_ms"]
 
 Clock = Callable[[], int]
-"""Any zero-argument callable returning integer milliseconds that never go backwards."""
+"""Any zero-argument callable returning integer milliseconds.
+
+A clock should not go backwards; when one does (a wall clock stepped, a failover to
+a server whose clock is behind), no bucket refuses for longer than its
+``retry_after_ms`` says (see `Backend.bucket_consume`)."""
 
 
 def monotonic_ms() -> int:

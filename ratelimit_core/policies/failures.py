@@ -10,15 +10,15 @@
   wrong, and its messages pass again as soon as the storage is back.
 - ``"fallback"``: a `FallbackBackend` answers from its per-process store and
   nothing fails. A failure that still reaches the policy (no wrapper, or a
-  `BackendError` that is not an outage, such as WRONGTYPE) has no store left to
-  ask, so it fails open like ``"allow"``.
+  `BackendError` that is not an outage, such as WRONGTYPE or a
+  `BackendMisconfigured` wrong password) has no store left to ask, so it fails
+  open like ``"allow"``, and is logged at ERROR.
 
 With ``on_error=None`` a policy raises the `BackendError` instead (the caller decides).
 
 A `FallbackBackend` in ``"deny"`` mode does not raise: it answers every call with a
-refusal marked ``degraded``. A policy given ``on_error="deny"`` as well reports such
-a refusal as `BACKEND_UNAVAILABLE`, not as a limit the client reached; so give the
-policy the same ``on_error`` as the wrapper.
+refusal marked ``unavailable``, which every policy reports as `BACKEND_UNAVAILABLE`
+(not as a limit the client reached), whatever its own ``on_error``.
 """
 
 from __future__ import annotations

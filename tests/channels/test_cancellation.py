@@ -17,11 +17,11 @@ from typing import Any
 
 import pytest
 from channels.testing import WebsocketCommunicator
-from held_calls import HeldCalls, calls_to, nth_call
 
 from ratelimit_core import Backend
 from ratelimit_core.policies import ClientIdentity, Occupancy, identity_slots_key, ip_slots_key, room_members_key
 
+from held_calls import HeldCalls, calls_to, nth_call
 from ws_app import User, client, expect_closed, expect_welcome, make_app, occupancy
 
 ALICE = User(pk=1)

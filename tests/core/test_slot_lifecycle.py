@@ -14,7 +14,6 @@ from collections import Counter
 from typing import Any
 
 import pytest
-from held_calls import HeldCalls, calls_to, nth_call
 
 from ratelimit_core import Backend, BackendUnavailable, SetResult
 from ratelimit_core.policies import (
@@ -33,6 +32,8 @@ from ratelimit_core.policies import (
     ip_slots_key,
     room_members_key,
 )
+
+from held_calls import HeldCalls, calls_to, nth_call
 
 ALICE = ClientIdentity("1.1.1.1", "alice")
 BOB = ClientIdentity("1.1.1.1", "bob")

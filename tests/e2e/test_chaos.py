@@ -34,12 +34,12 @@ from collections.abc import Awaitable, Callable
 from typing import Final
 
 import pytest
+
 from app_logs import headline, unexpected_errors
+from app_servers import AppServer, AppServerPool
 from chaos_players import ROOMS, WIRE_CONTRACT, Player, Roster
 from redis_faults import RedisFaults
 from redis_slots import RedisSlots
-
-from app_servers import AppServer, AppServerPool
 from servers import ServerProcess
 
 pytestmark = pytest.mark.backends("redis")  # real processes sharing a real Redis

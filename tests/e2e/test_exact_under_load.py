@@ -22,8 +22,6 @@ from dataclasses import dataclass, field
 from typing import Final
 
 import pytest
-from cpu_load import busy_cores
-from redis_slots import RedisSlots
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
 from websockets.typing import Origin
@@ -31,6 +29,8 @@ from websockets.typing import Origin
 from ratelimit_core.policies import CLOSE_CONNECTION_REFUSED, CONNECTION_LIMIT_EXCEEDED, ERROR_FRAME_TYPE
 
 from app_servers import AppServer, AppServerPool
+from cpu_load import busy_cores
+from redis_slots import RedisSlots
 from servers import ServerProcess
 
 pytestmark = pytest.mark.backends("redis")  # real processes sharing a real Redis

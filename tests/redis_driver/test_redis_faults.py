@@ -17,10 +17,8 @@ from typing import Any
 
 import pytest
 import redis.asyncio
-from lossy_proxy import LossyProxy
 from redis._parsers.base import BaseParser
 from redis.exceptions import MasterDownError, ReadOnlyError, ResponseError
-from tls_server import TLSServerProcess
 
 from ratelimit_core import (
     BackendError,
@@ -33,8 +31,10 @@ from ratelimit_core import (
 from ratelimit_core.redis.coalesce import RESENDABLE
 from ratelimit_core.redis.errors import translated
 
+from lossy_proxy import LossyProxy
 from matrix import missing_server
 from servers import ClusterProcess, ServerProcess, find_server_binary
+from tls_server import TLSServerProcess
 
 # Bounds a hang so it fails the test instead of stalling the suite; not a speed check.
 _HANG_S = 10.0
