@@ -7,7 +7,15 @@ from typing import Any
 
 import pytest
 
-from ratelimit_core import Backend, BackendError, BackendUnavailable, FallbackBackend, InvalidArgument, ManualClock
+from ratelimit_core import (
+    Backend,
+    BackendError,
+    BackendMisconfigured,
+    BackendUnavailable,
+    FallbackBackend,
+    InvalidArgument,
+    ManualClock,
+)
 from ratelimit_core.policies import (
     BACKEND_UNAVAILABLE,
     CLOSE_TRY_AGAIN_LATER,
@@ -113,6 +121,21 @@ async def test_a_failure_that_is_not_an_outage_is_logged_with_its_traceback_and_
     assert record.levelno == logging.ERROR
     assert record.exc_info is not None
     assert "WRONGTYPE" in caplog.text
+
+
+async def test_a_misconfigured_storage_behind_the_default_stack_is_an_error_not_an_outage(
+    backend: Backend, caplog: pytest.LogCaptureFixture
+) -> None:
+    failing = Failing(backend)
+    failing.fail("set_add", "", BackendMisconfigured("127.0.0.1:6379 refused the password (test): fix the URL"))
+    wrapper = FallbackBackend(failing)  # type: ignore[arg-type]
+    with caplog.at_level(logging.WARNING):
+        verdict = await ConnectionPolicy(wrapper, LIMITS, on_error="fallback").admit(ALICE)
+    assert not wrapper.degraded, "limits must not silently become per process"
+    assert isinstance(verdict, Admitted) and verdict.degraded and verdict.leases.slots == ()
+    (record,) = caplog.records
+    assert record.levelno == logging.ERROR
+    assert "refused the password" in caplog.text
 
 
 async def test_without_on_error_a_message_failure_raises(backend: Backend) -> None:
