@@ -175,28 +175,11 @@ class FallbackBackend(ClosesOnExit):
     async def _call_primary(self, call: Callable[[Backend], Awaitable[_T]]) -> _T | _Down:
         if self._breaker.is_open and not await self._recovered():
             return _UNTRIED
-        watchdog = self._watchdog
-        if watchdog is None:
-            try:
-                return await call(self._primary)
-            except (BackendUnavailable, TimeoutError) as exc:
-                self._went_down(exc)
-                return _TRIED
-        timeout = watchdog.watch()
-        answered = False
         try:
-            async with timeout:
-                result = await call(self._primary)
-            answered = True
-            return result
+            return await self._watched(call(self._primary))
         except (BackendUnavailable, TimeoutError) as exc:
             self._went_down(exc)
             return _TRIED
-        except BackendError:
-            answered = True  # the primary answered, with an error that is not an outage
-            raise
-        finally:
-            watchdog.done(timeout, answered=answered)
 
     async def _watched(self, call: Awaitable[_T]) -> _T:
         """`call` on the primary under the watchdog's deadline (raises `TimeoutError` on silence)."""
