@@ -12,6 +12,13 @@ and ``--prefix``, default ``rl:``):
 - ``ping``: whether the backend answers, and how fast.
 - ``bench``: run the benchmark suite (from a source checkout).
 
+Environment: the defaults of ``--backend``, ``--rate`` and ``--burst`` come from
+`BACKEND_ENV`, `RATE_ENV` and `BURST_ENV`. The command line owns these variables
+(the Channels adapter reads Django settings, never the environment); they carry
+the names of the adapter's settings on purpose, so that the environment a
+deployment builds its settings from points the command at the same backend and
+bucket. The burst, when not given, is the one `MessageLimits` puts into effect.
+
 Exit codes: 0 done; 1 the backend could not be reached or failed; 2 bad usage
 (unknown option, malformed URL or value). Errors are one line on stderr, never a
 traceback.
@@ -28,32 +35,35 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 from .backend import Backend
 from .errors import BackendError, InvalidArgument
-from .policies import (
-    ClientIdentity,
-    identity_slots_key,
-    ip_slots_key,
-    message_bucket_key,
-    parse_ip,
-    room_members_key,
-)
+from .policies import ClientIdentity, MessageLimits
+from .policies.connections import identity_slots_key, ip_slots_key, room_members_key
+from .policies.identity import parse_ip
+from .policies.messages import message_bucket_key
 from .urls import backend_from_url
 
-__all__ = ["main"]
+__all__ = ["BACKEND_ENV", "BURST_ENV", "RATE_ENV", "main"]
 
 EXIT_OK, EXIT_BACKEND, EXIT_USAGE = 0, 1, 2
 _PING_COUNT = 5
+
+BACKEND_ENV: Final = "WS_RATE_BACKEND"
+"""The default backend URL (else ``memory://``); the name of the Channels adapter's backend setting."""
+RATE_ENV: Final = "WS_RATE_MSG_RPS"
+"""The default ``--rate``; the name of the Channels adapter's message rate setting."""
+BURST_ENV: Final = "WS_RATE_MSG_BURST"
+"""The default ``--burst``; the name of the Channels adapter's message burst setting."""
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ratelimit", description="Inspect and reset rate limits in a backend.")
     parser.add_argument(
         "--backend",
-        default=os.environ.get("WS_RATE_BACKEND", "memory://"),
-        help="backend URL (default: $WS_RATE_BACKEND or memory://)",
+        default=os.environ.get(BACKEND_ENV, "memory://"),
+        help=f"backend URL (default: ${BACKEND_ENV} or memory://)",
     )
     parser.add_argument("--prefix", default="rl:", help="key prefix the limits use (default: rl:)")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -64,8 +74,8 @@ def _parser() -> argparse.ArgumentParser:
         target.add_argument("--user", metavar="PK", help="a signed-in user's primary key")
         target.add_argument("--ip", metavar="ADDRESS", help="a client IP address (anonymous clients)")
         target.add_argument("--room", metavar="NAME", help="a room")
-        command.add_argument("--rate", type=float, default=_env_float("WS_RATE_MSG_RPS"), help="messages per second")
-        command.add_argument("--burst", type=int, default=_env_int("WS_RATE_MSG_BURST"), help="message bucket size")
+        command.add_argument("--rate", type=float, default=_env_float(RATE_ENV), help="messages per second")
+        command.add_argument("--burst", type=int, default=_env_int(BURST_ENV), help="message bucket size")
         if name == "inspect":
             command.add_argument("--json", action="store_true", help="print one JSON object")
 
@@ -109,8 +119,9 @@ def _slot_keys(args: argparse.Namespace, identity: ClientIdentity | None) -> dic
 def _bucket_args(args: argparse.Namespace) -> dict[str, Any] | None:
     if args.rate is None:
         return None
-    burst = args.burst if args.burst is not None else max(1, int(-(-args.rate // 1)))
-    return {"rate": args.rate, "burst": burst}
+    # The policy's own defaulting and checks: the bucket inspected is the one the limits use.
+    limits = MessageLimits(rate=args.rate, burst=args.burst)
+    return {"rate": args.rate, "burst": limits.bucket_burst}
 
 
 async def _inspect(backend: Backend, args: argparse.Namespace) -> dict[str, Any]:
@@ -186,7 +197,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code."""
     try:
         args = _parser().parse_args(argv)
-    except ValueError as exc:  # a malformed $WS_RATE_MSG_RPS or $WS_RATE_MSG_BURST
+    except ValueError as exc:  # a malformed $RATE_ENV or $BURST_ENV
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     if args.command == "bench":

@@ -12,25 +12,32 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Final
+from typing import TYPE_CHECKING, Final, Literal, get_args
 
-__all__ = ["LIMITS", "Decision", "DecisionHook", "DecisionHooks"]
+if TYPE_CHECKING:
+    # For the annotation only: the policies report to this module, so it cannot import them at run time.
+    from .policies.codes import ErrorCode
+
+__all__ = ["LIMITS", "Decision", "DecisionHook", "DecisionHooks", "Limit"]
 
 logger = logging.getLogger("ratelimit_core.observe")
 
-LIMITS: Final = ("user", "ip", "room", "payload", "rate")
+Limit = Literal["user", "ip", "room", "payload", "rate"]
 """The limits a `Decision` may name: connection slots per user, per IP, room
 capacity, frame size and message rate."""
+
+LIMITS: Final[tuple[Limit, ...]] = get_args(Limit)
+"""Every `Limit`, e.g. to pre-create metric labels."""
 
 
 @dataclass(frozen=True, slots=True)
 class Decision:
     """One allow/deny decision."""
 
-    limit: str
-    """Which limit decided: one of `LIMITS`."""
+    limit: Limit
+    """Which limit decided."""
     allowed: bool
-    code: str | None
+    code: ErrorCode | None
     """The wire code of a denial (e.g. ``room_full``); None when allowed."""
     identity: str
     """Whom it was counted against: ``user:<pk>`` or ``ip:<address>``."""

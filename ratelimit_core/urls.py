@@ -16,7 +16,7 @@ from .clock import Clock
 from .errors import InvalidArgument
 from .memory import MemoryBackend
 
-__all__ = ["BACKEND_SCHEMES", "backend_from_url"]
+__all__ = ["BACKEND_SCHEMES", "backend_from_url", "is_in_process"]
 
 BackendFactory = Callable[[str, "Clock | None", str, dict[str, Any]], Backend]
 """(url, clock, prefix, options) -> a backend; raises `InvalidArgument` for a bad URL."""
@@ -47,6 +47,15 @@ BACKEND_SCHEMES: dict[str, BackendFactory] = {
     "redis+cluster": _redis_backend,
 }
 """Scheme (lower case, without ``://``) -> factory."""
+
+
+def is_in_process(url: str) -> bool:
+    """True when `url` names a backend whose state lives in this process (``memory://``).
+
+    Such a backend is the state itself and is bound to no event loop, so one
+    instance must serve every caller; any other backend is a client of a server.
+    """
+    return BACKEND_SCHEMES.get(url.partition("://")[0].lower()) is _memory_backend
 
 
 def backend_from_url(url: str, *, clock: Clock | None = None, prefix: str = "rl:", **options: Any) -> Backend:

@@ -31,7 +31,7 @@ from ratelimit_core.fallback import (
     DEFAULT_TIMEOUT_MS,
     DEFAULT_WARMUP_MS,
 )
-from ratelimit_core.urls import backend_from_url
+from ratelimit_core.urls import backend_from_url, is_in_process
 
 __all__ = [
     "DEFAULT_OPTIONS",
@@ -41,8 +41,6 @@ __all__ = [
     "build_backend",
     "default_backend_cache",
 ]
-
-_LOOP_FREE_SCHEMES = frozenset({"memory"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,10 +66,6 @@ BackendFactory = Callable[[str, BackendOptions], Backend]
 """(URL, options) -> a new backend (default: `build_backend`)."""
 
 
-def _loop_free(url: str) -> bool:
-    return url.partition("://")[0].lower() in _LOOP_FREE_SCHEMES
-
-
 def build_backend(url: str, options: BackendOptions = DEFAULT_OPTIONS) -> Backend:
     """The backend `url` names, built as `options` say.
 
@@ -83,7 +77,7 @@ def build_backend(url: str, options: BackendOptions = DEFAULT_OPTIONS) -> Backen
     single server. The probe interval backs off from `options.cooldown_ms` up to 30 s
     (or `cooldown_ms`, if longer).
     """
-    if _loop_free(url):
+    if is_in_process(url):
         return backend_from_url(url)
     if not options.fallback:
         timeout_s = options.timeout_ms / 1000
@@ -125,7 +119,7 @@ class BackendCache:
     def get(self, url: str, options: BackendOptions = DEFAULT_OPTIONS) -> Backend:
         """The backend for `url` and `options`, built on first use; call it from a running event loop."""
         key: _Key
-        if _loop_free(url):
+        if is_in_process(url):
             # The memory backend is the state itself: one for every option set.
             backends, key = self._shared, (url, None)
         else:

@@ -33,8 +33,9 @@ from ratelimit_core.policies import (
     Leases,
     MessageGate,
     MessagePolicy,
-    close_reason,
+    MessageVerdict,
 )
+from ratelimit_core.policies.codes import close_reason
 
 from .asgi import ASGIApp, Message, Receive, Scope, Send
 from .identity import scope_identity
@@ -176,33 +177,26 @@ class LimitedConnection:
             if kind == "websocket.receive" and self._gate is not None:
                 verdict = await self._gate.admit(message.get("text"), message.get("bytes"))
                 if verdict.degraded:
-                    outcome = verdict.code if isinstance(verdict, Denial) else "allowed"
-                    logger.debug("message of %s: %s without the primary backend", self._gate.identity.key, outcome)
+                    _log_degraded(self._gate, verdict)
                 if isinstance(verdict, Allowed):
                     return message
-                key = self._gate.identity.key
-                logger.debug(
-                    "refused a message of %s: %s%s",
-                    key,
-                    verdict.code,
-                    "" if verdict.close_code is None else f", closing {verdict.close_code}",
-                    extra={"ratelimit_code": verdict.code, "ratelimit_identity": key},
-                )
+                _log_refused(self._gate, verdict)
                 if verdict.close_code is None:
                     await self._send_denial(verdict)
                     continue  # the frame is dropped; the socket stays open
-                # Set first, so that anything the inner app sends from now on is dropped.
-                self._closed_here = {
-                    "type": "websocket.disconnect",
-                    "code": verdict.close_code,
-                    "reason": verdict.close_reason,
-                }
-                await self._send_denial(verdict)
-                await self._release()
-                return self._closed_here
+                return await self._close_here(verdict)
             if kind == "websocket.disconnect":
                 await self._release()
             return message
+
+    async def _close_here(self, denial: Denial) -> Message:
+        """End the connection from this side: the denial to the client, the slots released, and the
+        ``websocket.disconnect`` the inner app is handed from now on."""
+        # Set first, so that anything the inner app sends from now on is dropped.
+        self._closed_here = {"type": "websocket.disconnect", "code": denial.close_code, "reason": denial.close_reason}
+        await self._send_denial(denial)
+        await self._release()
+        return self._closed_here
 
     async def _inner_send(self, message: Message) -> None:
         if self._closed_here is not None:
@@ -244,3 +238,19 @@ class LimitedConnection:
             # A bug below, not an outage: the heartbeat must outlive it, or the live slots would expire.
             logger.exception("could not refresh connection leases (retrying at the next heartbeat)")
         return True
+
+
+def _log_degraded(gate: MessageGate, verdict: MessageVerdict) -> None:
+    outcome = verdict.code if isinstance(verdict, Denial) else "allowed"
+    logger.debug("message of %s: %s without the primary backend", gate.identity.key, outcome)
+
+
+def _log_refused(gate: MessageGate, denial: Denial) -> None:
+    key = gate.identity.key
+    logger.debug(
+        "refused a message of %s: %s%s",
+        key,
+        denial.code,
+        "" if denial.close_code is None else f", closing {denial.close_code}",
+        extra={"ratelimit_code": denial.code, "ratelimit_identity": key},
+    )

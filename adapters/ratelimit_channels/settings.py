@@ -20,17 +20,12 @@ from django.core.exceptions import ImproperlyConfigured
 
 from ratelimit_core import Backend, InvalidArgument
 from ratelimit_core.arguments import MAX_COUNT
+from ratelimit_core.failure_modes import ON_ERROR_CHOICES
 from ratelimit_core.fallback import DEFAULT_COOLDOWN_MS, DEFAULT_TIMEOUT_MS
-from ratelimit_core.policies import (
-    DEFAULT_CONN_RETRY_MS,
-    DEFAULT_LEASE_MS,
-    DEFAULT_STRIKES,
-    ON_ERROR_CHOICES,
-    ConnectionLimits,
-    MessageLimits,
-    OnError,
-    TrustedProxies,
-)
+from ratelimit_core.policies import ConnectionLimits, MessageLimits, OnError, TrustedProxies
+from ratelimit_core.policies.connections import DEFAULT_CONN_RETRY_MS
+from ratelimit_core.policies.leases import DEFAULT_LEASE_MS
+from ratelimit_core.policies.messages import DEFAULT_STRIKES
 from ratelimit_core.urls import BACKEND_SCHEMES
 
 from .asgi import Scope

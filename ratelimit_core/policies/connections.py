@@ -14,15 +14,15 @@ from __future__ import annotations
 import asyncio
 import uuid
 from dataclasses import dataclass
-from typing import Final, Literal
+from typing import Final
 
 from ..arguments import check_count, check_optional_count
 from ..backend import Backend, SetResult
 from ..errors import BackendError
-from ..failure_modes import OnError
-from ..observe import Decision, DecisionHooks
-from .codes import BACKEND_UNAVAILABLE, CLOSE_CONNECTION_REFUSED, CONNECTION_LIMIT_EXCEEDED, ROOM_FULL
-from .failures import check_on_error, connection_unavailable, report_failure
+from ..failure_modes import OnError, check_on_error
+from ..observe import Decision, DecisionHooks, Limit
+from .codes import CloseCode, ErrorCode
+from .failures import connection_unavailable, report_failure
 from .identity import ClientIdentity
 from .leases import DEFAULT_LEASE_MS, Leases, Slot
 from .verdicts import Admitted, ConnectionVerdict, Denial
@@ -38,10 +38,6 @@ __all__ = [
 ]
 
 DEFAULT_CONN_RETRY_MS: Final = 5_000
-
-_Limit = Literal["identity", "ip", "room"]
-_DECISION_LIMIT: Final = {"identity": "user", "ip": "ip", "room": "room"}
-"""This module's limit names -> `observe.LIMITS`."""
 
 
 def identity_slots_key(identity: ClientIdentity) -> str:
@@ -91,6 +87,23 @@ class Occupancy:
     room: int | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class _Check:
+    """One limit an attempt must pass: a slot in the set at `key`, which holds at most `capacity`."""
+
+    limit: Limit
+    key: str
+    capacity: int
+
+
+@dataclass(frozen=True, slots=True)
+class _Refusal:
+    """The check that was full, and the storage's answer."""
+
+    check: _Check
+    result: SetResult
+
+
 class ConnectionPolicy:
     """Connection admission on top of any `Backend`.
 
@@ -125,7 +138,7 @@ class ConnectionPolicy:
         decides the `Denial`. On `Admitted`, the caller owns the leases: refresh
         them while the connection lives and release them when it ends. A refusal
         because the primary storage is down (`SetResult.unavailable`) is the
-        `BACKEND_UNAVAILABLE` denial.
+        `ErrorCode.BACKEND_UNAVAILABLE` denial.
 
         Every other outcome leaves nothing held: a refusal, a storage failure, a
         timeout or a cancellation at any await removes each slot this attempt
@@ -133,68 +146,65 @@ class ConnectionPolicy:
         it anyway). That removal is not cut short by a second cancellation, and the
         original exception propagates. A `BackendError` then raises when
         `on_error` is None; otherwise it is logged and the connection is admitted
-        holding no slots, or refused with `BACKEND_UNAVAILABLE` under ``"deny"``.
+        holding no slots, or refused with `ErrorCode.BACKEND_UNAVAILABLE` under ``"deny"``.
         """
         member = connection_id if connection_id is not None else uuid.uuid4().hex
-        limits = self.limits
-        checks: list[tuple[_Limit, str, int]] = []
-        if limits.per_user is not None:
-            checks.append(("identity", identity_slots_key(identity), limits.per_user))
-        if limits.per_ip is not None:
-            checks.append(("ip", ip_slots_key(identity.ip), limits.per_ip))
-        if limits.room_max_members is not None and room is not None:
-            checks.append(("room", room_members_key(room), limits.room_max_members))
-        taken: list[Slot] = []
-        in_flight: asyncio.Future[SetResult] | None = None
-        degraded = False
-        refused: tuple[_Limit, int, SetResult] | None = None
+        attempt = _Attempt(self.backend, member, self.limits.lease_ms)
         try:
-            for limit, key, capacity in checks:
-                # Taken before the await: storage may still run a call whose caller was cancelled
-                # or timed out, so the clean-up must remove this slot too (removal is idempotent).
-                taken.append(Slot(key, member))
-                # Its own task, so that a cancellation leaves it running and the clean-up can wait
-                # for it: a removal sent while the add is still on its way could arrive first.
-                in_flight = asyncio.ensure_future(
-                    self.backend.set_add(key, member, capacity=capacity, lease_ms=limits.lease_ms)
-                )
-                result = await asyncio.shield(in_flight)
-                in_flight = None
-                degraded = degraded or result.degraded
-                if self.hooks:
-                    _report(self.hooks, limit, result, identity)
-                if not result.added:
-                    taken.pop()  # refused: the call added nothing
-                    refused = (limit, capacity, result)
-                    break
+            refusal = await self._take_slots(attempt, identity, room)
         except BaseException as exc:
-            await _give_back(Leases(self.backend, taken, limits.lease_ms), in_flight, exc)
+            await attempt.give_back(exc)
             if self.on_error is None or not isinstance(exc, BackendError):
                 raise
-            report_failure("connection admission", exc, self.on_error)
-            if self.on_error == "deny":
-                return connection_unavailable(limits.retry_after_ms)
-            return Admitted(Leases(self.backend, (), limits.lease_ms), degraded=True)
-        leases = Leases(self.backend, taken, limits.lease_ms)
-        if refused is None:
-            return Admitted(leases, degraded)
+            return self._unchecked(exc, self.on_error)
+        if refusal is None:
+            return Admitted(attempt.leases(), attempt.degraded)
         # Cancelled here, the removal still completes (release is shielded) and the cancellation propagates.
-        await leases.release()
-        limit, capacity, result = refused
-        if result.unavailable:
-            return connection_unavailable(limits.retry_after_ms)
-        return self._denial(limit, capacity, identity, degraded)
+        await attempt.leases().release()
+        if refusal.result.unavailable:
+            return connection_unavailable(self.limits.retry_after_ms)
+        return self._denial(refusal.check, identity, attempt.degraded)
 
-    def _denial(self, limit: _Limit, capacity: int, identity: ClientIdentity, degraded: bool) -> Denial:
-        retry = self.limits.retry_after_ms
-        if limit == "room":
-            return Denial(ROOM_FULL, f"room is full ({capacity} members)", retry, CLOSE_CONNECTION_REFUSED, degraded)
-        if limit == "ip":
+    def _checks(self, identity: ClientIdentity, room: str | None) -> list[_Check]:
+        """The limits that are set, in the order they are checked."""
+        limits = self.limits
+        checks: list[_Check] = []
+        if limits.per_user is not None:
+            checks.append(_Check("user", identity_slots_key(identity), limits.per_user))
+        if limits.per_ip is not None:
+            checks.append(_Check("ip", ip_slots_key(identity.ip), limits.per_ip))
+        if limits.room_max_members is not None and room is not None:
+            checks.append(_Check("room", room_members_key(room), limits.room_max_members))
+        return checks
+
+    async def _take_slots(self, attempt: _Attempt, identity: ClientIdentity, room: str | None) -> _Refusal | None:
+        """Take a slot under each check in turn; the first full one stops the attempt and is returned."""
+        for check in self._checks(identity, room):
+            result = await attempt.take(check)
+            if self.hooks:
+                _report(self.hooks, check.limit, result, identity)
+            if not result.added:
+                return _Refusal(check, result)
+        return None
+
+    def _unchecked(self, exc: BackendError, on_error: OnError) -> ConnectionVerdict:
+        """The verdict `on_error` gives when the storage failed (the attempt holds nothing by now)."""
+        report_failure("connection admission", exc, on_error)
+        if on_error == "deny":
+            return connection_unavailable(self.limits.retry_after_ms)
+        return Admitted(Leases(self.backend, (), self.limits.lease_ms), degraded=True)
+
+    def _denial(self, check: _Check, identity: ClientIdentity, degraded: bool) -> Denial:
+        retry, capacity = self.limits.retry_after_ms, check.capacity
+        if check.limit == "room":
+            message = f"room is full ({capacity} members)"
+            return Denial(ErrorCode.ROOM_FULL, message, retry, CloseCode.CONNECTION_REFUSED, degraded)
+        if check.limit == "ip":
             message = f"too many connections from this IP address (limit {capacity})"
         else:
             who = "client" if identity.anonymous else "user"
             message = f"too many connections for this {who} (limit {capacity})"
-        return Denial(CONNECTION_LIMIT_EXCEEDED, message, retry, CLOSE_CONNECTION_REFUSED, degraded)
+        return Denial(ErrorCode.CONNECTION_LIMIT_EXCEEDED, message, retry, CloseCode.CONNECTION_REFUSED, degraded)
 
     async def occupancy(self, identity: ClientIdentity, room: str | None = None) -> Occupancy:
         """How many live slots `identity`, its IP and `room` hold now (for tests, dashboards)."""
@@ -205,20 +215,54 @@ class ConnectionPolicy:
         )
 
 
-async def _give_back(leases: Leases, in_flight: asyncio.Future[SetResult] | None, exc: BaseException) -> None:
-    """Release what an attempt took after `exc` interrupted it, once `in_flight` (its last call) has ended.
+class _Attempt:
+    """The slots one `admit` call has taken so far, and the `set_add` still in flight."""
 
-    The removal runs as its own task: a second cancellation while it runs does not
-    stop it, and does not replace `exc` (a cancelled attempt ends with its own
-    `CancelledError`). Any other interruption lets the new `CancelledError` through.
-    """
-    removal = asyncio.ensure_future(_remove_after(leases, in_flight))
-    try:
-        await asyncio.shield(removal)
-    except asyncio.CancelledError:
-        if isinstance(exc, asyncio.CancelledError):
-            raise exc from None
-        raise
+    __slots__ = ("_backend", "_in_flight", "_lease_ms", "_member", "_taken", "degraded")
+
+    def __init__(self, backend: Backend, member: str, lease_ms: int) -> None:
+        self._backend = backend
+        self._member = member
+        self._lease_ms = lease_ms
+        self._taken: list[Slot] = []
+        self._in_flight: asyncio.Future[SetResult] | None = None
+        self.degraded = False
+        """Some answer came without the primary storage."""
+
+    async def take(self, check: _Check) -> SetResult:
+        """Add this attempt's member to `check`'s set: recorded as taken before the call, dropped if it was refused."""
+        # Taken before the await: storage may still run a call whose caller was cancelled
+        # or timed out, so the clean-up must remove this slot too (removal is idempotent).
+        self._taken.append(Slot(check.key, self._member))
+        # Its own task, so that a cancellation leaves it running and the clean-up can wait
+        # for it: a removal sent while the add is still on its way could arrive first.
+        self._in_flight = asyncio.ensure_future(
+            self._backend.set_add(check.key, self._member, capacity=check.capacity, lease_ms=self._lease_ms)
+        )
+        result = await asyncio.shield(self._in_flight)
+        self._in_flight = None
+        self.degraded = self.degraded or result.degraded
+        if not result.added:
+            self._taken.pop()  # refused: the call added nothing
+        return result
+
+    def leases(self) -> Leases:
+        return Leases(self._backend, self._taken, self._lease_ms)
+
+    async def give_back(self, exc: BaseException) -> None:
+        """Release what was taken after `exc` interrupted the attempt, once the call in flight has ended.
+
+        The removal runs as its own task: a second cancellation while it runs does not
+        stop it, and does not replace `exc` (a cancelled attempt ends with its own
+        `CancelledError`). Any other interruption lets the new `CancelledError` through.
+        """
+        removal = asyncio.ensure_future(_remove_after(self.leases(), self._in_flight))
+        try:
+            await asyncio.shield(removal)
+        except asyncio.CancelledError:
+            if isinstance(exc, asyncio.CancelledError):
+                raise exc from None
+            raise
 
 
 async def _remove_after(leases: Leases, in_flight: asyncio.Future[SetResult] | None) -> None:
@@ -228,11 +272,12 @@ async def _remove_after(leases: Leases, in_flight: asyncio.Future[SetResult] | N
     await leases.release()
 
 
-def _report(hooks: DecisionHooks, limit: _Limit, result: SetResult, identity: ClientIdentity) -> None:
+def _report(hooks: DecisionHooks, limit: Limit, result: SetResult, identity: ClientIdentity) -> None:
+    code: ErrorCode | None
     if result.added:
         code = None
     elif result.unavailable:
-        code = BACKEND_UNAVAILABLE
+        code = ErrorCode.BACKEND_UNAVAILABLE
     else:
-        code = ROOM_FULL if limit == "room" else CONNECTION_LIMIT_EXCEEDED
-    hooks.emit(Decision(_DECISION_LIMIT[limit], result.added, code, identity.key, result.degraded))
+        code = ErrorCode.ROOM_FULL if limit == "room" else ErrorCode.CONNECTION_LIMIT_EXCEEDED
+    hooks.emit(Decision(limit, result.added, code, identity.key, result.degraded))

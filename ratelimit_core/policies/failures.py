@@ -4,8 +4,8 @@
 
 - ``"allow"`` (fail open): a connection is admitted holding no slots (it is not
   counted anywhere), a message passes.
-- ``"deny"`` (fail closed): a connection is refused with `BACKEND_UNAVAILABLE` and
-  close `CLOSE_TRY_AGAIN_LATER` (1013); a message is dropped with the same code and
+- ``"deny"`` (fail closed): a connection is refused with `ErrorCode.BACKEND_UNAVAILABLE`
+  and close `CloseCode.TRY_AGAIN_LATER` (1013); a message is dropped with the same code and
   the socket stays open. A dropped message is not a strike: the client did nothing
   wrong, and its messages pass again as soon as the storage is back.
 - ``"fallback"``: a `FallbackBackend` answers from its per-process store and
@@ -17,7 +17,7 @@
 With ``on_error=None`` a policy raises the `BackendError` instead (the caller decides).
 
 A `FallbackBackend` in ``"deny"`` mode does not raise: it answers every call with a
-refusal marked ``unavailable``, which every policy reports as `BACKEND_UNAVAILABLE`
+refusal marked ``unavailable``, which every policy reports as `ErrorCode.BACKEND_UNAVAILABLE`
 (not as a limit the client reached), whatever its own ``on_error``.
 """
 
@@ -27,19 +27,11 @@ import logging
 from typing import Final
 
 from ..errors import BackendError, BackendUnavailable
-from ..failure_modes import ON_ERROR_CHOICES, OnError, check_on_error
-from .codes import BACKEND_UNAVAILABLE, CLOSE_TRY_AGAIN_LATER
+from ..failure_modes import OnError
+from .codes import CloseCode, ErrorCode
 from .verdicts import Denial
 
-__all__ = [
-    "DEFAULT_UNAVAILABLE_RETRY_MS",
-    "ON_ERROR_CHOICES",
-    "OnError",
-    "check_on_error",
-    "connection_unavailable",
-    "message_unavailable",
-    "report_failure",
-]
+__all__ = ["DEFAULT_UNAVAILABLE_RETRY_MS", "connection_unavailable", "message_unavailable", "report_failure"]
 
 logger = logging.getLogger(__name__)
 
@@ -50,13 +42,13 @@ DEFAULT_UNAVAILABLE_RETRY_MS: Final = 1_000
 def connection_unavailable(retry_after_ms: int) -> Denial:
     """The refusal of a connection whose limits could not be checked (``on_error="deny"``)."""
     message = "rate limits are unavailable, try again later"
-    return Denial(BACKEND_UNAVAILABLE, message, retry_after_ms, CLOSE_TRY_AGAIN_LATER, degraded=True)
+    return Denial(ErrorCode.BACKEND_UNAVAILABLE, message, retry_after_ms, CloseCode.TRY_AGAIN_LATER, degraded=True)
 
 
 def message_unavailable(retry_after_ms: int) -> Denial:
     """The drop of a message whose rate could not be checked (``on_error="deny"``); the socket stays open."""
     message = f"rate limits are unavailable: this message was dropped, retry in {retry_after_ms} ms"
-    return Denial(BACKEND_UNAVAILABLE, message, retry_after_ms, None, degraded=True)
+    return Denial(ErrorCode.BACKEND_UNAVAILABLE, message, retry_after_ms, None, degraded=True)
 
 
 def report_failure(during: str, exc: BackendError, on_error: OnError, *, repeated: bool = False) -> None:

@@ -7,7 +7,7 @@ a strike, and the `strikes`-th refusal in a row ends the connection. The size
 check needs no storage, so an allowed message costs exactly one backend call.
 When the storage fails, `on_error` decides (see `failures`); a refusal the
 backend marks `unavailable` (its primary is down) drops the message with
-`BACKEND_UNAVAILABLE`. A message dropped for either reason is not a strike.
+`ErrorCode.BACKEND_UNAVAILABLE`. A message dropped for either reason is not a strike.
 """
 
 from __future__ import annotations
@@ -17,19 +17,13 @@ from dataclasses import dataclass
 from typing import Final
 
 from ..arguments import check_count, check_optional_count
-from ..backend import Backend
+from ..backend import Backend, BucketResult
 from ..bucket import bucket_spec
 from ..errors import BackendError, InvalidArgument
-from ..failure_modes import OnError
+from ..failure_modes import OnError, check_on_error
 from ..observe import Decision, DecisionHooks
-from .codes import (
-    BACKEND_UNAVAILABLE,
-    CLOSE_PAYLOAD_TOO_LARGE,
-    CLOSE_RATE_LIMITED,
-    PAYLOAD_TOO_LARGE,
-    RATE_LIMIT_EXCEEDED,
-)
-from .failures import DEFAULT_UNAVAILABLE_RETRY_MS, check_on_error, message_unavailable, report_failure
+from .codes import CloseCode, ErrorCode
+from .failures import DEFAULT_UNAVAILABLE_RETRY_MS, message_unavailable, report_failure
 from .identity import ClientIdentity
 from .verdicts import Allowed, Denial, MessageVerdict
 
@@ -128,11 +122,12 @@ class MessagePolicy:
         return MessageGate(self, identity)
 
     def check_payload(self, text: str | None = None, data: bytes | None = None) -> Denial | None:
-        """The `PAYLOAD_TOO_LARGE` denial for an oversized frame, else None (no storage involved)."""
+        """The `ErrorCode.PAYLOAD_TOO_LARGE` denial for an oversized frame, else None (no storage involved)."""
         limit = self.limits.max_payload_bytes
         if limit is None or not payload_exceeds(limit, text, data):
             return None
-        return Denial(PAYLOAD_TOO_LARGE, f"message larger than {limit} bytes", None, CLOSE_PAYLOAD_TOO_LARGE)
+        message = f"message larger than {limit} bytes"
+        return Denial(ErrorCode.PAYLOAD_TOO_LARGE, message, None, CloseCode.PAYLOAD_TOO_LARGE)
 
 
 class MessageGate:
@@ -163,7 +158,7 @@ class MessageGate:
         too_large = policy.check_payload(text, data)
         if too_large is not None:
             if policy.hooks:
-                policy.hooks.emit(Decision("payload", False, PAYLOAD_TOO_LARGE, self._identity.key))
+                policy.hooks.emit(Decision("payload", False, too_large.code, self._identity.key))
             return too_large
         limits = policy.limits
         if limits.rate is None:
@@ -173,26 +168,40 @@ class MessageGate:
         except BackendError as exc:
             if policy.on_error is None:
                 raise
-            report_failure("message admission", exc, policy.on_error, repeated=self._failing)
-            self._failing = True
-            if policy.on_error == "deny":
-                return message_unavailable(DEFAULT_UNAVAILABLE_RETRY_MS)
-            return Allowed(None, degraded=True)
+            return self._unchecked(exc, policy.on_error)
         self._failing = False
         if policy.hooks:
-            code = None if result.allowed else BACKEND_UNAVAILABLE if result.unavailable else RATE_LIMIT_EXCEEDED
-            policy.hooks.emit(Decision("rate", result.allowed, code, self._identity.key, result.degraded))
+            policy.hooks.emit(Decision("rate", result.allowed, _code(result), self._identity.key, result.degraded))
         if result.allowed:
             self._strikes = 0
             return Allowed(result.remaining, result.degraded)
+        return self._refused(result)
+
+    def _unchecked(self, exc: BackendError, on_error: OnError) -> MessageVerdict:
+        """The verdict `on_error` gives when the storage failed; an outage is logged once per connection."""
+        report_failure("message admission", exc, on_error, repeated=self._failing)
+        self._failing = True
+        if on_error == "deny":
+            return message_unavailable(DEFAULT_UNAVAILABLE_RETRY_MS)
+        return Allowed(None, degraded=True)
+
+    def _refused(self, result: BucketResult) -> Denial:
+        """The denial of a message the bucket refused: a strike, unless only the primary storage was down."""
+        retry = result.retry_after_ms
         if result.unavailable:
             # Refused only because the primary is down, not a strike: retry_after_ms is
             # then the time until the backend tries its primary again.
-            return message_unavailable(result.retry_after_ms)
+            return message_unavailable(retry)
         self._strikes += 1
-        retry = result.retry_after_ms
-        if self._strikes >= limits.strikes:
+        if self._strikes >= self._policy.limits.strikes:
             message = f"too many messages: {self._strikes} refused in a row, closing"
-            return Denial(RATE_LIMIT_EXCEEDED, message, retry, CLOSE_RATE_LIMITED, result.degraded)
+            return Denial(ErrorCode.RATE_LIMIT_EXCEEDED, message, retry, CloseCode.RATE_LIMITED, result.degraded)
         message = f"too many messages: this one was dropped, retry in {retry} ms"
-        return Denial(RATE_LIMIT_EXCEEDED, message, retry, None, result.degraded)
+        return Denial(ErrorCode.RATE_LIMIT_EXCEEDED, message, retry, None, result.degraded)
+
+
+def _code(result: BucketResult) -> ErrorCode | None:
+    """The wire code a bucket answer reports to the hooks; None when the message passed."""
+    if result.allowed:
+        return None
+    return ErrorCode.BACKEND_UNAVAILABLE if result.unavailable else ErrorCode.RATE_LIMIT_EXCEEDED

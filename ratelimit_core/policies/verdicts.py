@@ -9,14 +9,9 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from http import HTTPStatus
 
-from .codes import (
-    BACKEND_UNAVAILABLE,
-    ERROR_FRAME_TYPE,
-    HTTP_SERVICE_UNAVAILABLE,
-    HTTP_TOO_MANY_REQUESTS,
-    close_reason,
-)
+from .codes import ERROR_FRAME_TYPE, CloseCode, ErrorCode, close_reason
 from .leases import Leases
 
 __all__ = ["Admitted", "Allowed", "ConnectionVerdict", "Denial", "MessageVerdict"]
@@ -26,13 +21,13 @@ __all__ = ["Admitted", "Allowed", "ConnectionVerdict", "Denial", "MessageVerdict
 class Denial:
     """A refusal: send `frame_text()`, then close with `close_code` unless it is None."""
 
-    code: str
-    """The wire code, one of the constants in `codes`."""
+    code: ErrorCode
+    """The error frame's ``code``."""
     message: str
     """A human-readable explanation for the frame."""
     retry_after_ms: int | None
     """When trying again may succeed; None when waiting does not help (payload too large)."""
-    close_code: int | None
+    close_code: CloseCode | None
     """The WebSocket close code, or None when the socket stays open (the message is dropped)."""
     degraded: bool = False
     """True when the backend answered without its primary storage (see `FallbackBackend`)."""
@@ -51,9 +46,11 @@ class Denial:
         return json.dumps(self.frame(), separators=(",", ":"))
 
     @property
-    def http_status(self) -> int:
+    def http_status(self) -> HTTPStatus:
         """The status when a connect denial is answered over HTTP: 503 when the storage failed, else 429."""
-        return HTTP_SERVICE_UNAVAILABLE if self.code == BACKEND_UNAVAILABLE else HTTP_TOO_MANY_REQUESTS
+        if self.code == ErrorCode.BACKEND_UNAVAILABLE:
+            return HTTPStatus.SERVICE_UNAVAILABLE
+        return HTTPStatus.TOO_MANY_REQUESTS
 
     @property
     def close_reason(self) -> str:

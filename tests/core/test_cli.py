@@ -12,8 +12,9 @@ import pytest
 
 from ratelimit_core import RedisBackend
 from ratelimit_core.cli import EXIT_BACKEND, EXIT_OK, EXIT_USAGE, main
-from ratelimit_core.policies import identity_slots_key, ip_slots_key, message_bucket_key, room_members_key
+from ratelimit_core.policies.connections import identity_slots_key, ip_slots_key, room_members_key
 from ratelimit_core.policies.identity import ClientIdentity
+from ratelimit_core.policies.messages import message_bucket_key
 
 PREFIX = "cli-test:"
 

@@ -9,9 +9,10 @@ from prometheus_client import CollectorRegistry
 
 from ratelimit_core import FallbackBackend, RedisBackend
 from ratelimit_core.observe import Decision, DecisionHooks
+from ratelimit_core.policies import ErrorCode
 from ratelimit_core.prometheus import PrometheusMetrics
 
-DENIED = Decision("room", False, "room_full", "user:7")
+DENIED = Decision("room", False, ErrorCode.ROOM_FULL, "user:7")
 ALLOWED = Decision("rate", True, None, "ip:10.0.0.1", degraded=True)
 
 

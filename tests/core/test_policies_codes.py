@@ -7,27 +7,36 @@ import json
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ratelimit_core.policies import (
-    CLOSE_CONNECTION_REFUSED,
-    MAX_CLOSE_REASON_BYTES,
-    ROOM_FULL,
-    Denial,
-    close_reason,
-)
+from ratelimit_core.policies import CloseCode, Denial, ErrorCode
+from ratelimit_core.policies.codes import MAX_CLOSE_REASON_BYTES, close_reason
 
 
 def test_wire_codes_are_the_documented_values() -> None:
-    from ratelimit_core.policies import codes
+    assert {code.name: code.value for code in ErrorCode} == {
+        "CONNECTION_LIMIT_EXCEEDED": "connection_limit_exceeded",
+        "ROOM_FULL": "room_full",
+        "PAYLOAD_TOO_LARGE": "payload_too_large",
+        "RATE_LIMIT_EXCEEDED": "rate_limit_exceeded",
+        "BACKEND_UNAVAILABLE": "backend_unavailable",
+    }
+    assert {code.name: code.value for code in CloseCode} == {
+        "CONNECTION_REFUSED": 4008,
+        "PAYLOAD_TOO_LARGE": 4009,
+        "RATE_LIMITED": 4010,
+        "TRY_AGAIN_LATER": 1013,
+    }
 
-    assert (codes.CONNECTION_LIMIT_EXCEEDED, codes.ROOM_FULL) == ("connection_limit_exceeded", "room_full")
-    assert (codes.PAYLOAD_TOO_LARGE, codes.RATE_LIMIT_EXCEEDED) == ("payload_too_large", "rate_limit_exceeded")
-    assert (codes.CLOSE_CONNECTION_REFUSED, codes.CLOSE_PAYLOAD_TOO_LARGE, codes.CLOSE_RATE_LIMITED) == (
-        4008,
-        4009,
-        4010,
-    )
-    assert (codes.BACKEND_UNAVAILABLE, codes.CLOSE_TRY_AGAIN_LATER) == ("backend_unavailable", 1013)
-    assert (codes.HTTP_TOO_MANY_REQUESTS, codes.HTTP_SERVICE_UNAVAILABLE) == (429, 503)
+
+def test_typed_codes_serialise_as_their_plain_values() -> None:
+    frame = {"code": ErrorCode.ROOM_FULL, "close": CloseCode.CONNECTION_REFUSED}
+    assert json.dumps(frame, separators=(",", ":")) == '{"code":"room_full","close":4008}'
+    assert f"{ErrorCode.ROOM_FULL} {CloseCode.CONNECTION_REFUSED}" == "room_full 4008"
+
+
+def test_a_connect_denial_over_http_is_503_when_the_storage_failed_else_429() -> None:
+    full = Denial(ErrorCode.ROOM_FULL, "room is full", 5000, CloseCode.CONNECTION_REFUSED)
+    down = Denial(ErrorCode.BACKEND_UNAVAILABLE, "down", 5000, CloseCode.TRY_AGAIN_LATER)
+    assert (full.http_status, down.http_status) == (429, 503)
 
 
 def test_a_short_reason_is_kept_whole() -> None:
@@ -49,11 +58,8 @@ def test_close_reason_is_a_valid_utf8_prefix_of_at_most_123_bytes(text: str) -> 
 
 
 def test_denial_frame_is_the_documented_json_object() -> None:
-    denial = Denial(ROOM_FULL, "room is full (3 members)", 5000, CLOSE_CONNECTION_REFUSED)
-    assert json.loads(denial.frame_text()) == {
-        "type": "error",
-        "code": "room_full",
-        "message": "room is full (3 members)",
-        "retry_after_ms": 5000,
-    }
+    denial = Denial(ErrorCode.ROOM_FULL, "room is full (3 members)", 5000, CloseCode.CONNECTION_REFUSED)
+    assert denial.frame_text() == (
+        '{"type":"error","code":"room_full","message":"room is full (3 members)","retry_after_ms":5000}'
+    )
     assert denial.close_reason == "room_full"

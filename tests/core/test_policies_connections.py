@@ -10,16 +10,13 @@ import pytest
 from ratelimit_core import Backend, InvalidArgument, ManualClock, SetResult
 from ratelimit_core.observe import Decision, DecisionHooks
 from ratelimit_core.policies import (
-    BACKEND_UNAVAILABLE,
-    CLOSE_CONNECTION_REFUSED,
-    CLOSE_TRY_AGAIN_LATER,
-    CONNECTION_LIMIT_EXCEEDED,
-    ROOM_FULL,
     Admitted,
     ClientIdentity,
+    CloseCode,
     ConnectionLimits,
     ConnectionPolicy,
     Denial,
+    ErrorCode,
     Occupancy,
     OnError,
 )
@@ -47,8 +44,8 @@ async def test_a_user_gets_per_user_slots_and_the_next_is_refused(backend: Backe
     admitted(await policy.admit(ALICE))
     denial = denied(await policy.admit(ALICE))
     assert (denial.code, denial.close_code, denial.retry_after_ms) == (
-        CONNECTION_LIMIT_EXCEEDED,
-        CLOSE_CONNECTION_REFUSED,
+        ErrorCode.CONNECTION_LIMIT_EXCEEDED,
+        CloseCode.CONNECTION_REFUSED,
         1234,
     )
     admitted(await policy.admit(BOB))
@@ -61,7 +58,7 @@ async def test_the_ip_limit_counts_every_socket_from_the_ip_signed_in_or_not(bac
     admitted(await policy.admit(ALICE))
     admitted(await policy.admit(ANON))
     denial = denied(await policy.admit(BOB))
-    assert denial.code == CONNECTION_LIMIT_EXCEEDED
+    assert denial.code == ErrorCode.CONNECTION_LIMIT_EXCEEDED
     assert "IP" in denial.message
     admitted(await policy.admit(CAROL))
 
@@ -69,14 +66,14 @@ async def test_the_ip_limit_counts_every_socket_from_the_ip_signed_in_or_not(bac
 async def test_a_refusal_gives_back_the_slots_it_took(backend: Backend) -> None:
     policy = ConnectionPolicy(backend, ConnectionLimits(per_user=5, per_ip=5, room_max_members=1))
     admitted(await policy.admit(ALICE, "r1"))
-    assert denied(await policy.admit(BOB, "r1")).code == ROOM_FULL
+    assert denied(await policy.admit(BOB, "r1")).code == ErrorCode.ROOM_FULL
     assert await policy.occupancy(BOB, "r1") == Occupancy(identity=0, ip=1, room=1)
 
 
 async def test_rooms_are_independent(backend: Backend) -> None:
     policy = ConnectionPolicy(backend, ConnectionLimits(room_max_members=1))
     held = admitted(await policy.admit(ALICE, "r1"))
-    assert denied(await policy.admit(BOB, "r1")).code == ROOM_FULL
+    assert denied(await policy.admit(BOB, "r1")).code == ErrorCode.ROOM_FULL
     admitted(await policy.admit(BOB, "r2"))
     await held.leases.release()
     admitted(await policy.admit(BOB, "r1"))
@@ -85,7 +82,7 @@ async def test_rooms_are_independent(backend: Backend) -> None:
 async def test_no_room_means_no_room_check(backend: Backend) -> None:
     policy = ConnectionPolicy(backend, ConnectionLimits(room_max_members=0))
     admitted(await policy.admit(ALICE, None))
-    assert denied(await policy.admit(ALICE, "r")).code == ROOM_FULL
+    assert denied(await policy.admit(ALICE, "r")).code == ErrorCode.ROOM_FULL
 
 
 async def test_unset_limits_take_no_slots(backend: Backend) -> None:
@@ -176,12 +173,14 @@ async def test_a_refusal_marked_unavailable_is_backend_unavailable_whatever_the_
     )
     denial = denied(await policy.admit(ALICE, "r"))
     assert (denial.code, denial.close_code, denial.retry_after_ms, denial.degraded) == (
-        BACKEND_UNAVAILABLE,
-        CLOSE_TRY_AGAIN_LATER,
+        ErrorCode.BACKEND_UNAVAILABLE,
+        CloseCode.TRY_AGAIN_LATER,
         LIMITS_3.retry_after_ms,
         True,
     )
-    assert [(d.limit, d.allowed, d.code, d.degraded) for d in decisions] == [("user", False, BACKEND_UNAVAILABLE, True)]
+    assert [(d.limit, d.allowed, d.code, d.degraded) for d in decisions] == [
+        ("user", False, ErrorCode.BACKEND_UNAVAILABLE, True)
+    ]
     assert await policy.occupancy(ALICE, "r") == Occupancy(identity=0, ip=0, room=0)
 
 
@@ -192,7 +191,7 @@ async def test_a_degraded_refusal_not_marked_unavailable_is_the_limit_reached_ev
     policy = ConnectionPolicy(PrimaryDown(backend, unavailable=False), LIMITS_3, on_error="deny")
     denial = denied(await policy.admit(ALICE, "r"))
     assert (denial.code, denial.close_code, denial.degraded) == (
-        CONNECTION_LIMIT_EXCEEDED,
-        CLOSE_CONNECTION_REFUSED,
+        ErrorCode.CONNECTION_LIMIT_EXCEEDED,
+        CloseCode.CONNECTION_REFUSED,
         True,
     )

@@ -16,24 +16,22 @@ from ratelimit_core import (
     InvalidArgument,
     ManualClock,
 )
+from ratelimit_core.failure_modes import check_on_error
 from ratelimit_core.policies import (
-    BACKEND_UNAVAILABLE,
-    CLOSE_TRY_AGAIN_LATER,
-    CONNECTION_LIMIT_EXCEEDED,
-    DEFAULT_UNAVAILABLE_RETRY_MS,
-    RATE_LIMIT_EXCEEDED,
     Admitted,
     Allowed,
     ClientIdentity,
+    CloseCode,
     ConnectionLimits,
     ConnectionPolicy,
     Denial,
+    ErrorCode,
     MessageLimits,
     MessagePolicy,
     Occupancy,
     OnError,
-    check_on_error,
 )
+from ratelimit_core.policies.failures import DEFAULT_UNAVAILABLE_RETRY_MS
 
 ALICE = ClientIdentity("1.1.1.1", "alice")
 LIMITS = ConnectionLimits(per_user=2, per_ip=5, room_max_members=5, retry_after_ms=2_500)
@@ -100,8 +98,8 @@ async def test_fail_closed_refuses_with_backend_unavailable_and_close_1013(backe
     verdict = await ConnectionPolicy(failing, LIMITS, on_error="deny").admit(ALICE, "r")
     assert isinstance(verdict, Denial)
     assert (verdict.code, verdict.close_code, verdict.retry_after_ms, verdict.degraded) == (
-        BACKEND_UNAVAILABLE,
-        CLOSE_TRY_AGAIN_LATER,
+        ErrorCode.BACKEND_UNAVAILABLE,
+        CloseCode.TRY_AGAIN_LATER,
         2_500,
         True,
     )
@@ -116,7 +114,7 @@ async def test_a_failure_that_is_not_an_outage_is_logged_with_its_traceback_and_
     with caplog.at_level(logging.WARNING, logger=POLICY_LOGGER):
         verdict = await ConnectionPolicy(failing, LIMITS, on_error="deny").admit(ALICE)
     assert isinstance(verdict, Denial)
-    assert verdict.code == BACKEND_UNAVAILABLE
+    assert verdict.code == ErrorCode.BACKEND_UNAVAILABLE
     (record,) = caplog.records
     assert record.levelno == logging.ERROR
     assert record.exc_info is not None
@@ -162,7 +160,7 @@ async def test_fail_closed_drops_messages_keeps_the_socket_open_and_counts_no_st
         verdict = await gate.admit("hi")
         assert isinstance(verdict, Denial)
         assert (verdict.code, verdict.close_code, verdict.retry_after_ms) == (
-            BACKEND_UNAVAILABLE,
+            ErrorCode.BACKEND_UNAVAILABLE,
             None,
             DEFAULT_UNAVAILABLE_RETRY_MS,
         )
@@ -201,13 +199,17 @@ async def test_a_denying_fallback_backend_refusal_is_reported_as_backend_unavail
     backend = FallbackBackend(Down(), on_error="deny", cooldown_ms=700, clock=clock)
     verdict = await ConnectionPolicy(backend, LIMITS, on_error="deny").admit(ALICE, "r")
     assert isinstance(verdict, Denial)
-    assert (verdict.code, verdict.close_code, verdict.degraded) == (BACKEND_UNAVAILABLE, CLOSE_TRY_AGAIN_LATER, True)
+    assert (verdict.code, verdict.close_code, verdict.degraded) == (
+        ErrorCode.BACKEND_UNAVAILABLE,
+        CloseCode.TRY_AGAIN_LATER,
+        True,
+    )
     gate = MessagePolicy(backend, RATE, on_error="deny").gate(ALICE)
     for _ in range(RATE.strikes + 1):
         message = await gate.admit("hi")
         assert isinstance(message, Denial)
         # retry_after_ms is the time until the wrapper tries its primary again.
-        assert (message.code, message.close_code, message.retry_after_ms) == (BACKEND_UNAVAILABLE, None, 700)
+        assert (message.code, message.close_code, message.retry_after_ms) == (ErrorCode.BACKEND_UNAVAILABLE, None, 700)
     assert gate.strikes == 0
 
 
@@ -220,12 +222,12 @@ async def test_a_falling_back_backend_refusal_is_the_limit_the_client_reached(cl
         assert admitted.degraded
     refused = await policy.admit(ALICE)
     assert isinstance(refused, Denial)
-    assert (refused.code, refused.degraded) == (CONNECTION_LIMIT_EXCEEDED, True)
+    assert (refused.code, refused.degraded) == (ErrorCode.CONNECTION_LIMIT_EXCEEDED, True)
     gate = MessagePolicy(backend, RATE, on_error="fallback").gate(ALICE)
     assert isinstance(await gate.admit("hi"), Allowed)
     limited = await gate.admit("hi")
     assert isinstance(limited, Denial)
-    assert (limited.code, gate.strikes) == (RATE_LIMIT_EXCEEDED, 1)
+    assert (limited.code, gate.strikes) == (ErrorCode.RATE_LIMIT_EXCEEDED, 1)
 
 
 @pytest.mark.parametrize("bad", ["ignore", "", 1, "DENY"])

@@ -9,7 +9,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from ratelimit_core import InvalidArgument
-from ratelimit_core.policies import UNKNOWN_IP, ClientIdentity, TrustedProxies, client_ip, parse_ip
+from ratelimit_core.policies import ClientIdentity, TrustedProxies, client_ip
+from ratelimit_core.policies.identity import UNKNOWN_IP, parse_ip
 
 PROXIES = TrustedProxies(["10.0.0.0/8", "2001:db8::/32"])
 

@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 
 from ratelimit_core import Backend, BackendUnavailable, SetResult
-from ratelimit_core.policies import Leases, Slot
+from ratelimit_core.policies import Leases
+from ratelimit_core.policies.leases import Slot
 
 
 class HeldSetAdd:

@@ -9,19 +9,16 @@ import pytest
 from ratelimit_core import Backend, BucketResult, InvalidArgument, ManualClock
 from ratelimit_core.observe import Decision, DecisionHooks
 from ratelimit_core.policies import (
-    BACKEND_UNAVAILABLE,
-    CLOSE_PAYLOAD_TOO_LARGE,
-    CLOSE_RATE_LIMITED,
-    PAYLOAD_TOO_LARGE,
-    RATE_LIMIT_EXCEEDED,
     Allowed,
     ClientIdentity,
+    CloseCode,
     Denial,
+    ErrorCode,
     MessageLimits,
     MessagePolicy,
     OnError,
-    payload_exceeds,
 )
+from ratelimit_core.policies.messages import payload_exceeds
 
 ALICE = ClientIdentity("1.1.1.1", "alice")
 BOB = ClientIdentity("1.1.1.1", "bob")
@@ -55,7 +52,11 @@ def test_payload_size_counts_text_as_utf8_bytes(
 async def test_an_oversized_frame_is_refused_before_any_token_is_taken(backend: Backend) -> None:
     gate = MessagePolicy(backend, MessageLimits(max_payload_bytes=4, rate=1, burst=1)).gate(ALICE)
     denial = denied(await gate.admit("12345"))
-    assert (denial.code, denial.close_code, denial.retry_after_ms) == (PAYLOAD_TOO_LARGE, CLOSE_PAYLOAD_TOO_LARGE, None)
+    assert (denial.code, denial.close_code, denial.retry_after_ms) == (
+        ErrorCode.PAYLOAD_TOO_LARGE,
+        CloseCode.PAYLOAD_TOO_LARGE,
+        None,
+    )
     assert isinstance(await gate.admit("1234"), Allowed)
 
 
@@ -66,7 +67,7 @@ async def test_burst_passes_then_the_next_is_dropped_with_the_real_retry_after(
     for remaining in (2, 1, 0):
         assert await gate.admit("m") == Allowed(remaining)
     denial = denied(await gate.admit("m"))
-    assert (denial.code, denial.close_code, denial.retry_after_ms) == (RATE_LIMIT_EXCEEDED, None, 500)
+    assert (denial.code, denial.close_code, denial.retry_after_ms) == (ErrorCode.RATE_LIMIT_EXCEEDED, None, 500)
     clock.advance(499)
     denied(await gate.admit("m"))
     clock.advance(1)
@@ -96,7 +97,11 @@ async def test_the_last_strike_in_a_row_closes_and_an_allowed_message_resets_the
     for _ in range(2):
         assert denied(await gate.admit("m")).close_code is None
     last = denied(await gate.admit("m"))
-    assert (last.code, last.close_code, last.retry_after_ms) == (RATE_LIMIT_EXCEEDED, CLOSE_RATE_LIMITED, 1_000)
+    assert (last.code, last.close_code, last.retry_after_ms) == (
+        ErrorCode.RATE_LIMIT_EXCEEDED,
+        CloseCode.RATE_LIMITED,
+        1_000,
+    )
 
 
 async def test_fractional_rates_work(backend: Backend, clock: ManualClock) -> None:
@@ -164,13 +169,13 @@ async def test_a_refusal_marked_unavailable_drops_the_message_without_a_strike_w
     for _ in range(limits.strikes + 2):
         denial = denied(await gate.admit("m"))
         assert (denial.code, denial.close_code, denial.retry_after_ms, denial.degraded) == (
-            BACKEND_UNAVAILABLE,
+            ErrorCode.BACKEND_UNAVAILABLE,
             None,
             700,
             True,
         )
     assert gate.strikes == 0
-    assert {(d.limit, d.allowed, d.code) for d in decisions} == {("rate", False, BACKEND_UNAVAILABLE)}
+    assert {(d.limit, d.allowed, d.code) for d in decisions} == {("rate", False, ErrorCode.BACKEND_UNAVAILABLE)}
 
 
 async def test_a_degraded_refusal_not_marked_unavailable_is_a_strike_even_when_the_policy_denies(
@@ -180,6 +185,11 @@ async def test_a_degraded_refusal_not_marked_unavailable_is_a_strike_even_when_t
     policy = MessagePolicy(PrimaryDown(backend, unavailable=False), MessageLimits(rate=1, strikes=2), on_error="deny")
     gate = policy.gate(ALICE)
     first = denied(await gate.admit("m"))
-    assert (first.code, first.close_code, first.degraded, gate.strikes) == (RATE_LIMIT_EXCEEDED, None, True, 1)
+    assert (first.code, first.close_code, first.degraded, gate.strikes) == (
+        ErrorCode.RATE_LIMIT_EXCEEDED,
+        None,
+        True,
+        1,
+    )
     last = denied(await gate.admit("m"))
-    assert (last.code, last.close_code) == (RATE_LIMIT_EXCEEDED, CLOSE_RATE_LIMITED)
+    assert (last.code, last.close_code) == (ErrorCode.RATE_LIMIT_EXCEEDED, CloseCode.RATE_LIMITED)
