@@ -17,20 +17,28 @@ import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
+import django
 import pytest
+from django.conf import settings as django_settings
 from hypothesis import HealthCheck, settings
 
 from ratelimit_core import Backend, ManualClock, MemoryBackend
 from ratelimit_core.clock import Clock
-
-from matrix import ALL_BACKENDS, IN_CI, SERVER_BACKENDS, NewBackend, missing_server, selected_backends
-from servers import ClusterProcess, ServerProcess, find_server_binary
+from support.backends import ALL_BACKENDS, IN_CI, SERVER_BACKENDS, NewBackend, missing_server, selected_backends
+from support.servers import ClusterProcess, ServerProcess, find_server_binary
 
 settings.register_profile("dev", max_examples=50, deadline=None)
 settings.register_profile(
     "ci", max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow], print_blob=True
 )
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci" if IN_CI else "dev"))
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Configure Django minimally (no test needs a database or a channel layer), unless the run names settings."""
+    if not django_settings.configured and "DJANGO_SETTINGS_MODULE" not in os.environ:
+        django_settings.configure(SECRET_KEY="ratelimit-channels-tests", INSTALLED_APPS=[], DATABASES={}, USE_TZ=True)
+        django.setup()
 
 
 _BACKEND_PARAMETERS = ("backend_name", "storage", "server")

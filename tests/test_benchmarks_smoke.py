@@ -19,8 +19,8 @@ from typing import Any
 
 import pytest
 
-from matrix import missing_server
-from servers import find_server_binary
+from support.backends import missing_server
+from support.servers import find_server_binary
 
 ROOT = Path(__file__).resolve().parent.parent
 

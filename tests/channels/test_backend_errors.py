@@ -11,8 +11,7 @@ import pytest
 
 from ratelimit_core import Backend, BackendError, FallbackBackend, ManualClock, MemoryBackend
 from ratelimit_core.policies import ClientIdentity, Occupancy, OnError
-
-from ws_app import (
+from support.ws_app import (
     FailingBackend,
     User,
     client,

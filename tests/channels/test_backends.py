@@ -10,8 +10,7 @@ import pytest
 
 from ratelimit_channels import BackendCache, BackendOptions, build_backend
 from ratelimit_core import Backend, FallbackBackend, MemoryBackend, RedisBackend
-
-from ws_app import User, client, expect_refused, expect_welcome, make_app
+from support.ws_app import User, client, expect_refused, expect_welcome, make_app
 
 REDIS_URL = "redis://127.0.0.1:1/0"  # never connected to: building a client does not connect
 

@@ -20,9 +20,8 @@ from channels.testing import WebsocketCommunicator
 
 from ratelimit_core import Backend
 from ratelimit_core.policies import ClientIdentity, Occupancy, identity_slots_key, ip_slots_key, room_members_key
-
-from held_calls import HeldCalls, calls_to, nth_call
-from ws_app import User, client, expect_closed, expect_welcome, make_app, occupancy
+from support.held_calls import HeldCalls, calls_to, nth_call
+from support.ws_app import User, client, expect_closed, expect_welcome, make_app, occupancy
 
 ALICE = User(pk=1)
 ALICE_ID = ClientIdentity("unknown", "1")

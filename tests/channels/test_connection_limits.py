@@ -6,8 +6,7 @@ import asyncio
 
 from ratelimit_core import Backend
 from ratelimit_core.policies import ClientIdentity, Occupancy
-
-from ws_app import User, client, expect_refused, expect_welcome, make_app, occupancy, open_socket
+from support.ws_app import User, client, expect_refused, expect_welcome, make_app, occupancy, open_socket
 
 ALICE = User(pk=1)
 BOB = User(pk=2)

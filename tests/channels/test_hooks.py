@@ -8,8 +8,7 @@ import pytest
 
 from ratelimit_core import Backend
 from ratelimit_core.observe import Decision, DecisionHooks
-
-from ws_app import User, client, expect_closed, expect_refused, expect_welcome, make_app
+from support.ws_app import User, client, expect_closed, expect_refused, expect_welcome, make_app
 
 
 async def test_every_decision_reaches_the_hooks_with_its_limit_and_code(

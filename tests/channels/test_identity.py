@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 from ratelimit_core import Backend
-
-from ws_app import User, client, expect_refused, expect_welcome, make_app
+from support.ws_app import User, client, expect_refused, expect_welcome, make_app
 
 PROXY = "10.0.0.5"
 TRUSTED = ["10.0.0.0/8"]

@@ -10,8 +10,7 @@ import pytest
 
 from ratelimit_core import Backend, BackendUnavailable, ManualClock, SetResult
 from ratelimit_core.policies import ClientIdentity, Occupancy
-
-from ws_app import User, client, expect_refused, expect_welcome, make_app, occupancy
+from support.ws_app import User, client, expect_refused, expect_welcome, make_app, occupancy
 
 ALICE = User(pk=1)
 ALICE_ID = ClientIdentity("unknown", "1")

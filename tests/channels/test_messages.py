@@ -5,8 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from ratelimit_core import Backend, ManualClock
-
-from ws_app import SyncEcho, User, client, expect_closed, expect_welcome, make_app, router
+from support.ws_app import SyncEcho, User, client, expect_closed, expect_welcome, make_app, router
 
 ALICE = User(pk=1)
 BOB = User(pk=2)

@@ -25,10 +25,9 @@ from channels.testing import WebsocketCommunicator
 from ratelimit_channels import BackendCache, BackendOptions
 from ratelimit_core import FallbackBackend, MemoryBackend, RedisBackend
 from ratelimit_core.policies import ClientIdentity, Occupancy, OnError
-
-from matrix import selected_backends
-from servers import ServerProcess
-from ws_app import (
+from support.backends import selected_backends
+from support.servers import ServerProcess
+from support.ws_app import (
     User,
     client,
     expect_closed,

@@ -9,8 +9,7 @@ import pytest
 from ratelimit_channels import RateLimitMiddleware, resolve_room
 from ratelimit_core import Backend
 from ratelimit_core.policies import ClientIdentity
-
-from ws_app import Echo, Tagging, User, client, expect_refused, expect_welcome, make_app, occupancy, router
+from support.ws_app import Echo, Tagging, User, client, expect_refused, expect_welcome, make_app, occupancy, router
 
 
 async def test_a_full_room_refuses_the_next_member_until_one_leaves(backend: Backend) -> None:

@@ -15,8 +15,7 @@ from django.test import override_settings
 from ratelimit_channels import SETTINGS, BackendOptions, RateLimitMiddleware
 from ratelimit_channels.settings import SettingsReader
 from ratelimit_core import Backend
-
-from ws_app import User, client, expect_refused, expect_welcome, make_app, router
+from support.ws_app import User, client, expect_refused, expect_welcome, make_app, router
 
 ALICE = User(pk=1)
 
@@ -136,7 +135,7 @@ async def test_a_setting_made_bad_after_start_up_fails_the_next_connection(backe
 
 
 async def test_a_room_resolver_may_be_a_dotted_path_setting(backend: Backend) -> None:
-    with override_settings(WS_RATE_ROOM_RESOLVER="ws_app.query_room", WS_RATE_ROOM_MAX_MEMBERS=1):
+    with override_settings(WS_RATE_ROOM_RESOLVER="support.ws_app.query_room", WS_RATE_ROOM_MAX_MEMBERS=1):
         app = RateLimitMiddleware(router(), backend=backend)
         held = client(app, "/ws/echo/?t1")
         assert (await expect_welcome(held))["room"] == "t1"

@@ -12,8 +12,7 @@ import dataclasses
 import pytest
 
 from ratelimit_core import Backend, BucketResult, CounterResult, ManualClock, SetResult
-
-from matrix import NewBackend
+from support.backends import NewBackend
 
 # -- counters ---------------------------------------------------------------------------
 

@@ -15,8 +15,7 @@ import pytest
 
 from ratelimit_core import Backend, BucketResult, ManualClock
 from ratelimit_core.testing import RewindableClock
-
-from matrix import NewBackend
+from support.backends import NewBackend
 
 STEP_BACK_MS = 600_000
 START_MS = 10**9

@@ -9,9 +9,8 @@ from collections.abc import Callable
 import pytest
 
 from ratelimit_core import FallbackBackend, RedisBackend
-
-from matrix import selected_backends
-from servers import ServerProcess
+from support.backends import selected_backends
+from support.servers import ServerProcess
 
 SERVERS = ("redis", "valkey")
 # Bounds on waiting for a failure to show; none of them is a speed assertion.

@@ -32,8 +32,7 @@ from ratelimit_core.policies import (
     ip_slots_key,
     room_members_key,
 )
-
-from held_calls import HeldCalls, calls_to, nth_call
+from support.held_calls import HeldCalls, calls_to, nth_call
 
 ALICE = ClientIdentity("1.1.1.1", "alice")
 BOB = ClientIdentity("1.1.1.1", "bob")

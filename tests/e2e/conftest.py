@@ -9,9 +9,9 @@ from collections.abc import AsyncIterator, Callable, Iterator
 
 import pytest
 
-from app_servers import AppServerPool
-from servers import ServerProcess
-from ws_clients import Players
+from support.app_servers import AppServerPool
+from support.servers import ServerProcess
+from support.ws_clients import Players
 
 
 @pytest.fixture

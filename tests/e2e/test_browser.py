@@ -17,9 +17,8 @@ from typing import Final
 import pytest
 
 from ratelimit_core.policies import CLOSE_CONNECTION_REFUSED, CONNECTION_LIMIT_EXCEEDED, RATE_LIMIT_EXCEEDED
-
-from app_servers import AppServer, AppServerPool
-from matrix import missing_server
+from support.app_servers import AppServer, AppServerPool
+from support.backends import missing_server
 
 try:
     from playwright.async_api import Locator, Page, async_playwright, expect

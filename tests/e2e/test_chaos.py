@@ -35,12 +35,12 @@ from typing import Final
 
 import pytest
 
-from app_logs import headline, unexpected_errors
-from app_servers import AppServer, AppServerPool
-from chaos_players import ROOMS, WIRE_CONTRACT, Player, Roster
-from redis_faults import RedisFaults
-from redis_slots import RedisSlots
-from servers import ServerProcess
+from support.app_logs import headline, unexpected_errors
+from support.app_servers import AppServer, AppServerPool
+from support.chaos_players import ROOMS, WIRE_CONTRACT, Player, Roster
+from support.redis_faults import RedisFaults
+from support.redis_slots import RedisSlots
+from support.servers import ServerProcess
 
 pytestmark = pytest.mark.backends("redis")  # real processes sharing a real Redis
 

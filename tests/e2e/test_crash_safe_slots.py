@@ -23,10 +23,9 @@ from ratelimit_core.policies import (
     ConnectionPolicy,
     Occupancy,
 )
-
-from app_servers import AppServer, AppServerPool
-from servers import ServerProcess
-from ws_clients import Players, eventually, next_frame
+from support.app_servers import AppServer, AppServerPool
+from support.servers import ServerProcess
+from support.ws_clients import Players, eventually, next_frame
 
 LEASE_MS = 2000
 HEARTBEAT_MS = 250

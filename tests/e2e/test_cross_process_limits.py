@@ -24,10 +24,9 @@ from ratelimit_core.policies import (
     ConnectionLimits,
     ConnectionPolicy,
 )
-
-from app_servers import AppServer, AppServerPool
-from servers import ServerProcess
-from ws_clients import Players, eventually, next_frame, read_refusal
+from support.app_servers import AppServer, AppServerPool
+from support.servers import ServerProcess
+from support.ws_clients import Players, eventually, next_frame, read_refusal
 
 pytestmark = pytest.mark.backends("redis")  # real processes sharing a real Redis
 

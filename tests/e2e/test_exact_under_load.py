@@ -27,11 +27,10 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake
 from websockets.typing import Origin
 
 from ratelimit_core.policies import CLOSE_CONNECTION_REFUSED, CONNECTION_LIMIT_EXCEEDED, ERROR_FRAME_TYPE
-
-from app_servers import AppServer, AppServerPool
-from cpu_load import busy_cores
-from redis_slots import RedisSlots
-from servers import ServerProcess
+from support.app_servers import AppServer, AppServerPool
+from support.cpu_load import busy_cores
+from support.redis_slots import RedisSlots
+from support.servers import ServerProcess
 
 pytestmark = pytest.mark.backends("redis")  # real processes sharing a real Redis
 

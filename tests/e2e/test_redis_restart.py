@@ -26,10 +26,9 @@ from ratelimit_core.policies import (
     ConnectionPolicy,
     Occupancy,
 )
-
-from app_servers import AppServer, AppServerPool
-from servers import ServerProcess
-from ws_clients import Players, eventually, next_frame
+from support.app_servers import AppServer, AppServerPool
+from support.servers import ServerProcess
+from support.ws_clients import Players, eventually, next_frame
 
 pytestmark = pytest.mark.backends("redis")  # real processes sharing a real Redis
 

@@ -16,8 +16,7 @@ from redis.asyncio.cluster import RedisCluster
 
 from ratelimit_channels import RateLimitMiddleware
 from ratelimit_core import Backend, RedisBackend
-
-from matrix import NewBackend
+from support.backends import NewBackend
 
 IDENTITIES = ["alice", "ü:{x}\n", "{slot}", "a" * 10_000, "#hash", "x y\tz"]
 

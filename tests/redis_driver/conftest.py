@@ -15,8 +15,7 @@ import pytest
 
 from ratelimit_core.clock import Clock
 from ratelimit_core.redis import RedisBackend
-
-from redis_storages import STORAGES, MakeBackend, Storage, selected_storages
+from support.redis_storages import STORAGES, MakeBackend, Storage, selected_storages
 
 
 @pytest.fixture(params=STORAGES)

@@ -16,9 +16,8 @@ from ratelimit_core import BackendError, BackendUnavailable, CounterResult, Inva
 from ratelimit_core.keys import COUNTER, storage_key
 from ratelimit_core.redis.coalesce import ScriptCall
 from ratelimit_core.redis.lua import script_source
-
-from redis_storages import MakeBackend, Storage
-from servers import ServerProcess
+from support.redis_storages import MakeBackend, Storage
+from support.servers import ServerProcess
 
 Operation = Callable[[Any], Any]
 """One primitive call on a `RedisBackend` (an awaitable) or on a `RedisBatch` (a `ScriptCall`)."""

@@ -30,11 +30,10 @@ from ratelimit_core import (
 )
 from ratelimit_core.redis.coalesce import RESENDABLE
 from ratelimit_core.redis.errors import translated
-
-from lossy_proxy import LossyProxy
-from matrix import missing_server
-from servers import ClusterProcess, ServerProcess, find_server_binary
-from tls_server import TLSServerProcess
+from support.backends import missing_server
+from support.lossy_proxy import LossyProxy
+from support.servers import ClusterProcess, ServerProcess, find_server_binary
+from support.tls_server import TLSServerProcess
 
 # Bounds a hang so it fails the test instead of stalling the suite; not a speed check.
 _HANG_S = 10.0

@@ -13,8 +13,7 @@ import pytest
 
 from ratelimit_core import InvalidArgument, MemoryBackend
 from ratelimit_core.bucket import bucket_spec
-
-from redis_storages import MakeBackend
+from support.redis_storages import MakeBackend
 
 KEYS = ["a", "b", "#a", "é:{x}", "k" * 200]
 MEMBERS = ["m1", "m2", "m3", "\ud800", "x y"]

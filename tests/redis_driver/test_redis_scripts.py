@@ -5,8 +5,7 @@ from __future__ import annotations
 import re
 
 from ratelimit_core.redis.lua import SCRIPT_NAMES, script_source
-
-from redis_storages import MakeBackend, Storage
+from support.redis_storages import MakeBackend, Storage
 
 
 def test_every_script_touches_only_the_key_it_declares() -> None:

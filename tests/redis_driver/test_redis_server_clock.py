@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 
-from redis_storages import MakeBackend
+from support.redis_storages import MakeBackend
 
 _POLLS = 300
 _POLL_S = 0.01

@@ -7,8 +7,7 @@ from redis.exceptions import ResponseError
 
 from ratelimit_core import BackendError, BackendUnavailable, ManualClock, RedisBackend
 from ratelimit_core.keys import BUCKET, COUNTER, SET, storage_key
-
-from redis_storages import MakeBackend, Storage
+from support.redis_storages import MakeBackend, Storage
 
 ODD_TEXT = [
     "plain",

@@ -5,8 +5,7 @@ from __future__ import annotations
 from ratelimit_core import ManualClock
 from ratelimit_core.keys import BUCKET, COUNTER, SET, storage_key
 from ratelimit_core.redis import CLOCK_TTL_GRACE_MS
-
-from redis_storages import MakeBackend, Storage
+from support.redis_storages import MakeBackend, Storage
 
 
 async def test_server_clock_ttls_end_at_the_logical_expiry(

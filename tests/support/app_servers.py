@@ -29,7 +29,7 @@ from mirakuru.exceptions import ExecutorError, ProcessFinishedWithError
 __all__ = ["ASGI_SERVERS", "AppServer", "AppServerPool"]
 
 EXAMPLE_DIR: Final = Path(__file__).resolve().parents[2] / "examples" / "matchroom"
-SETTINGS_MODULE: Final = "matchroom_e2e_settings"
+SETTINGS_MODULE: Final = "support.matchroom_e2e_settings"
 ASGI_SERVERS: Final = ("uvicorn", "daphne")
 _START_ATTEMPTS: Final = 3
 _TIMEOUT_S: Final = 30
@@ -89,7 +89,7 @@ class AppServer:
         """Start on a free port; returns once the app answers HTTP. Raises with the server's log if it never does."""
         env = {
             "PYTHONPATH": os.pathsep.join(
-                [str(EXAMPLE_DIR), str(Path(__file__).parent), *filter(None, [os.environ.get("PYTHONPATH")])]
+                [str(EXAMPLE_DIR), str(Path(__file__).parents[1]), *filter(None, [os.environ.get("PYTHONPATH")])]
             ),
             "DJANGO_SETTINGS_MODULE": SETTINGS_MODULE,
             "WS_RATE_BACKEND": self.backend_url,

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import trustme
 
-from servers import ServerProcess
+from support.servers import ServerProcess
 
 __all__ = ["TLSServerProcess"]
 

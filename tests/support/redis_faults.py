@@ -20,7 +20,7 @@ import random
 from dataclasses import dataclass, field
 from typing import Final
 
-from servers import ServerProcess
+from support.servers import ServerProcess
 
 __all__ = ["FAULT_KINDS", "Fault", "RedisFaults"]
 

@@ -45,8 +45,7 @@ from ratelimit_core.policies import (
     RATE_LIMIT_EXCEEDED,
     ROOM_FULL,
 )
-
-from app_servers import AppServer
+from support.app_servers import AppServer
 
 __all__ = ["FRAME_WAIT_S", "ROOMS", "SHARED_USERS", "WIRE_CONTRACT", "Player", "Roster", "Seat"]
 

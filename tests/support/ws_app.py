@@ -1,9 +1,6 @@
 """The app the Channels tests drive: an echo consumer behind a URLRouter, and client helpers.
 
-Django is configured here, once and minimally, unless the run names a settings
-module: no test needs a database or a channel layer. (This is not a conftest.py:
-a second module named ``conftest`` would shadow ``tests/conftest.py`` for test
-modules that import from it.)
+Django is configured by ``pytest_configure`` in tests/conftest.py.
 
 Keep a reference to a communicator whose socket must stay open: when it is
 garbage-collected it cancels its app, which ends the connection.
@@ -13,25 +10,18 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 from dataclasses import dataclass
 from typing import Any
 
-import django
 from channels.generic.websocket import AsyncWebsocketConsumer, WebsocketConsumer
 from channels.middleware import BaseMiddleware
 from channels.routing import URLRouter
 from channels.testing import WebsocketCommunicator
-from django.conf import settings
 from django.urls import path, re_path
 
 from ratelimit_channels import SETTINGS, RateLimitMiddleware
 from ratelimit_core import Backend, BackendError, BackendUnavailable
 from ratelimit_core.policies import ClientIdentity, ConnectionLimits, ConnectionPolicy, Occupancy
-
-if not settings.configured and "DJANGO_SETTINGS_MODULE" not in os.environ:
-    settings.configure(SECRET_KEY="ratelimit-channels-tests", INSTALLED_APPS=[], DATABASES={}, USE_TZ=True)
-    django.setup()
 
 SERVER_AFTER_CLOSE = "sent by the consumer after the socket was closed"
 

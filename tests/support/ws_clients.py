@@ -17,7 +17,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 from websockets.typing import Origin
 
-from app_servers import AppServer
+from support.app_servers import AppServer
 
 __all__ = ["FRAME_TIMEOUT_S", "Players", "Refusal", "eventually", "next_frame", "read_refusal"]
 

@@ -9,8 +9,7 @@ import fakeredis
 
 from ratelimit_core.redis import RedisBackend
 from ratelimit_core.redis.connect import Client, client_from_url
-
-from matrix import selected_backends
+from support.backends import selected_backends
 
 STORAGES = ("fakeredis", "redis", "valkey", "cluster")
 
