@@ -8,8 +8,7 @@ application = ProtocolTypeRouter({
 from .backends import BackendCache, BackendFactory, BackendOptions, build_backend, default_backend_cache
 from .connection import SCOPE_KEY, ConnectionInfo
 from .middleware import RateLimitMiddleware
-from .rooms import resolve_room
-from .settings import SETTINGS, RateLimitSettings, RoomResolver
+from .settings import SETTINGS, RoomResolver
 
 __all__ = [
     "SCOPE_KEY",
@@ -19,9 +18,7 @@ __all__ = [
     "BackendOptions",
     "ConnectionInfo",
     "RateLimitMiddleware",
-    "RateLimitSettings",
     "RoomResolver",
     "build_backend",
     "default_backend_cache",
-    "resolve_room",
 ]

@@ -19,7 +19,8 @@ import pytest
 from channels.testing import WebsocketCommunicator
 
 from ratelimit_core import Backend
-from ratelimit_core.policies import ClientIdentity, Occupancy, identity_slots_key, ip_slots_key, room_members_key
+from ratelimit_core.policies import ClientIdentity, Occupancy
+from ratelimit_core.policies.connections import identity_slots_key, ip_slots_key, room_members_key
 from support.held_calls import HeldCalls, calls_to, nth_call
 from support.ws_app import User, client, expect_closed, expect_welcome, make_app, occupancy
 

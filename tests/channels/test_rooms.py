@@ -6,7 +6,8 @@ from typing import Any
 
 import pytest
 
-from ratelimit_channels import RateLimitMiddleware, resolve_room
+from ratelimit_channels import RateLimitMiddleware
+from ratelimit_channels.rooms import resolve_room
 from ratelimit_core import Backend
 from ratelimit_core.policies import ClientIdentity
 from support.ws_app import Echo, Tagging, User, client, expect_refused, expect_welcome, make_app, occupancy, router

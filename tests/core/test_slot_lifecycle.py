@@ -17,21 +17,18 @@ import pytest
 
 from ratelimit_core import Backend, BackendUnavailable, SetResult
 from ratelimit_core.policies import (
-    BACKEND_UNAVAILABLE,
-    ROOM_FULL,
     Admitted,
     ClientIdentity,
     ConnectionLimits,
     ConnectionPolicy,
     Denial,
+    ErrorCode,
     Leases,
     Occupancy,
     OnError,
-    Slot,
-    identity_slots_key,
-    ip_slots_key,
-    room_members_key,
 )
+from ratelimit_core.policies.connections import identity_slots_key, ip_slots_key, room_members_key
+from ratelimit_core.policies.leases import Slot
 from support.held_calls import HeldCalls, calls_to, nth_call
 
 ALICE = ClientIdentity("1.1.1.1", "alice")
@@ -136,7 +133,7 @@ async def test_a_call_whose_reply_is_lost_leaves_no_phantom_slot_whatever_on_err
         verdict = await policy.admit(ALICE, "r")
         if on_error == "deny":
             assert isinstance(verdict, Denial)
-            assert verdict.code == BACKEND_UNAVAILABLE
+            assert verdict.code == ErrorCode.BACKEND_UNAVAILABLE
         else:
             assert isinstance(verdict, Admitted)
             assert verdict.leases.slots == ()  # fail open: counted nowhere, so nothing phantom either
@@ -194,7 +191,7 @@ async def test_a_refusal_reports_room_full_and_removes_nothing_it_did_not_take(b
     storage = HeldCalls(backend)
     verdict = await ConnectionPolicy(storage, ConnectionLimits(room_max_members=1)).admit(BOB, "r")
     assert isinstance(verdict, Denial)
-    assert verdict.code == ROOM_FULL
+    assert verdict.code == ErrorCode.ROOM_FULL
     assert storage.removals == {}
     await holder.leases.release()
 

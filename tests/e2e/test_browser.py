@@ -16,7 +16,7 @@ from typing import Final
 
 import pytest
 
-from ratelimit_core.policies import CLOSE_CONNECTION_REFUSED, CONNECTION_LIMIT_EXCEEDED, RATE_LIMIT_EXCEEDED
+from ratelimit_core.policies import CloseCode, ErrorCode
 from support.app_servers import AppServer, AppServerPool
 from support.backends import missing_server
 
@@ -129,13 +129,13 @@ async def test_a_socket_past_the_users_limit_shows_the_error_frame_and_close_400
 
     third = _card(page, 3)
     await expect(third.locator(".state")).to_have_text(
-        re.compile(rf"^closed: code {CLOSE_CONNECTION_REFUSED} "), timeout=_WAIT_MS
+        re.compile(rf"^closed: code {CloseCode.CONNECTION_REFUSED} "), timeout=_WAIT_MS
     )
     await expect(third.locator(".last")).to_have_text(
-        re.compile(rf"^error {CONNECTION_LIMIT_EXCEEDED} retry_after_ms=5000 \("), timeout=_WAIT_MS
+        re.compile(rf"^error {ErrorCode.CONNECTION_LIMIT_EXCEEDED} retry_after_ms=5000 \("), timeout=_WAIT_MS
     )
     await expect(third.locator(".counts")).to_have_text("sent 0, received 1")
-    await expect(page.locator("#log")).to_contain_text(f"#3 closed code={CLOSE_CONNECTION_REFUSED}")
+    await expect(page.locator("#log")).to_contain_text(f"#3 closed code={CloseCode.CONNECTION_REFUSED}")
     # The two admitted sockets are untouched by the refusal.
     for number in (1, 2):
         await expect(_card(page, number).locator(".state")).to_have_text("open")
@@ -154,10 +154,10 @@ async def test_a_burst_past_the_bucket_shows_rate_limit_exceeded_with_a_retry_ti
     await expect(card.locator(".counts")).to_have_text(f"sent {_BURST}, received {1 + burst + refused}")
     await expect(page.locator("#log .chat")).to_have_count(burst)
     await expect(page.locator("#log .error")).to_have_count(refused)
-    await expect(page.locator("#log .error", has_text=f"error {RATE_LIMIT_EXCEEDED} ")).to_have_count(refused)
+    await expect(page.locator("#log .error", has_text=f"error {ErrorCode.RATE_LIMIT_EXCEEDED} ")).to_have_count(refused)
     # The log, not the card's last frame: the room's chat echoes may arrive after the refusals.
     last_refusal = await page.locator("#log .error").last.inner_text()
-    shown = re.search(rf"#1 <- error {RATE_LIMIT_EXCEEDED} retry_after_ms=(\d+) \(", last_refusal)
+    shown = re.search(rf"#1 <- error {ErrorCode.RATE_LIMIT_EXCEEDED} retry_after_ms=(\d+) \(", last_refusal)
     assert shown is not None, last_refusal
     retry_after_ms = int(shown[1])
     assert 0 < retry_after_ms <= 1000 / LIMITS["WS_RATE_MSG_RPS"]

@@ -14,15 +14,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from ratelimit_core import backend_from_url
-from ratelimit_core.policies import (
-    CLOSE_CONNECTION_REFUSED,
-    CONNECTION_LIMIT_EXCEEDED,
-    ROOM_FULL,
-    ClientIdentity,
-    ConnectionLimits,
-    ConnectionPolicy,
-    Occupancy,
-)
+from ratelimit_core.policies import ClientIdentity, CloseCode, ConnectionLimits, ConnectionPolicy, ErrorCode, Occupancy
 from support.app_servers import AppServer, AppServerPool
 from support.servers import ServerProcess
 from support.ws_clients import Players, eventually, next_frame
@@ -72,7 +64,7 @@ async def test_slots_held_by_a_killed_process_are_free_again_within_the_lease(
         await players.join(doomed, "arena", user)
     assert await _slots(policy, "p1", "arena") == Occupancy(identity=2, ip=4, room=4)
     refusal = await players.refused(survivor, "arena", "p3")
-    assert (refusal.frame["code"], refusal.close_code) == (ROOM_FULL, CLOSE_CONNECTION_REFUSED)
+    assert (refusal.frame["code"], refusal.close_code) == (ErrorCode.ROOM_FULL, CloseCode.CONNECTION_REFUSED)
 
     doomed.kill()
     # Nothing was released by the dead process: only the lease can free these slots.
@@ -85,7 +77,7 @@ async def test_slots_held_by_a_killed_process_are_free_again_within_the_lease(
     for user in ("p1", "p1", "p2", "p2"):
         await players.join(survivor, "arena", user)
     refusal = await players.refused(survivor, "arena", "p3")
-    assert refusal.frame["code"] == ROOM_FULL, "the room is full again with the new members"
+    assert refusal.frame["code"] == ErrorCode.ROOM_FULL, "the room is full again with the new members"
 
 
 async def test_a_socket_outliving_several_leases_keeps_its_slots_while_another_processes_expire(
@@ -112,10 +104,13 @@ async def test_a_socket_outliving_several_leases_keeps_its_slots_while_another_p
         await asyncio.sleep(_WATCH_POLL_S)
 
     refusal = await players.refused(survivor, "lobby", "keeper")
-    assert (refusal.frame["code"], refusal.close_code) == (CONNECTION_LIMIT_EXCEEDED, CLOSE_CONNECTION_REFUSED)
+    assert (refusal.frame["code"], refusal.close_code) == (
+        ErrorCode.CONNECTION_LIMIT_EXCEEDED,
+        CloseCode.CONNECTION_REFUSED,
+    )
     await keepers[0].send("still here")
     for keeper in keepers:
         assert await next_frame(keeper) == {"type": "chat", "user": "keeper", "text": "still here"}
     for user in ("p1", "p2"):
         await players.join(survivor, "lobby", user)
-    assert (await players.refused(survivor, "lobby", "p3")).frame["code"] == ROOM_FULL
+    assert (await players.refused(survivor, "lobby", "p3")).frame["code"] == ErrorCode.ROOM_FULL

@@ -12,18 +12,7 @@ import asyncio
 import pytest
 
 from ratelimit_core import backend_from_url
-from ratelimit_core.policies import (
-    CLOSE_CONNECTION_REFUSED,
-    CLOSE_PAYLOAD_TOO_LARGE,
-    CLOSE_RATE_LIMITED,
-    CONNECTION_LIMIT_EXCEEDED,
-    PAYLOAD_TOO_LARGE,
-    RATE_LIMIT_EXCEEDED,
-    ROOM_FULL,
-    ClientIdentity,
-    ConnectionLimits,
-    ConnectionPolicy,
-)
+from ratelimit_core.policies import ClientIdentity, CloseCode, ConnectionLimits, ConnectionPolicy, ErrorCode
 from support.app_servers import AppServer, AppServerPool
 from support.servers import ServerProcess
 from support.ws_clients import Players, eventually, next_frame, read_refusal
@@ -64,9 +53,9 @@ async def test_a_users_third_socket_on_the_other_process_is_refused_with_4008(
     first = await players.join(a, "arena", "alice")
     await players.join(a, "lobby", "alice")
     refusal = await players.refused(b, "arena", "alice")
-    assert refusal.frame["code"] == CONNECTION_LIMIT_EXCEEDED
+    assert refusal.frame["code"] == ErrorCode.CONNECTION_LIMIT_EXCEEDED
     assert refusal.frame["retry_after_ms"] == 5000
-    assert refusal.close_code == CLOSE_CONNECTION_REFUSED
+    assert refusal.close_code == CloseCode.CONNECTION_REFUSED
     await first.close()
 
     async def one_slot_left() -> bool:
@@ -74,7 +63,7 @@ async def test_a_users_third_socket_on_the_other_process_is_refused_with_4008(
 
     await eventually(one_slot_left, within_s=_RELEASE_WITHIN_S)
     await players.join(b, "arena", "alice")
-    assert (await players.refused(a, "arena", "alice")).close_code == CLOSE_CONNECTION_REFUSED
+    assert (await players.refused(a, "arena", "alice")).close_code == CloseCode.CONNECTION_REFUSED
 
 
 async def test_a_full_room_refuses_the_next_member_on_either_process_with_4008(
@@ -86,7 +75,7 @@ async def test_a_full_room_refuses_the_next_member_on_either_process_with_4008(
     await players.join(a, "final", "p3")
     for process in (a, b):
         refusal = await players.refused(process, "final", "p4")
-        assert (refusal.frame["code"], refusal.close_code) == (ROOM_FULL, CLOSE_CONNECTION_REFUSED)
+        assert (refusal.frame["code"], refusal.close_code) == (ErrorCode.ROOM_FULL, CloseCode.CONNECTION_REFUSED)
     await players.join(b, "semifinal", "p4")  # another room is not affected
 
 
@@ -99,9 +88,9 @@ async def test_a_frame_over_the_payload_cap_is_refused_with_4009_counting_utf8_b
         assert (await next_frame(socket))["text"] == "x" * 1024
         await socket.send("é" * 513)  # 513 characters, 1026 bytes
         refusal = await read_refusal(socket)
-        assert refusal.frame["code"] == PAYLOAD_TOO_LARGE
+        assert refusal.frame["code"] == ErrorCode.PAYLOAD_TOO_LARGE
         assert refusal.frame["retry_after_ms"] is None
-        assert refusal.close_code == CLOSE_PAYLOAD_TOO_LARGE
+        assert refusal.close_code == CloseCode.PAYLOAD_TOO_LARGE
 
 
 async def test_a_users_message_rate_is_shared_across_processes_and_refusals_carry_retry_after_ms(
@@ -115,7 +104,7 @@ async def test_a_users_message_rate_is_shared_across_processes_and_refusals_carr
     assert [(await next_frame(on_a))["text"] for _ in range(5)] == [f"a{number}" for number in range(5)]
     await on_b.send("too soon")
     refusal = await read_refusal(on_b)
-    assert refusal.frame["code"] == RATE_LIMIT_EXCEEDED
+    assert refusal.frame["code"] == ErrorCode.RATE_LIMIT_EXCEEDED
     assert 0 < refusal.frame["retry_after_ms"] <= 1000  # one token per second
     assert refusal.close_code is None, "a rate refusal drops the message and keeps the socket open"
     await asyncio.sleep(refusal.frame["retry_after_ms"] / 1000)  # waiting as told, not measuring
@@ -136,5 +125,5 @@ async def test_the_strikes_th_refusal_in_a_row_closes_the_socket_with_4010(
         for number in range(LIMITS["WS_RATE_MSG_STRIKES"]):
             await socket.send(f"over {number}")
             refusals.append(await read_refusal(socket))
-        assert [refusal.frame["code"] for refusal in refusals] == [RATE_LIMIT_EXCEEDED] * 3
-        assert [refusal.close_code for refusal in refusals] == [None, None, CLOSE_RATE_LIMITED]
+        assert [refusal.frame["code"] for refusal in refusals] == [ErrorCode.RATE_LIMIT_EXCEEDED] * 3
+        assert [refusal.close_code for refusal in refusals] == [None, None, CloseCode.RATE_LIMITED]

@@ -26,7 +26,8 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
 from websockets.typing import Origin
 
-from ratelimit_core.policies import CLOSE_CONNECTION_REFUSED, CONNECTION_LIMIT_EXCEEDED, ERROR_FRAME_TYPE
+from ratelimit_core.policies import CloseCode, ErrorCode
+from ratelimit_core.policies.codes import ERROR_FRAME_TYPE
 from support.app_servers import AppServer, AppServerPool
 from support.cpu_load import busy_cores
 from support.redis_slots import RedisSlots
@@ -127,13 +128,13 @@ async def _attempt(process: AppServer, user: str) -> Attempt:
         return Attempt(process, "failed", detail=f"no first frame: {type(exc).__name__}: {exc}")
     if frame.get("type") == "welcome":
         return Attempt(process, "admitted", socket)
-    if frame.get("type") == ERROR_FRAME_TYPE and frame.get("code") == CONNECTION_LIMIT_EXCEEDED:
+    if frame.get("type") == ERROR_FRAME_TYPE and frame.get("code") == ErrorCode.CONNECTION_LIMIT_EXCEEDED:
         try:
             await asyncio.wait_for(socket.wait_closed(), _WAIT_S)
         except TimeoutError:
             await socket.close()
             return Attempt(process, "failed", detail=f"refused but not closed within {_WAIT_S} s")
-        if socket.close_code == CLOSE_CONNECTION_REFUSED:
+        if socket.close_code == CloseCode.CONNECTION_REFUSED:
             return Attempt(process, "refused")
         return Attempt(process, "failed", detail=f"refused, then closed with {socket.close_code}")
     await socket.close()

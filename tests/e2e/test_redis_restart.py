@@ -18,14 +18,7 @@ import pytest
 from websockets.asyncio.client import ClientConnection
 
 from ratelimit_core import backend_from_url
-from ratelimit_core.policies import (
-    CLOSE_CONNECTION_REFUSED,
-    CONNECTION_LIMIT_EXCEEDED,
-    ClientIdentity,
-    ConnectionLimits,
-    ConnectionPolicy,
-    Occupancy,
-)
+from ratelimit_core.policies import ClientIdentity, CloseCode, ConnectionLimits, ConnectionPolicy, ErrorCode, Occupancy
 from support.app_servers import AppServer, AppServerPool
 from support.servers import ServerProcess
 from support.ws_clients import Players, eventually, next_frame
@@ -98,7 +91,10 @@ class Chatter:
 
 async def _refused_for_the_user_limit(players: Players, process: AppServer, user: str) -> None:
     refusal = await players.refused(process, "overflow", user)
-    assert (refusal.frame["code"], refusal.close_code) == (CONNECTION_LIMIT_EXCEEDED, CLOSE_CONNECTION_REFUSED)
+    assert (refusal.frame["code"], refusal.close_code) == (
+        ErrorCode.CONNECTION_LIMIT_EXCEEDED,
+        CloseCode.CONNECTION_REFUSED,
+    )
 
 
 async def test_clients_of_two_processes_see_only_documented_outcomes_while_redis_is_killed_and_restarted(

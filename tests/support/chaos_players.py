@@ -35,16 +35,8 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
 from websockets.typing import Origin
 
-from ratelimit_core.policies import (
-    CLOSE_CONNECTION_REFUSED,
-    CLOSE_PAYLOAD_TOO_LARGE,
-    CLOSE_RATE_LIMITED,
-    CONNECTION_LIMIT_EXCEEDED,
-    ERROR_FRAME_TYPE,
-    PAYLOAD_TOO_LARGE,
-    RATE_LIMIT_EXCEEDED,
-    ROOM_FULL,
-)
+from ratelimit_core.policies import CloseCode, ErrorCode
+from ratelimit_core.policies.codes import ERROR_FRAME_TYPE
 from support.app_servers import AppServer
 
 __all__ = ["FRAME_WAIT_S", "ROOMS", "SHARED_USERS", "WIRE_CONTRACT", "Player", "Roster", "Seat"]
@@ -161,12 +153,12 @@ class Player:
             self._roster.live[seat.sid] = seat
             self._roster.seen["welcome"] += 1
             return
-        if not _is_error(frame, (CONNECTION_LIMIT_EXCEEDED, ROOM_FULL), _connect_retry):
+        if not _is_error(frame, (ErrorCode.CONNECTION_LIMIT_EXCEEDED, ErrorCode.ROOM_FULL), _connect_retry):
             self._roster.violated(where, f"first frame {frame}: neither a welcome nor a documented connect denial")
             await socket.close()
             return
         self._roster.seen[frame["code"]] += 1
-        await self._expect_close(socket, CLOSE_CONNECTION_REFUSED, where)
+        await self._expect_close(socket, CloseCode.CONNECTION_REFUSED, where)
 
     async def _leave(self, seat: Seat) -> None:
         await seat.socket.close()
@@ -228,10 +220,10 @@ class Player:
                 sizes[message["bytes"]] -= 1
                 outcomes += 1
                 self._roster.seen["binary"] += 1
-            elif _is_error(message, (RATE_LIMIT_EXCEEDED,), _one_token_wait):
+            elif _is_error(message, (ErrorCode.RATE_LIMIT_EXCEEDED,), _one_token_wait):
                 outcomes += 1
                 self._refusals[seat.sid] += 1
-                self._roster.seen[RATE_LIMIT_EXCEEDED] += 1
+                self._roster.seen[ErrorCode.RATE_LIMIT_EXCEEDED] += 1
             elif not self._others_chat(message):
                 self._roster.violated(seat.sid, f"frame {message} while {payloads!r:.80} awaited outcomes")
         if self._refusals[seat.sid] > refusals_before:
@@ -249,10 +241,10 @@ class Player:
                 self._roster.violated(seat.sid, f"no payload_too_large frame after an oversized frame: {exc!r}")
                 return
             message = _frame(frame)
-            if _is_error(message, (PAYLOAD_TOO_LARGE,), _no_retry):
-                self._roster.seen[PAYLOAD_TOO_LARGE] += 1
+            if _is_error(message, (ErrorCode.PAYLOAD_TOO_LARGE,), _no_retry):
+                self._roster.seen[ErrorCode.PAYLOAD_TOO_LARGE] += 1
                 self._drop(seat)
-                await self._expect_close(seat.socket, CLOSE_PAYLOAD_TOO_LARGE, seat.sid)
+                await self._expect_close(seat.socket, CloseCode.PAYLOAD_TOO_LARGE, seat.sid)
                 return
             if not self._others_chat(message):
                 self._roster.violated(seat.sid, f"frame {message} while payload_too_large was awaited")
@@ -293,7 +285,7 @@ class Player:
         """
         self._drop(seat)
         code, refusals = seat.socket.close_code, self._refusals[seat.sid]
-        if code == CLOSE_RATE_LIMITED and refusals >= _STRIKES:
+        if code == CloseCode.RATE_LIMITED and refusals >= _STRIKES:
             self._roster.seen["close 4010"] += 1
         else:
             self._roster.violated(seat.sid, f"closed by the server with {code} {when}, after {refusals} rate refusals")

@@ -13,7 +13,8 @@ from __future__ import annotations
 from typing import Final, Self
 
 from ratelimit_core import RedisBackend
-from ratelimit_core.policies import ClientIdentity, identity_slots_key, ip_slots_key, room_members_key
+from ratelimit_core.policies import ClientIdentity
+from ratelimit_core.policies.connections import identity_slots_key, ip_slots_key, room_members_key
 
 __all__ = ["CLIENT_IP", "RedisSlots"]
 
