@@ -11,7 +11,8 @@ import sys
 import pytest
 
 from ratelimit_core import RedisBackend
-from ratelimit_core.cli import EXIT_BACKEND, EXIT_OK, EXIT_USAGE, main
+from ratelimit_core.cli import BURST_ENV, EXIT_BACKEND, EXIT_OK, EXIT_USAGE, RATE_ENV, main
+from ratelimit_core.policies import MessageLimits
 from ratelimit_core.policies.connections import identity_slots_key, ip_slots_key, room_members_key
 from ratelimit_core.policies.identity import ClientIdentity
 from ratelimit_core.policies.messages import message_bucket_key
@@ -106,3 +107,19 @@ def test_the_console_script_prints_help_and_refuses_unknown_commands() -> None:
     assert refused.returncode == EXIT_USAGE
     assert "invalid choice" in refused.stderr
     assert "Traceback" not in refused.stderr
+
+
+@pytest.mark.parametrize(("rate", "burst"), [("2.5", 3), ("0.01", 1), ("7", 7)])
+def test_inspect_without_burst_shows_the_burst_the_message_limits_put_into_effect(
+    rate: str, burst: int, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv(BURST_ENV, raising=False)
+    monkeypatch.setenv(RATE_ENV, rate)
+    assert main(["--backend", "memory://", "inspect", "--user", "42", "--json"]) == EXIT_OK
+    messages = json.loads(capsys.readouterr().out)["messages"]
+    assert messages["burst"] == burst == MessageLimits(rate=float(rate)).bucket_burst
+
+
+def test_a_rate_the_message_limits_refuse_is_exit_code_2(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--backend", "memory://", "inspect", "--user", "42", "--rate", "inf"]) == EXIT_USAGE
+    assert capsys.readouterr().err.startswith("error: ")
