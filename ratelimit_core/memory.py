@@ -11,12 +11,13 @@ from __future__ import annotations
 from itertools import islice
 from typing import TypeVar
 
-from .arguments import check_count, check_optional_count, check_text
+from .arguments import check_optional_count
 from .backend import BucketResult, ClosesOnExit, CounterResult, SetResult
 from .bucket import BucketSpecCache, bucket_peek_step, bucket_step
 from .clock import Clock, monotonic_ms
 from .errors import BackendFull
 from .keys import check_prefix
+from .primitives import PRIMITIVES
 
 __all__ = ["DEFAULT_MAX_KEYS", "MemoryBackend"]
 
@@ -30,11 +31,31 @@ DEFAULT_MAX_KEYS = 1_000_000
 
 _V = TypeVar("_V")
 
-# A counter: [value, expires_at or None]. A bucket: (level, updated_ms, full_at).
-# A set: {member: lease end or None (permanent)}.
-_Counter = list[int | None]
+# A bucket: (level, updated_ms, full_at), a tuple because the hot path makes one per
+# call. A set: {member: lease end or None (permanent)}.
 _Bucket = tuple[int, int, int]
 _Set = dict[str, int | None]
+
+_COUNTER_INCR = PRIMITIVES["counter_incr"].check
+_COUNTER_DECR = PRIMITIVES["counter_decr"].check
+_COUNTER_GET = PRIMITIVES["counter_get"].check
+_SET_ADD = PRIMITIVES["set_add"].check
+_SET_REMOVE = PRIMITIVES["set_remove"].check
+_SET_SIZE = PRIMITIVES["set_size"].check
+_SET_MEMBERS = PRIMITIVES["set_members"].check
+_BUCKET_KEY = PRIMITIVES["bucket_reset"].check
+"""The arguments' checks, declared in `primitives`; a bucket's key alone is checked as
+`bucket_reset`'s, its other arguments by `BucketSpecCache`."""
+
+
+class _Counter:
+    """A live counter: its value (> 0) and the instant its window ends (None: no window)."""
+
+    __slots__ = ("expires_at", "value")
+
+    def __init__(self, value: int, expires_at: int | None) -> None:
+        self.value = value
+        self.expires_at = expires_at
 
 
 def _lease_live(expiry: int | None, now: int) -> bool:
@@ -77,7 +98,7 @@ class MemoryBackend(ClosesOnExit):
         entry = self._counters.get(key)
         if entry is None:
             return None
-        expires_at = entry[1]
+        expires_at = entry.expires_at
         if expires_at is not None and now >= expires_at:
             del self._counters[key]
             return None
@@ -86,15 +107,11 @@ class MemoryBackend(ClosesOnExit):
     async def counter_incr(
         self, key: str, amount: int = 1, *, limit: int | None = None, window_ms: int | None = None
     ) -> CounterResult:
-        check_text("key", key)
-        check_count("amount", amount)
-        check_optional_count("limit", limit, minimum=0)
-        check_optional_count("window_ms", window_ms)
+        _COUNTER_INCR(key, amount, limit, window_ms)
         now = self.clock()
         entry = self._live_counter(key, now)
-        value = 0 if entry is None else entry[0]
-        assert value is not None
-        expires_at = None if entry is None else entry[1]
+        value = 0 if entry is None else entry.value
+        expires_at = None if entry is None else entry.expires_at
         reset_after = None if expires_at is None else expires_at - now
         if limit is not None and value + amount > limit:
             return CounterResult(False, value, reset_after)
@@ -102,30 +119,28 @@ class MemoryBackend(ClosesOnExit):
             self._make_room(now)
             expires_at = None if window_ms is None else now + window_ms
             reset_after = window_ms
-            self._counters[key] = [amount, expires_at]
+            self._counters[key] = _Counter(amount, expires_at)
             self._wrote(now)
         else:
-            entry[0] = value + amount
+            entry.value = value + amount
         return CounterResult(True, value + amount, reset_after)
 
     async def counter_decr(self, key: str, amount: int = 1) -> int:
-        check_text("key", key)
-        check_count("amount", amount)
+        _COUNTER_DECR(key, amount)
         entry = self._live_counter(key, self.clock())
         if entry is None:
             return 0
-        value = entry[0]
-        assert value is not None
+        value = entry.value
         if value <= amount:
             del self._counters[key]
             return 0
-        entry[0] = value - amount
+        entry.value = value - amount
         return value - amount
 
     async def counter_get(self, key: str) -> int:
-        check_text("key", key)
+        _COUNTER_GET(key)
         entry = self._live_counter(key, self.clock())
-        return 0 if entry is None or entry[0] is None else entry[0]
+        return 0 if entry is None else entry.value
 
     # -- bounded sets with leases ----------------------------------------------
 
@@ -144,10 +159,7 @@ class MemoryBackend(ClosesOnExit):
     async def set_add(
         self, key: str, member: str, *, capacity: int | None = None, lease_ms: int | None = None
     ) -> SetResult:
-        check_text("key", key)
-        check_text("member", member)
-        check_optional_count("capacity", capacity, minimum=0)
-        check_optional_count("lease_ms", lease_ms)
+        _SET_ADD(key, member, capacity, lease_ms)
         now = self.clock()
         members = self._live_set(key, now)
         size = 0 if members is None else len(members)
@@ -164,8 +176,7 @@ class MemoryBackend(ClosesOnExit):
         return SetResult(True, size)
 
     async def set_remove(self, key: str, member: str) -> int:
-        check_text("key", key)
-        check_text("member", member)
+        _SET_REMOVE(key, member)
         members = self._live_set(key, self.clock())
         if members is None:
             return 0
@@ -176,12 +187,12 @@ class MemoryBackend(ClosesOnExit):
         return len(members)
 
     async def set_size(self, key: str) -> int:
-        check_text("key", key)
+        _SET_SIZE(key)
         members = self._live_set(key, self.clock())
         return 0 if members is None else len(members)
 
     async def set_members(self, key: str) -> frozenset[str]:
-        check_text("key", key)
+        _SET_MEMBERS(key)
         members = self._live_set(key, self.clock())
         return frozenset() if members is None else frozenset(members)
 
@@ -190,7 +201,7 @@ class MemoryBackend(ClosesOnExit):
     async def bucket_consume(self, key: str, *, rate: float, burst: int, cost: int = 1) -> BucketResult:
         # The hot path of every message: checks and bookkeeping are inlined here.
         if key.__class__ is not str:
-            check_text("key", key)
+            _BUCKET_KEY(key)
         spec = self._bucket_specs.get(rate, burst, cost)
         now = self.clock()
         buckets = self._buckets
@@ -215,7 +226,8 @@ class MemoryBackend(ClosesOnExit):
         return BucketResult(allowed, level // spec.unit, retry, reset)
 
     async def bucket_peek(self, key: str, *, rate: float, burst: int, cost: int = 1) -> BucketResult:
-        check_text("key", key)
+        if key.__class__ is not str:
+            _BUCKET_KEY(key)
         spec = self._bucket_specs.get(rate, burst, cost)
         now = self.clock()
         state = self._buckets.get(key)
@@ -228,7 +240,7 @@ class MemoryBackend(ClosesOnExit):
         return BucketResult(allowed, level // spec.unit, retry, reset)
 
     async def bucket_reset(self, key: str) -> None:
-        check_text("key", key)
+        _BUCKET_KEY(key)
         self._buckets.pop(key, None)
 
     # -- housekeeping ---------------------------------------------------------------
@@ -255,7 +267,7 @@ class MemoryBackend(ClosesOnExit):
         now = self.clock() if now is None else now
         dropped = 0
         for key in _oldest(self._counters, batch):
-            expires_at = self._counters[key][1]
+            expires_at = self._counters[key].expires_at
             if expires_at is not None and now >= expires_at:
                 del self._counters[key]
                 dropped += 1

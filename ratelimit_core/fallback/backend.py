@@ -48,11 +48,11 @@ from typing import Final, TypeVar
 
 from ..arguments import check_count, check_optional_count
 from ..backend import Backend, BucketResult, ClosesOnExit, CounterResult, SetResult
-from ..bucket import bucket_spec
 from ..clock import Clock, monotonic_ms
 from ..errors import BackendError, BackendUnavailable
 from ..failure_modes import OnError, check_on_error
 from ..memory import MemoryBackend
+from ..primitives import PRIMITIVES
 from .breaker import Breaker, logger
 from .holdings import Holdings
 from .journal import Journal
@@ -268,9 +268,7 @@ class FallbackBackend(ClosesOnExit):
                 await self._fallback.counter_incr(key, amount, window_ms=window_ms)
             return result
         # The primary did not see the arguments: bad input fails here as it would there.
-        check_count("amount", amount)
-        check_optional_count("limit", limit, minimum=0)
-        check_optional_count("window_ms", window_ms)
+        PRIMITIVES["counter_incr"].check(key, amount, limit, window_ms)
         if self.on_error == "deny":
             value = await self._fallback.counter_get(key)
             return CounterResult(False, value, None, degraded=True, unavailable=True)
@@ -307,8 +305,7 @@ class FallbackBackend(ClosesOnExit):
                     journal.added(key, member, lease_ms, primary_may_hold=True)
                 await self._fallback.set_add(key, member, lease_ms=lease_ms)
             return result
-        check_optional_count("capacity", capacity, minimum=0)
-        check_optional_count("lease_ms", lease_ms)
+        PRIMITIVES["set_add"].check(key, member, capacity, lease_ms)  # the primary did not see the arguments
         held = (key, member) in self._holdings
         if self.on_error == "deny":
             local = SetResult(False, await self._fallback.set_size(key), degraded=True, unavailable=True)
@@ -351,7 +348,7 @@ class FallbackBackend(ClosesOnExit):
         result = await self._call_primary(lambda b: b.bucket_consume(key, rate=rate, burst=burst, cost=cost))
         if not isinstance(result, _Down):
             return result
-        bucket_spec(rate, burst, cost)  # the primary did not see the arguments
+        PRIMITIVES["bucket_consume"].check(key, rate, burst, cost)  # the primary did not see the arguments
         if self.on_error == "allow":
             return BucketResult(True, 0, 0, 0, degraded=True)
         if self.on_error == "deny":
@@ -364,7 +361,7 @@ class FallbackBackend(ClosesOnExit):
         result = await self._call_primary(lambda b: b.bucket_peek(key, rate=rate, burst=burst, cost=cost))
         if not isinstance(result, _Down):
             return result
-        bucket_spec(rate, burst, cost)  # the primary did not see the arguments
+        PRIMITIVES["bucket_peek"].check(key, rate, burst, cost)  # the primary did not see the arguments
         local_rate, local_burst = bucket_share(rate, burst, cost, self.processes)
         local = await self._fallback.bucket_peek(key, rate=local_rate, burst=local_burst, cost=cost)
         return BucketResult(local.allowed, local.remaining, local.retry_after_ms, local.reset_after_ms, degraded=True)

@@ -46,20 +46,21 @@ it with ``retry=Retry(NoBackoff(), 0)`` (as `connect` does).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
-from typing import Any, Self, TypeVar
+from collections.abc import Callable, Coroutine, Sequence
+from typing import Any, Concatenate, ParamSpec, Self, TypeVar
 
 import redis.asyncio
 from redis.asyncio.client import NEVER_DECODE  # type: ignore[attr-defined]
 from redis.asyncio.cluster import RedisCluster
 
-from ..backend import BucketResult, ClosesOnExit, CounterResult, SetResult
+from ..backend import Backend, ClosesOnExit
 from ..clock import Clock
 from ..errors import InvalidArgument
 from ..keys import check_prefix
+from ..primitives import PRIMITIVES
 from .batch import RedisBatch
 from .coalesce import Coalescer, ScriptCall
-from .commands import CLOCK_TTL_GRACE_MS, ScriptCommands, encode
+from .commands import CLOCK_TTL_GRACE_MS, ScriptArguments, encode
 from .connect import Client, client_from_url, server_name
 from .errors import translated_errors
 from .lua import SCRIPT_NAMES, script_source
@@ -67,6 +68,7 @@ from .lua import SCRIPT_NAMES, script_source
 __all__ = ["CLOCK_TTL_GRACE_MS", "RedisBackend"]
 
 T = TypeVar("T")
+P = ParamSpec("P")
 
 _SCAN_BATCH = 500
 _GLOB_SPECIAL = frozenset(b"*?[]\\")
@@ -74,6 +76,21 @@ _GLOB_SPECIAL = frozenset(b"*?[]\\")
 
 def _glob_escape(raw: bytes) -> bytes:
     return b"".join(b"\\" + bytes([c]) if c in _GLOB_SPECIAL else bytes([c]) for c in raw)
+
+
+def _runs_script(
+    method: Callable[Concatenate[Any, P], Coroutine[Any, Any, T]],
+) -> Callable[Concatenate[RedisBackend, P], Coroutine[Any, Any, T]]:
+    """`Backend`'s `method`, as one script call of its primitive (typed as the protocol declares it)."""
+    primitive = PRIMITIVES[method.__name__]
+
+    async def run(self: RedisBackend, /, *args: P.args, **kwargs: P.kwargs) -> T:
+        result: T = await self._run(self._arguments.call(primitive, args, kwargs))
+        return result
+
+    run.__name__ = run.__qualname__ = method.__name__
+    run.__doc__ = method.__doc__
+    return run
 
 
 class RedisBackend(ClosesOnExit):
@@ -105,7 +122,7 @@ class RedisBackend(ClosesOnExit):
         # (seen with redis-py 8.1): initialise it once, under a lock, before the first.
         self._cluster_ready = not isinstance(self._client, RedisCluster)
         self._cluster_lock = asyncio.Lock()
-        self._commands = ScriptCommands(self.prefix, clock)
+        self._arguments = ScriptArguments(self.prefix, clock)
         self._coalescer = Coalescer(self._client, {name: script_source(name) for name in SCRIPT_NAMES})
 
     @classmethod
@@ -137,7 +154,7 @@ class RedisBackend(ClosesOnExit):
 
         See `batch.RedisBatch`: each call's `result()` is available after the block.
         """
-        return RedisBatch(self._commands, self._run_all)
+        return RedisBatch(self._arguments, self._run_all)
 
     async def _initialize_cluster(self) -> None:
         async with self._cluster_lock:
@@ -157,41 +174,18 @@ class RedisBackend(ClosesOnExit):
             await self._initialize_cluster()
         await self._coalescer.run_all(calls)
 
-    # -- the primitives (see `commands` for their arguments and replies) -------------
+    # -- the primitives: each runs its script (see `commands` for arguments and replies) --
 
-    async def counter_incr(
-        self, key: str, amount: int = 1, *, limit: int | None = None, window_ms: int | None = None
-    ) -> CounterResult:
-        return await self._run(self._commands.counter_incr(key, amount, limit=limit, window_ms=window_ms))
-
-    async def counter_decr(self, key: str, amount: int = 1) -> int:
-        return await self._run(self._commands.counter_decr(key, amount))
-
-    async def counter_get(self, key: str) -> int:
-        return await self._run(self._commands.counter_get(key))
-
-    async def set_add(
-        self, key: str, member: str, *, capacity: int | None = None, lease_ms: int | None = None
-    ) -> SetResult:
-        return await self._run(self._commands.set_add(key, member, capacity=capacity, lease_ms=lease_ms))
-
-    async def set_remove(self, key: str, member: str) -> int:
-        return await self._run(self._commands.set_remove(key, member))
-
-    async def set_size(self, key: str) -> int:
-        return await self._run(self._commands.set_size(key))
-
-    async def set_members(self, key: str) -> frozenset[str]:
-        return await self._run(self._commands.set_members(key))
-
-    async def bucket_consume(self, key: str, *, rate: float, burst: int, cost: int = 1) -> BucketResult:
-        return await self._run(self._commands.bucket_consume(key, rate=rate, burst=burst, cost=cost))
-
-    async def bucket_peek(self, key: str, *, rate: float, burst: int, cost: int = 1) -> BucketResult:
-        return await self._run(self._commands.bucket_peek(key, rate=rate, burst=burst, cost=cost))
-
-    async def bucket_reset(self, key: str) -> None:
-        await self._run(self._commands.bucket_reset(key))
+    counter_incr = _runs_script(Backend.counter_incr)
+    counter_decr = _runs_script(Backend.counter_decr)
+    counter_get = _runs_script(Backend.counter_get)
+    set_add = _runs_script(Backend.set_add)
+    set_remove = _runs_script(Backend.set_remove)
+    set_size = _runs_script(Backend.set_size)
+    set_members = _runs_script(Backend.set_members)
+    bucket_consume = _runs_script(Backend.bucket_consume)
+    bucket_peek = _runs_script(Backend.bucket_peek)
+    bucket_reset = _runs_script(Backend.bucket_reset)
 
     # -- housekeeping ---------------------------------------------------------------
 

@@ -19,28 +19,45 @@ on its own; the batch as a whole is not a transaction.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from types import TracebackType
-from typing import Any, Self, TypeVar
+from typing import Any, Concatenate, ParamSpec, Self, TypeVar
 
-from ..backend import BucketResult, CounterResult, SetResult
+from ..backend import Backend
+from ..primitives import PRIMITIVES
 from .coalesce import ScriptCall
-from .commands import ScriptCommands
+from .commands import ScriptArguments
 
 __all__ = ["RedisBatch"]
 
 T = TypeVar("T")
+P = ParamSpec("P")
 
 RunAll = Callable[[Sequence[ScriptCall[Any]]], Awaitable[None]]
+
+
+def _queues_script(
+    method: Callable[Concatenate[Any, P], Coroutine[Any, Any, T]],
+) -> Callable[Concatenate[RedisBatch, P], ScriptCall[T]]:
+    """`Backend`'s `method`, checked at once and queued as one script call of its primitive."""
+    primitive = PRIMITIVES[method.__name__]
+
+    def queue(self: RedisBatch, /, *args: P.args, **kwargs: P.kwargs) -> ScriptCall[T]:
+        call: ScriptCall[T] = self._arguments.call(primitive, args, kwargs)
+        return self._add(call)
+
+    queue.__name__ = queue.__qualname__ = method.__name__
+    queue.__doc__ = method.__doc__
+    return queue
 
 
 class RedisBatch:
     """Calls collected in an ``async with`` block and sent when it ends (see `RedisBackend.batch`)."""
 
-    __slots__ = ("_calls", "_closed", "_commands", "_run_all")
+    __slots__ = ("_arguments", "_calls", "_closed", "_run_all")
 
-    def __init__(self, commands: ScriptCommands, run_all: RunAll) -> None:
-        self._commands = commands
+    def __init__(self, arguments: ScriptArguments, run_all: RunAll) -> None:
+        self._arguments = arguments
         self._run_all = run_all
         self._calls: list[ScriptCall[Any]] = []
         self._closed = False
@@ -80,36 +97,13 @@ class RedisBatch:
 
     # The primitives of `Backend`, with the same arguments.
 
-    def counter_incr(
-        self, key: str, amount: int = 1, *, limit: int | None = None, window_ms: int | None = None
-    ) -> ScriptCall[CounterResult]:
-        return self._add(self._commands.counter_incr(key, amount, limit=limit, window_ms=window_ms))
-
-    def counter_decr(self, key: str, amount: int = 1) -> ScriptCall[int]:
-        return self._add(self._commands.counter_decr(key, amount))
-
-    def counter_get(self, key: str) -> ScriptCall[int]:
-        return self._add(self._commands.counter_get(key))
-
-    def set_add(
-        self, key: str, member: str, *, capacity: int | None = None, lease_ms: int | None = None
-    ) -> ScriptCall[SetResult]:
-        return self._add(self._commands.set_add(key, member, capacity=capacity, lease_ms=lease_ms))
-
-    def set_remove(self, key: str, member: str) -> ScriptCall[int]:
-        return self._add(self._commands.set_remove(key, member))
-
-    def set_size(self, key: str) -> ScriptCall[int]:
-        return self._add(self._commands.set_size(key))
-
-    def set_members(self, key: str) -> ScriptCall[frozenset[str]]:
-        return self._add(self._commands.set_members(key))
-
-    def bucket_consume(self, key: str, *, rate: float, burst: int, cost: int = 1) -> ScriptCall[BucketResult]:
-        return self._add(self._commands.bucket_consume(key, rate=rate, burst=burst, cost=cost))
-
-    def bucket_peek(self, key: str, *, rate: float, burst: int, cost: int = 1) -> ScriptCall[BucketResult]:
-        return self._add(self._commands.bucket_peek(key, rate=rate, burst=burst, cost=cost))
-
-    def bucket_reset(self, key: str) -> ScriptCall[None]:
-        return self._add(self._commands.bucket_reset(key))
+    counter_incr = _queues_script(Backend.counter_incr)
+    counter_decr = _queues_script(Backend.counter_decr)
+    counter_get = _queues_script(Backend.counter_get)
+    set_add = _queues_script(Backend.set_add)
+    set_remove = _queues_script(Backend.set_remove)
+    set_size = _queues_script(Backend.set_size)
+    set_members = _queues_script(Backend.set_members)
+    bucket_consume = _queues_script(Backend.bucket_consume)
+    bucket_peek = _queues_script(Backend.bucket_peek)
+    bucket_reset = _queues_script(Backend.bucket_reset)

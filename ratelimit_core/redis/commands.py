@@ -1,24 +1,29 @@
-"""`ScriptCommands`: each primitive as one `ScriptCall`, and each reply as its result type.
+"""`ScriptArguments`: a primitive's call as one `ScriptCall`, and its reply as its result type.
 
-Arguments are checked here, before anything is queued or sent, so a bad call
-raises `InvalidArgument` at once. The time arguments every script takes first
-(see ``scripts/prelude.lua``) are read from the clock when the call is made.
+Arguments are checked here, through the primitive's declaration in `primitives`,
+before anything is queued or sent, so a bad call raises `InvalidArgument` at once.
+A script gets the time arguments first (see ``scripts/prelude.lua``, read from the
+clock when the call is made), then the primitive's arguments after the key in
+declared order: a str as UTF-8, None as '', an int as it is; a bucket's
+``rate, burst, cost`` as its four integer units (see `bucket.bucket_spec`).
 """
 
 from __future__ import annotations
 
 from functools import partial
-from typing import Any
+from types import NoneType
+from typing import Any, Final
 
-from ..arguments import check_count, check_optional_count, check_text
+from ..arguments import check_text
 from ..backend import BucketResult, CounterResult, SetResult
 from ..bucket import BucketSpecCache
 from ..clock import Clock
 from ..errors import BackendError, InvalidArgument
-from ..keys import BUCKET, COUNTER, SET, Kind, storage_key
+from ..keys import storage_key
+from ..primitives import Primitive
 from .coalesce import ScriptCall
 
-__all__ = ["CLOCK_TTL_GRACE_MS", "MAX_NOW", "ScriptCommands", "encode"]
+__all__ = ["CLOCK_TTL_GRACE_MS", "MAX_NOW", "ScriptArguments", "encode"]
 
 CLOCK_TTL_GRACE_MS = 60_000
 """Added to every TTL under a caller's clock (see the `RedisBackend` docstring)."""
@@ -36,7 +41,10 @@ def encode(text: str) -> bytes:
     return text.encode("utf-8", "surrogatepass")
 
 
-def _optional(value: int | None) -> int | str:
+def _argument(value: str | int | None) -> bytes | str | int:
+    """A checked argument as sent (see the module docstring)."""
+    if isinstance(value, str):
+        return encode(value)
     return "" if value is None else value
 
 
@@ -68,7 +76,17 @@ def _members(key: str, reply: list[bytes]) -> frozenset[str]:
         raise BackendError(f"set {key!r:.80} holds a member that is not UTF-8: {exc}") from exc
 
 
-class ScriptCommands:
+_DECODERS: Final[dict[type, Any]] = {
+    CounterResult: _counter_result,
+    SetResult: _set_result,
+    BucketResult: _bucket_result,
+    int: int,
+    NoneType: _nothing,
+}
+"""How a reply becomes each result type (a set's members are decoded by `_members`)."""
+
+
+class ScriptArguments:
     """The script calls of the primitives for one prefix and clock (None: the server's clock)."""
 
     __slots__ = ("_bucket_specs", "clock", "prefix")
@@ -78,9 +96,6 @@ class ScriptCommands:
         self.clock = clock
         self._bucket_specs = BucketSpecCache()
 
-    def _key(self, kind: Kind, key: str) -> bytes:
-        return encode(storage_key(self.prefix, kind, key))
-
     def _time(self) -> tuple[str | int, int]:
         if self.clock is None:
             return _SERVER_TIME
@@ -89,66 +104,18 @@ class ScriptCommands:
             raise InvalidArgument(f"clock must return an int between 0 and {MAX_NOW} ms, got {now!r}")
         return now, CLOCK_TTL_GRACE_MS
 
-    # -- counters -------------------------------------------------------------
-
-    def counter_incr(
-        self, key: str, amount: int = 1, *, limit: int | None = None, window_ms: int | None = None
-    ) -> ScriptCall[CounterResult]:
-        check_text("key", key)
-        check_count("amount", amount)
-        check_optional_count("limit", limit, minimum=0)
-        check_optional_count("window_ms", window_ms)
-        args = (*self._time(), amount, _optional(limit), _optional(window_ms))
-        return ScriptCall("counter_incr", self._key(COUNTER, key), args, _counter_result)
-
-    def counter_decr(self, key: str, amount: int = 1) -> ScriptCall[int]:
-        check_text("key", key)
-        check_count("amount", amount)
-        return ScriptCall("counter_decr", self._key(COUNTER, key), (*self._time(), amount), int)
-
-    def counter_get(self, key: str) -> ScriptCall[int]:
-        check_text("key", key)
-        return ScriptCall("counter_get", self._key(COUNTER, key), self._time(), int)
-
-    # -- bounded sets with leases ----------------------------------------------
-
-    def set_add(
-        self, key: str, member: str, *, capacity: int | None = None, lease_ms: int | None = None
-    ) -> ScriptCall[SetResult]:
-        check_text("key", key)
-        check_text("member", member)
-        check_optional_count("capacity", capacity, minimum=0)
-        check_optional_count("lease_ms", lease_ms)
-        args = (*self._time(), encode(member), _optional(capacity), _optional(lease_ms))
-        return ScriptCall("set_add", self._key(SET, key), args, _set_result)
-
-    def set_remove(self, key: str, member: str) -> ScriptCall[int]:
-        check_text("key", key)
-        check_text("member", member)
-        return ScriptCall("set_remove", self._key(SET, key), (*self._time(), encode(member)), int)
-
-    def set_size(self, key: str) -> ScriptCall[int]:
-        check_text("key", key)
-        return ScriptCall("set_size", self._key(SET, key), self._time(), int)
-
-    def set_members(self, key: str) -> ScriptCall[frozenset[str]]:
-        check_text("key", key)
-        return ScriptCall("set_members", self._key(SET, key), self._time(), partial(_members, key))
-
-    # -- token buckets ------------------------------------------------------------
-
-    def bucket_consume(self, key: str, *, rate: float, burst: int, cost: int = 1) -> ScriptCall[BucketResult]:
-        check_text("key", key)
-        spec = self._bucket_specs.get(rate, burst, cost)
-        args = (*self._time(), spec.per_ms, spec.unit, spec.full, spec.cost)
-        return ScriptCall("bucket_consume", self._key(BUCKET, key), args, _bucket_result)
-
-    def bucket_peek(self, key: str, *, rate: float, burst: int, cost: int = 1) -> ScriptCall[BucketResult]:
-        check_text("key", key)
-        spec = self._bucket_specs.get(rate, burst, cost)
-        args = (*self._time(), spec.per_ms, spec.unit, spec.full, spec.cost)
-        return ScriptCall("bucket_peek", self._key(BUCKET, key), args, _bucket_result)
-
-    def bucket_reset(self, key: str) -> ScriptCall[None]:
-        check_text("key", key)
-        return ScriptCall("bucket_reset", self._key(BUCKET, key), self._time(), _nothing)
+    def call(self, primitive: Primitive, args: tuple[Any, ...], kwargs: dict[str, Any]) -> ScriptCall[Any]:
+        """``primitive(*args, **kwargs)`` as one script call; raises `InvalidArgument` before anything is sent."""
+        values = primitive.bind(args, kwargs)
+        key = values[0]
+        if primitive.is_bucket:
+            # The hot path: the key checked inline, the bucket's arguments once per combination.
+            if key.__class__ is not str:
+                check_text("key", key)
+            spec = self._bucket_specs.get(values[1], values[2], values[3])
+            argv: tuple[bytes | str | int, ...] = (*self._time(), spec.per_ms, spec.unit, spec.full, spec.cost)
+        else:
+            primitive.check(*values)
+            argv = (*self._time(), *[_argument(value) for value in values[1:]])
+        decode = partial(_members, key) if primitive.result is frozenset else _DECODERS[primitive.result]
+        return ScriptCall(primitive.name, encode(storage_key(self.prefix, primitive.kind, key)), argv, decode)

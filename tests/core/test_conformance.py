@@ -111,7 +111,7 @@ class DecrForgetsWindow(MemoryBackend):
     async def counter_decr(self, key: str, amount: int = 1) -> int:
         value = await super().counter_decr(key, amount)
         if value:
-            self._counters[key][1] = None
+            self._counters[key].expires_at = None
         return value
 
 

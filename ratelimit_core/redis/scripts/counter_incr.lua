@@ -1,5 +1,5 @@
 -- counter_incr: ARGV[3] amount, ARGV[4] limit or '', ARGV[5] window_ms or ''.
--- The counter is a hash: v = value, x = logical expiry in ms (absent: no window).
+-- The counter is a hash (see live_counter in the prelude).
 -- Returns {allowed 0/1, value, reset_after_ms or -1}. The value is sent back as the
 -- stored string and changed only with HINCRBY, so it stays exact past 2**53 (a Lua
 -- number would not); comparing it as a double against a limit <= 10**15 is exact.
@@ -9,13 +9,7 @@ local amount = tonumber(ARGV[3])
 local limit = tonumber(ARGV[4])
 local window = tonumber(ARGV[5])
 
-local stored = redis.call('HMGET', key, 'v', 'x')
-local value = stored[1]
-local expires_at = tonumber(stored[2])
-if value and expires_at and now >= expires_at then
-  redis.call('DEL', key)
-  value = false
-end
+local value, expires_at = live_counter(key, now)
 
 if not value then
   if limit and amount > limit then

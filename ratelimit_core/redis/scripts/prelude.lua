@@ -40,6 +40,19 @@ local function expire_at(key, now, at)
   end
 end
 
+-- The live counter `key` (a hash: v = value, x = logical expiry in ms, absent for no
+-- window) at `now`: its value, as the stored string (exact past 2**53), and its expiry;
+-- false for a missing counter. An expired counter is deleted, and reads as missing.
+local function live_counter(key, now)
+  local stored = redis.call('HMGET', key, 'v', 'x')
+  local expires_at = tonumber(stored[2])
+  if stored[1] and expires_at and now >= expires_at then
+    redis.call('DEL', key)
+    return false, nil
+  end
+  return stored[1], expires_at
+end
+
 -- A set lives as long as its longest lease; a permanent member (score +inf) makes it permanent.
 local function refresh_set_expiry(key, now)
   if redis.call('ZCOUNT', key, '+inf', '+inf') > 0 then
