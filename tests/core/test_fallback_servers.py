@@ -4,26 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
 
 import pytest
 
 from ratelimit_core import FallbackBackend, RedisBackend
-from support.backends import selected_backends
 from support.servers import ServerProcess
 
-SERVERS = ("redis", "valkey")
 # Bounds on waiting for a failure to show; none of them is a speed assertion.
 _RECOVERY_POLLS = 200
 _POLL_S = 0.05
-
-
-@pytest.fixture(params=SERVERS)
-def server(request: pytest.FixtureRequest, server_process: Callable[[str], ServerProcess]) -> ServerProcess:
-    name: str = request.param
-    if name not in selected_backends():
-        pytest.skip(f"backend {name!r} not selected by RATELIMIT_TEST_BACKENDS")
-    return server_process(name)
 
 
 def _fallback_over(server: ServerProcess) -> FallbackBackend:
@@ -95,8 +84,10 @@ async def test_a_frozen_server_does_not_stall_callers(server: ServerProcess) -> 
 
 async def test_a_restarted_server_gets_ten_thousand_held_slots_back_in_few_round_trips(server: ServerProcess) -> None:
     held = 10_000
-    async with _fallback_over(server) as backend:
-        primary = backend.primary
+    # Client timeouts as the adapter sets them (a backstop): a thousand concurrent calls open new
+    # connections, which a loaded machine may set up slowly; that is not what this test is about.
+    primary = RedisBackend.from_url(server.url, socket_timeout=5, socket_connect_timeout=5)
+    async with FallbackBackend(primary, timeout_ms=300, cooldown_ms=50, max_cooldown_ms=200) as backend:
         assert isinstance(primary, RedisBackend)
         for start in range(0, held, 1_000):
             results = await asyncio.gather(
@@ -115,7 +106,7 @@ async def test_a_restarted_server_gets_ten_thousand_held_slots_back_in_few_round
 
 
 async def test_a_stalled_event_loop_is_not_taken_for_a_server_outage(server: ServerProcess) -> None:
-    primary = RedisBackend.from_url(server.url)
+    primary = RedisBackend.from_url(server.url, socket_timeout=5, socket_connect_timeout=5)
     async with FallbackBackend(primary, timeout_ms=50) as backend:
         await backend.ping()
         for attempt in range(5):
