@@ -1,8 +1,11 @@
-"""The Redis (and Valkey) driver: `RedisBackend`. Needs the ``redis`` package."""
+"""The Redis (and Valkey) driver: `RedisBackend`. Needs the ``redis`` package (redis-py).
+
+The round-trip machinery (`coalesce.Coalescer`, `coalesce.ScriptCall`, `pipeline`) is
+internal: importable from its modules, but not part of this package's API.
+"""
 
 from .backend import CLOCK_TTL_GRACE_MS, RedisBackend
 from .batch import RedisBatch
-from .coalesce import Coalescer, ScriptCall
 from .connect import DEFAULT_CONNECT_TIMEOUT_S, DEFAULT_RETRIES, DEFAULT_SOCKET_TIMEOUT_S
 
 __all__ = [
@@ -10,8 +13,6 @@ __all__ = [
     "DEFAULT_CONNECT_TIMEOUT_S",
     "DEFAULT_RETRIES",
     "DEFAULT_SOCKET_TIMEOUT_S",
-    "Coalescer",
     "RedisBackend",
     "RedisBatch",
-    "ScriptCall",
 ]

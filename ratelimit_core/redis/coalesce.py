@@ -32,10 +32,11 @@ counter_incr(1) adds at most 1, bucket_consume takes at most its cost. The
 transports below never send a command again themselves (see `pipeline`, and
 `connect` for the cluster client's retry).
 
-A round trip on a plain client is one write on one pooled connection (see
-`pipeline`). On a `RedisCluster` client it is redis-py's cluster pipeline, which
-splits it by node and sends the parts concurrently (one key per script, so any
-slot works; MOVED and ASK replies are followed).
+A round trip on a plain client is one write on one pooled connection; on a
+`RedisCluster` client it is redis-py's cluster pipeline, which splits it by node and
+sends the parts concurrently (one key per script, so any slot works; MOVED and ASK
+replies are followed). `pipeline` chooses, and is the only module that touches
+redis-py's private API.
 """
 
 from __future__ import annotations
@@ -45,12 +46,11 @@ import hashlib
 from collections.abc import Callable, Coroutine, Mapping, Sequence
 from typing import Any, Final, Generic, TypeVar
 
-from redis.asyncio.client import NEVER_DECODE  # type: ignore[attr-defined]
 from redis.exceptions import NoScriptError
 
 from .connect import Client, server_name
 from .errors import REDIS_FAILURES, is_lost_connection, translated
-from .pipeline import round_trip, supports
+from .pipeline import round_trip_for
 
 __all__ = ["RESENDABLE", "Coalescer", "ScriptCall"]
 
@@ -61,9 +61,6 @@ RESENDABLE: Final = frozenset(
 change it by an amount): after a lost reply these, and only these, are sent again."""
 
 T = TypeVar("T")
-
-_UNDECODED: Final = {NEVER_DECODE: True}
-"""Replies stay bytes: members may hold lone surrogates, which the driver decodes itself."""
 
 
 class _NotRun:
@@ -127,9 +124,9 @@ class Coalescer:
 
     __slots__ = (
         "_client",
-        "_direct",
         "_in_flight",
         "_queue",
+        "_send",
         "_server",
         "_shas",
         "_sources",
@@ -140,7 +137,7 @@ class Coalescer:
 
     def __init__(self, client: Client, sources: Mapping[str, str]) -> None:
         self._client = client
-        self._direct = client if supports(client) else None
+        self._send = round_trip_for(client)
         self._server = server_name(client)
         self._sources = dict(sources)
         self._shas = {name: hashlib.sha1(source.encode()).hexdigest() for name, source in self._sources.items()}
@@ -273,14 +270,7 @@ class Coalescer:
         self.calls_sent += len(calls)
         commands = [("EVALSHA", self._shas[call.name], 1, call.key, *call.args) for call in calls]
         try:
-            if self._direct is not None:
-                return await round_trip(self._direct, commands)
-            if len(commands) == 1:
-                return [await self._client.execute_command(*commands[0], **_UNDECODED)]
-            pipeline = self._client.pipeline(transaction=False)
-            for command in commands:
-                pipeline.execute_command(*command, **_UNDECODED)
-            return list(await pipeline.execute(raise_on_error=False))
+            return await self._send(commands)
         except Exception as exc:  # the round trip as a whole failed (connection lost, timeout)
             return [exc] * len(calls)
 

@@ -10,9 +10,11 @@ wins, e.g. ``redis://host/0?socket_timeout=2``):
   policy: its reply may have been lost after the server ran it (the `Coalescer`
   sends again only the scripts that may run twice). Timeouts are not retried: that
   would double the wait.
-- a cluster client gets no retry of its own (``retry`` with 0 retries): redis-py's
-  cluster client would send a whole command or pipeline again after a lost reply.
-  MOVED, ASK and TRYAGAIN replies (the command did not run) are still followed.
+- no retry of its own (``retry`` with 0 retries) for a client whose round trips go
+  through redis-py's pipeline (see `pipeline`): a cluster client, and any client on
+  a redis-py newer than `pipeline.SUPPORTED_REDIS_PY`. redis-py would send a whole command
+  or pipeline again after a lost reply. MOVED, ASK and TRYAGAIN replies (the
+  command did not run) are still followed.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from redis.backoff import ExponentialBackoff, NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from ..errors import InvalidArgument
+from .pipeline import direct_supported
 
 __all__ = [
     "CLUSTER_SCHEME",
@@ -54,7 +57,7 @@ def default_retry() -> Retry:
 
 
 def _no_resend() -> Retry:
-    """A cluster client's policy: never send a command again (see the module docstring)."""
+    """The policy of a client on redis-py's pipeline: never send a command again (see the module docstring)."""
     return Retry(NoBackoff(), 0)
 
 
@@ -90,7 +93,7 @@ def client_from_url(url: str, **options: Any) -> Client:
     settings: dict[str, Any] = {
         "socket_connect_timeout": DEFAULT_CONNECT_TIMEOUT_S,
         "socket_timeout": DEFAULT_SOCKET_TIMEOUT_S,
-        "retry": default_retry(),
+        "retry": default_retry() if direct_supported() else _no_resend(),
     }
     settings.update(options)
     try:

@@ -1,39 +1,97 @@
-"""One pipelined round trip on one pooled connection of a `redis.asyncio.Redis` client.
+"""One pipelined round trip of commands on a redis-py client: the driver's only use of redis-py's private API.
 
-This is what redis-py's `Pipeline` does, without its per-command bookkeeping: the
-commands are packed by hiredis's C packer when hiredis is installed (the ``redis``
-extra installs it; else by the connection's own packer), written at once, and the
-replies read back in order, error replies included, so the connection stays in
-step. On the coalescer's hot path that bookkeeping cost more than the round trip.
+Two ways, chosen once per client by `round_trip_for`:
 
-The connection comes from the client's pool, which connects it (retrying as the
-connection's `Retry` says) and replaces one the server closed. Once the commands
-are written they are never written again: if the connection breaks before every
+- direct, on a `redis.asyncio.Redis` over a connection pool, with redis-py in
+  `SUPPORTED_REDIS_PY` (the range the tests run at both ends of): what redis-py's
+  `Pipeline` does, without its per-command bookkeeping, which on the coalescer's
+  hot path cost more than the round trip. The commands are packed by hiredis when
+  it is installed (the ``redis`` extra installs it), written at once on one pooled
+  connection, and the replies read back in order, error replies included, so the
+  connection stays in step. It uses the pool's ``get_connection``/``release`` and
+  the connection's ``read_response``, ``check_health``, ``disconnect`` and its
+  stream writer, none of which redis-py promises to keep.
+- public, anywhere else (a `RedisCluster`, whose pipeline splits the commands by
+  node; a single-connection client; a redis-py newer than the range): redis-py's own
+  ``pipeline(transaction=False)``. There the client's ``retry`` decides whether a
+  round trip is sent again after a lost reply; `connect` builds clients that never
+  do so on this path.
+
+Neither way sends the commands again itself: if the connection breaks before every
 reply is read, the server may have run them, and only the caller knows which may
 run twice (see `Coalescer`).
 
-The write and the reads share one deadline, ``socket_timeout``, under our own
-`asyncio.timeout`. redis-py's ``send_packed_command`` bounds the write with
-`asyncio.wait_for`, which on Python 3.11 returns normally when the task is
-cancelled just as the write completes: the cancellation (a caller's, or this
-deadline's) would be lost, and the reads after it would have no deadline.
+On the direct way, the write and the reads share one deadline, ``socket_timeout``,
+under our own `asyncio.timeout`. redis-py's ``send_packed_command`` bounds the
+write with `asyncio.wait_for`, which on Python 3.11 returns normally when the task
+is cancelled just as the write completes: the cancellation (a caller's, or this
+deadline's) would be lost, and the reads after it would have no deadline. The
+direct way also skips redis-py's OpenTelemetry metrics for these round trips (its
+other commands, e.g. PING and SCRIPT LOAD, are still recorded); `Coalescer` counts
+round trips and calls itself.
 """
 
 from __future__ import annotations
 
 import asyncio
 import math
-from collections.abc import Callable, Sequence
-from typing import Any, TypeGuard, cast
+import re
+from collections.abc import Awaitable, Callable, Sequence
+from functools import partial
+from typing import Any, Final, TypeGuard, cast
 
+import redis
 import redis.asyncio
+from redis.asyncio.cluster import RedisCluster
+from redis.client import NEVER_DECODE
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 
-__all__ = ["Command", "round_trip", "supports"]
+__all__ = [
+    "SUPPORTED_REDIS_PY",
+    "UNDECODED",
+    "Command",
+    "RoundTrip",
+    "direct_fits",
+    "direct_supported",
+    "round_trip_for",
+]
 
 Command = tuple[bytes | str | int, ...]
 """A command and its arguments, e.g. ``("EVALSHA", sha, 1, key, ...)``."""
+
+RoundTrip = Callable[[Sequence[Command]], Awaitable[list[Any]]]
+"""Sends commands in one round trip; returns each reply (undecoded) or each error reply, in order."""
+
+SUPPORTED_REDIS_PY: Final = ((6, 0), (9, 0))
+"""The redis-py releases (major, minor) this module is tested with, at both ends: from the first
+up to but excluding the second. An older one is refused at import (`ImportError`); a newer one
+gets redis-py's public pipeline instead of the direct way."""
+
+
+def _release(version: str) -> tuple[int, int]:
+    major, minor = [*re.findall(r"\d+", version), "0", "0"][:2]
+    return int(major), int(minor)
+
+
+def _installed_release() -> tuple[int, int]:
+    # Older releases' cluster client sends a command again after a lost reply whatever its
+    # ``retry`` says, and their Retry has no get_retries (seen with 5.0 and 5.3).
+    installed, oldest = _release(redis.__version__), SUPPORTED_REDIS_PY[0]
+    if installed < oldest:
+        needed = ".".join(map(str, oldest))
+        raise ImportError(
+            f"ratelimit_core.redis needs redis-py >= {needed}, found {redis.__version__}:"
+            f" pip install 'redis[hiredis]>={needed}'"
+        )
+    return installed
+
+
+_INSTALLED: Final = _installed_release()
+
+UNDECODED: Final = {NEVER_DECODE: True}
+"""Options for redis-py's ``execute_command``: the reply stays bytes (members may hold lone
+surrogates, which the driver decodes itself)."""
 
 _pack_command: Callable[[Command], bytes] | None
 try:
@@ -44,19 +102,43 @@ else:
     # hiredis's stub types the argument as a 1-tuple; it takes any tuple of arguments.
     _pack_command = cast(Callable[[Command], bytes], hiredis.pack_command)
 
+_NO_READ_TIMEOUT: Final = math.inf
+"""``read_response(timeout=...)`` for "no deadline of its own" (redis-py 6 arms a timer that never
+fires; 8.1 arms none). The round trip's own deadline bounds the reads."""
 
-def supports(client: object) -> TypeGuard[redis.asyncio.Redis]:
-    """True for the clients `round_trip` works on: a `redis.asyncio.Redis` on a connection pool."""
-    return isinstance(client, redis.asyncio.Redis) and not client.single_connection_client
+
+def direct_supported(version: tuple[int, int] = _INSTALLED) -> bool:
+    """True when the direct way may be used with redis-py `version` (default: the installed one)."""
+    oldest, first_unsupported = SUPPORTED_REDIS_PY
+    return oldest <= version < first_unsupported
 
 
-async def round_trip(client: redis.asyncio.Redis, commands: Sequence[Command]) -> list[Any]:
-    """Send `commands` in one write and return their replies (undecoded), in order.
+def direct_fits(client: object) -> TypeGuard[redis.asyncio.Redis]:
+    """True when `round_trip_for(client)` takes the direct way (see the module docstring)."""
+    return direct_supported() and isinstance(client, redis.asyncio.Redis) and not client.single_connection_client
 
-    An error reply (a `ResponseError`, e.g. NOSCRIPT or WRONGTYPE) takes the place
-    of that command's reply. A connection failure or a timeout raises, for all of
-    them, and the commands are not sent again.
+
+def round_trip_for(client: redis.asyncio.Redis | RedisCluster) -> RoundTrip:
+    """The way to send round trips on `client`: direct where it fits, else redis-py's public pipeline.
+
+    A connection failure or a timeout raises, for the whole round trip; nothing is
+    sent again by the direct way.
     """
+    if direct_fits(client):
+        return partial(_direct_round_trip, client)
+    return partial(_public_round_trip, client)
+
+
+async def _public_round_trip(client: redis.asyncio.Redis | RedisCluster, commands: Sequence[Command]) -> list[Any]:
+    if len(commands) == 1:
+        return [await client.execute_command(*commands[0], **UNDECODED)]
+    pipeline = client.pipeline(transaction=False)
+    for command in commands:
+        pipeline.execute_command(*command, **UNDECODED)
+    return list(await pipeline.execute(raise_on_error=False))
+
+
+async def _direct_round_trip(client: redis.asyncio.Redis, commands: Sequence[Command]) -> list[Any]:
     pool = client.connection_pool
     connection = await pool.get_connection()  # type: ignore[no-untyped-call]
     try:
@@ -77,15 +159,14 @@ async def _send_and_read(connection: Any, commands: Sequence[Command]) -> list[A
         raise RedisConnectionError("the connection closed before the write")
     replies: list[Any] = []
     try:
-        # One deadline for the write and all the replies instead of one per reply
-        # (``timeout=math.inf`` turns the per-read one off): a timer per reply cost a
-        # third of the round trip.
+        # One deadline for the write and all the replies instead of one per reply: a
+        # timer per reply cost a third of the round trip.
         async with asyncio.timeout(connection.socket_timeout):
             writer.writelines((packed,))  # what redis-py calls (and all a test double provides)
             await writer.drain()
             for _ in commands:
                 try:
-                    replies.append(await connection.read_response(disable_decoding=True, timeout=math.inf))
+                    replies.append(await connection.read_response(disable_decoding=True, timeout=_NO_READ_TIMEOUT))
                 except ResponseError as exc:
                     replies.append(exc)
     except BaseException:

@@ -3,18 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-import os
-import shutil
 import socket
-import subprocess
-import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from ratelimit_core import BackendUnavailable, InvalidArgument, RedisBackend
+from support.servers import ServerProcess
 
 # Bounds a hang so it fails the test instead of stalling the suite; not a speed check.
 _HANG_S = 10.0
@@ -43,14 +40,14 @@ def _closed_port() -> int:
 
 @pytest.mark.parametrize("name", sorted(CALLS))
 async def test_every_call_to_a_dead_port_raises_backend_unavailable(name: str) -> None:
-    async with RedisBackend(f"redis://127.0.0.1:{_closed_port()}/0") as backend:
+    async with RedisBackend.from_url(f"redis://127.0.0.1:{_closed_port()}/0") as backend:
         with pytest.raises(BackendUnavailable) as caught:
             await asyncio.wait_for(CALLS[name](backend), _HANG_S)
     assert isinstance(caught.value.__cause__, (RedisConnectionError, OSError))
 
 
 async def test_bad_arguments_are_refused_before_any_network_call() -> None:
-    async with RedisBackend(f"redis://127.0.0.1:{_closed_port()}/0") as backend:
+    async with RedisBackend.from_url(f"redis://127.0.0.1:{_closed_port()}/0") as backend:
         with pytest.raises(InvalidArgument, match="amount"):
             await backend.counter_incr("k", 0)
         with pytest.raises(InvalidArgument, match="burst"):
@@ -60,7 +57,7 @@ async def test_bad_arguments_are_refused_before_any_network_call() -> None:
 
 
 async def test_a_clock_returning_nonsense_is_refused() -> None:
-    async with RedisBackend(f"redis://127.0.0.1:{_closed_port()}/0", clock=lambda: 1.5) as backend:  # type: ignore[arg-type,return-value]
+    async with RedisBackend.from_url(f"redis://127.0.0.1:{_closed_port()}/0", clock=lambda: 1.5) as backend:  # type: ignore[arg-type,return-value]
         with pytest.raises(InvalidArgument, match="clock"):
             await backend.counter_get("k")
 
@@ -70,39 +67,15 @@ def test_a_client_that_is_not_redis_asyncio_is_refused() -> None:
         RedisBackend(object())  # type: ignore[arg-type]
 
 
-@pytest.fixture
-def own_redis_server() -> Iterator[tuple[subprocess.Popen[bytes], str]]:
-    """A redis-server only this test uses, so it may stop it."""
-    binary = shutil.which("redis-server")
-    if binary is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail("redis-server is not installed")
-        pytest.skip("redis-server is not installed")
-    port = _closed_port()
-    command = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        for _ in range(500):  # about 5 s: wait until it accepts connections
-            with socket.socket() as probe:
-                if probe.connect_ex(("127.0.0.1", port)) == 0:
-                    break
-            time.sleep(0.01)
-        else:
-            pytest.fail("redis-server did not start")
-        yield process, f"redis://127.0.0.1:{port}/0"
-    finally:
-        process.kill()
-        process.wait(timeout=10)
-
-
+@pytest.mark.redis
 async def test_a_server_that_stopped_raises_backend_unavailable(
-    own_redis_server: tuple[subprocess.Popen[bytes], str],
+    server_process: Callable[[str], ServerProcess],
 ) -> None:
-    process, url = own_redis_server
-    async with RedisBackend(url) as backend:
+    server = server_process("redis")  # only this test uses it, so it may stop it
+    url = server.url
+    async with RedisBackend.from_url(url) as backend:
         assert (await backend.counter_incr("k")).value == 1
-        process.terminate()
-        process.wait(timeout=10)
+        server.stop()
         for name in ("counter_incr", "set_members", "ping"):
             with pytest.raises(BackendUnavailable):
                 await asyncio.wait_for(CALLS[name](backend), _HANG_S)
@@ -110,6 +83,8 @@ async def test_a_server_that_stopped_raises_backend_unavailable(
 
 async def test_a_cluster_whose_seed_nodes_are_all_down_raises_backend_unavailable() -> None:
     # redis-py raises its RedisClusterException (not a RedisError) when no seed node answers.
-    async with RedisBackend(f"redis+cluster://127.0.0.1:{_closed_port()},127.0.0.1:{_closed_port()}") as backend:
+    async with RedisBackend.from_url(
+        f"redis+cluster://127.0.0.1:{_closed_port()},127.0.0.1:{_closed_port()}"
+    ) as backend:
         with pytest.raises(BackendUnavailable, match=r"cluster 127\.0\.0\.1:"):
             await asyncio.wait_for(backend.counter_incr("k"), _HANG_S)
