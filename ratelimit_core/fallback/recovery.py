@@ -43,6 +43,8 @@ MAX_ROUNDS: Final = 50
 """Rounds after which a write-back that never catches up gives up until the next probe."""
 
 Watched = Callable[[Awaitable[Any]], Awaitable[Any]]
+_Calls = list[tuple[object, Coroutine[Any, Any, Any]]]
+"""(what a call writes: a (key, member) or a counter key, the call)."""
 
 
 @dataclass(slots=True)
@@ -72,7 +74,7 @@ async def write_back(primary: Backend, journal: Journal, holdings: Holdings, wat
     first = True
     while True:
         written.rounds += 1
-        calls: list[tuple[object, Coroutine[Any, Any, Any]]] = []
+        calls: _Calls = []
         for (key, member), state in pending.members.items():
             if isinstance(state, Absent):
                 written.removals += 1
@@ -101,43 +103,43 @@ async def write_back(primary: Backend, journal: Journal, holdings: Holdings, wat
         first = False
 
 
-async def _run(
-    calls: list[tuple[object, Coroutine[Any, Any, Any]]], pending: Journal, journal: Journal, watched: Watched
-) -> None:
+async def _run(calls: _Calls, pending: Journal, journal: Journal, watched: Watched) -> None:
     """Run `calls` in chunks; on failure put back in `journal` what `pending` still needs."""
-    failure: BaseException | None = None
     done = 0
     try:
         for start in range(0, len(calls), CHUNK):
             chunk = calls[start : start + CHUNK]
             done = start + len(chunk)
-            try:
-                results = await asyncio.gather(*(watched(call) for _, call in chunk), return_exceptions=True)
-            except BaseException:
-                _forget_counters(pending, chunk)
-                raise
-            for (target, _), result in zip(chunk, results, strict=True):
-                if isinstance(result, BackendError) and not isinstance(result, BackendUnavailable):
-                    # Not an outage (a key of the wrong type, a refused client): retrying will not help.
-                    logger.error("could not write back %r after an outage: %s", target, result)
-                    _forget(pending, target)
-                elif isinstance(result, BaseException):
-                    failure = failure or result
-                else:
-                    _forget(pending, target)
+            failure = await _run_chunk(chunk, pending, watched)
             if failure is not None:
-                _forget_counters(pending, chunk)
-                break
+                raise failure
     except BaseException:
         for _, call in calls[done:]:
-            call.close()
+            call.close()  # never started
         journal.restore(pending)
         raise
-    for _, call in calls[done:]:
-        call.close()  # never started: the chunk before failed
+
+
+async def _run_chunk(chunk: _Calls, pending: Journal, watched: Watched) -> BaseException | None:
+    """Run one chunk at once, forgetting from `pending` what was written; the first failure, if any."""
+    try:
+        results = await asyncio.gather(*(watched(call) for _, call in chunk), return_exceptions=True)
+    except BaseException:
+        _forget_counters(pending, chunk)
+        raise
+    failure: BaseException | None = None
+    for (target, _), result in zip(chunk, results, strict=True):
+        if isinstance(result, BackendError) and not isinstance(result, BackendUnavailable):
+            # Not an outage (a key of the wrong type, a refused client): retrying will not help.
+            logger.error("could not write back %r after an outage: %s", target, result)
+            _forget(pending, target)
+        elif isinstance(result, BaseException):
+            failure = failure or result
+        else:
+            _forget(pending, target)
     if failure is not None:
-        journal.restore(pending)
-        raise failure
+        _forget_counters(pending, chunk)
+    return failure
 
 
 def _forget(pending: Journal, target: object) -> None:
@@ -148,7 +150,7 @@ def _forget(pending: Journal, target: object) -> None:
         pending.counters.pop(str(target), None)
 
 
-def _forget_counters(pending: Journal, chunk: list[tuple[object, Coroutine[Any, Any, Any]]]) -> None:
+def _forget_counters(pending: Journal, chunk: _Calls) -> None:
     """The counter changes of a chunk that got no answer: they may have been applied, so they are
     not sent again (members are: adding and removing are idempotent)."""
     for target, _ in chunk:
