@@ -1,12 +1,12 @@
 """Fixtures shared by the whole suite: the backend matrix and the real servers.
 
-``RATELIMIT_TEST_BACKENDS`` (comma-separated; default: all) picks the backends
-that backend-parametrised tests run on: ``memory``, ``fakeredis``, ``redis``,
-``valkey``, ``cluster``. The ``redis``, ``valkey`` and ``cluster`` (three
-redis-server masters) backends are real server processes the suite starts itself
-on free loopback ports (see `servers.py`); when a binary is
-missing their tests are skipped with the reason, except under ``CI=true``, where
-a missing server fails the run.
+The backends are the rows of `support.backends.backends()`, each with its pytest
+mark: ``pytest -m redis`` runs one backend's tests. The ``redis``, ``valkey`` and
+``cluster`` (three redis-server masters) backends are real server processes the
+suite starts itself on free loopback ports (see `support.servers`); when a binary
+is missing their tests are skipped with the reason, except under ``CI=true``,
+where a missing server fails the run. ``RATELIMIT_TEST_BACKENDS`` (comma-separated)
+deselects by the same marks.
 """
 
 from __future__ import annotations
@@ -24,7 +24,16 @@ from hypothesis import HealthCheck, settings
 
 from ratelimit_core import Backend, ManualClock, MemoryBackend
 from ratelimit_core.clock import Clock
-from support.backends import ALL_BACKENDS, IN_CI, SERVER_BACKENDS, NewBackend, missing_server, selected_backends
+from support.backends import (
+    ALL_BACKENDS,
+    BACKEND_MARKS,
+    IN_CI,
+    SERVER_BACKENDS,
+    NewBackend,
+    backends,
+    missing_server,
+    selected_backends,
+)
 from support.servers import ClusterProcess, ServerProcess, find_server_binary
 
 settings.register_profile("dev", max_examples=50, deadline=None)
@@ -35,33 +44,35 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci" if IN_CI else "d
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    """Configure Django minimally (no test needs a database or a channel layer), unless the run names settings."""
+    """Register one mark per backend, and configure Django minimally (no test needs a database or a channel
+    layer) unless the run names a settings module."""
+    for name, description in BACKEND_MARKS.items():
+        config.addinivalue_line("markers", f"{name}: {description}")
     if not django_settings.configured and "DJANGO_SETTINGS_MODULE" not in os.environ:
         django_settings.configure(SECRET_KEY="ratelimit-channels-tests", INSTALLED_APPS=[], DATABASES={}, USE_TZ=True)
         django.setup()
 
 
-_BACKEND_PARAMETERS = ("backend_name", "storage", "server")
-"""Fixture parameters that name a backend of the matrix."""
-
-
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Deselect (rather than skip) the tests of backends RATELIMIT_TEST_BACKENDS does not select.
+    """Deselect (rather than skip) the tests of backends RATELIMIT_TEST_BACKENDS does not name, if it is set.
 
-    A test belongs to the backends its parameters name (`backend_name`, `storage`,
-    `server`) and those of its ``@pytest.mark.backends("redis", ...)`` marker.
-
-    Skips are kept for what is missing (a server binary), so that a skip always means
-    something was not tested that should have been.
+    A test belongs to the backends whose marks it carries (a row of `backends()`
+    carries its mark); a test without any runs whatever is selected. (``-m`` selects
+    by the same marks, so a `backend_name` without its mark is refused.)
     """
+    for item in items:
+        params = getattr(getattr(item, "callspec", None), "params", {})
+        name = params.get("backend_name")
+        if name in ALL_BACKENDS and item.get_closest_marker(name) is None:
+            raise pytest.UsageError(
+                f"{item.nodeid}: backend_name={name!r} lacks its mark; parametrise with support.backends.backends()"
+            )
+    if not os.environ.get("RATELIMIT_TEST_BACKENDS"):
+        return
     selected = set(selected_backends())
     kept, dropped = [], []
     for item in items:
-        params = getattr(getattr(item, "callspec", None), "params", {})
-        names = {params[name] for name in _BACKEND_PARAMETERS if params.get(name) in ALL_BACKENDS}
-        marker = item.get_closest_marker("backends")
-        if marker is not None:
-            names.update(marker.args)
+        names = {mark.name for mark in item.iter_markers() if mark.name in ALL_BACKENDS}
         (dropped if names - selected else kept).append(item)
     if dropped:
         config.hook.pytest_deselected(items=dropped)
@@ -141,11 +152,17 @@ def server_process(request: pytest.FixtureRequest) -> Iterator[Callable[[str], S
         server.close()
 
 
-@pytest.fixture(params=ALL_BACKENDS)
-def backend_name(request: pytest.FixtureRequest) -> str:
+@pytest.fixture(params=backends("redis", "valkey"))
+def server(request: pytest.FixtureRequest, server_process: Callable[[str], ServerProcess]) -> ServerProcess:
+    """A private redis-server, then valkey-server, that the test may kill, pause or restart."""
     name: str = request.param
-    if name not in selected_backends():
-        pytest.skip(f"backend {name!r} not selected by RATELIMIT_TEST_BACKENDS")
+    return server_process(name)
+
+
+@pytest.fixture(params=backends())
+def backend_name(request: pytest.FixtureRequest) -> str:
+    """Each backend of the table in turn (a test or a directory may parametrise it over fewer)."""
+    name: str = request.param
     return name
 
 

@@ -48,7 +48,7 @@ def _rows(report: dict[str, Any]) -> set[tuple[str, str, int]]:
     return {(row["section"], row["subject"], row["callers"]) for row in report["figures"]}
 
 
-@pytest.mark.backends("memory")
+@pytest.mark.memory
 def test_the_in_process_benchmarks_run_and_report_every_row(tmp_path: Path) -> None:
     report, printed = _smoke(tmp_path, "memory", "footprint", "channels")
     rows = _rows(report)
@@ -64,7 +64,7 @@ def test_the_in_process_benchmarks_run_and_report_every_row(tmp_path: Path) -> N
     assert "Targets of issue 5" in printed
 
 
-@pytest.mark.backends("redis")
+@pytest.mark.redis
 def test_the_redis_benchmarks_start_their_own_server_and_report_every_row(tmp_path: Path) -> None:
     if find_server_binary("redis") is None:
         missing_server("no redis-server binary found for the benchmark")
@@ -82,7 +82,7 @@ def test_the_redis_benchmarks_start_their_own_server_and_report_every_row(tmp_pa
     assert any(target["cases"] for target in report["targets"] if target["name"] == "Redis, one caller")
 
 
-@pytest.mark.backends("redis")
+@pytest.mark.redis
 def test_the_recovery_benchmark_replays_onto_its_own_server_and_leaves_redis_right(tmp_path: Path) -> None:
     if find_server_binary("redis") is None:
         missing_server("no redis-server binary found for the benchmark")

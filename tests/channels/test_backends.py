@@ -10,6 +10,7 @@ import pytest
 
 from ratelimit_channels import BackendCache, BackendOptions, build_backend
 from ratelimit_core import Backend, FallbackBackend, MemoryBackend, RedisBackend
+from support.backends import backends
 from support.ws_app import User, client, expect_refused, expect_welcome, make_app
 
 REDIS_URL = "redis://127.0.0.1:1/0"  # never connected to: building a client does not connect
@@ -112,11 +113,8 @@ def test_a_memory_url_is_never_wrapped() -> None:
     assert isinstance(build_backend("memory://", BackendOptions(fallback=True)), MemoryBackend)
 
 
-async def test_the_middleware_builds_its_backend_from_the_url_setting(
-    backend: Backend, backend_url: str | None
-) -> None:
-    if backend_url is None:
-        pytest.skip("fakeredis has no URL")
+@pytest.mark.parametrize("backend_name", backends("memory", "redis", "valkey", "cluster"))  # fakeredis has no URL
+async def test_the_middleware_builds_its_backend_from_the_url_setting(backend: Backend, backend_url: str) -> None:
     cache = BackendCache()
     app = make_app(backend, backend=backend_url, backend_cache=cache, conn_per_user=1)
     user = User(pk=uuid.uuid4().int)  # the URL's backend shares the default key prefix with other tests

@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import port_for
@@ -25,7 +25,6 @@ from channels.testing import WebsocketCommunicator
 from ratelimit_channels import BackendCache, BackendOptions
 from ratelimit_core import FallbackBackend, MemoryBackend, RedisBackend
 from ratelimit_core.policies import ClientIdentity, Occupancy, OnError
-from support.backends import selected_backends
 from support.servers import ServerProcess
 from support.ws_app import (
     User,
@@ -39,7 +38,6 @@ from support.ws_app import (
     router,
 )
 
-SERVERS = ("redis", "valkey")
 TIMEOUT_MS = 200
 """The backend timeout in these tests: above the default 50 ms, so a loaded CI machine is not an outage."""
 COOLDOWN_MS = 50
@@ -53,14 +51,6 @@ POLLS = 200
 POLL_S = 0.05
 ALICE = User(pk=1)
 ALICE_ID = ClientIdentity("unknown", "1")
-
-
-@pytest.fixture(params=SERVERS)
-def server(request: pytest.FixtureRequest, server_process: Callable[[str], ServerProcess]) -> ServerProcess:
-    name: str = request.param
-    if name not in selected_backends():
-        pytest.skip(f"backend {name!r} not selected by RATELIMIT_TEST_BACKENDS")
-    return server_process(name)
 
 
 @pytest.fixture
@@ -297,7 +287,7 @@ async def test_each_outage_policy_on_a_killed_server(
     assert no_errors(caplog) == []
 
 
-@pytest.mark.backends("redis")
+@pytest.mark.redis
 @pytest.mark.parametrize("on_error", ["fallback", "allow", "deny"])
 async def test_without_the_fallback_a_dead_port_never_raises(
     cache: BackendCache, on_error: OnError, caplog: pytest.LogCaptureFixture

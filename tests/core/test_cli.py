@@ -46,7 +46,7 @@ def _inspect(url: str, capsys: pytest.CaptureFixture[str], *target: str) -> dict
     return report
 
 
-@pytest.mark.backends("redis")
+@pytest.mark.redis
 def test_inspect_shows_connections_members_and_tokens_and_reset_clears_them(
     redis_url: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -70,7 +70,7 @@ def test_inspect_shows_connections_members_and_tokens_and_reset_clears_them(
     assert user["messages"] == {"tokens_left": 5, "burst": 5, "retry_after_ms": 0, "full_after_ms": 0}
 
 
-@pytest.mark.backends("redis")
+@pytest.mark.redis
 def test_ping_reports_latency(redis_url: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["--backend", redis_url, "ping", "--count", "3"]) == EXIT_OK
     assert capsys.readouterr().out.startswith("ok: redis:// answered 3 pings, median ")

@@ -15,7 +15,7 @@ import pytest
 
 from ratelimit_core import Backend, BucketResult, ManualClock
 from ratelimit_core.testing import RewindableClock
-from support.backends import NewBackend
+from support.backends import REDIS_BACKENDS, NewBackend, backends
 
 STEP_BACK_MS = 600_000
 START_MS = 10**9
@@ -112,15 +112,13 @@ async def test_a_member_re_added_after_a_step_back_leases_anew(backend: Backend,
 # be made exactly: state written by a client whose clock is 600 s ahead (as a primary's
 # clock ahead of its replica's) is then read by a backend on the server's TIME.
 
-REDIS_BACKENDS = ("fakeredis", "redis", "valkey", "cluster")
-
 
 def _wall_ms() -> int:
     # The test servers run on this host, so their TIME is this clock.
     return time.time_ns() // 1_000_000
 
 
-@pytest.mark.parametrize("backend_name", REDIS_BACKENDS, indirect=True)
+@pytest.mark.parametrize("backend_name", backends(*REDIS_BACKENDS))
 async def test_server_clock_behind_the_stored_update_honours_the_wait(new_backend: NewBackend) -> None:
     ahead = new_backend(clock=ManualClock(_wall_ms() + STEP_BACK_MS))
     assert await ahead.bucket_consume("b", rate=1, burst=1) == BucketResult(True, 0, 0, 1_000)
@@ -133,7 +131,7 @@ async def test_server_clock_behind_the_stored_update_honours_the_wait(new_backen
     assert (await new_backend(clock=ManualClock(refused_by + 1_000)).bucket_consume("b", rate=1, burst=1)).allowed
 
 
-@pytest.mark.parametrize("backend_name", REDIS_BACKENDS, indirect=True)
+@pytest.mark.parametrize("backend_name", backends(*REDIS_BACKENDS))
 async def test_server_clock_peek_behind_the_stored_update_honours_the_wait(new_backend: NewBackend) -> None:
     ahead = new_backend(clock=ManualClock(_wall_ms() + STEP_BACK_MS))
     await ahead.bucket_consume("b", rate=1, burst=1)

@@ -27,7 +27,7 @@ try:
 except ImportError as exc:  # reported by the `page` fixture: a skip locally, a failure under CI=true
     _PLAYWRIGHT_MISSING = str(exc)
 
-pytestmark = pytest.mark.backends("memory")
+pytestmark = pytest.mark.memory
 
 CHROMIUM: Final = Path("/usr/bin/chromium")
 CHROMIUM_FLAGS: Final = (

@@ -42,7 +42,7 @@ from support.redis_faults import RedisFaults
 from support.redis_slots import RedisSlots
 from support.servers import ServerProcess
 
-pytestmark = pytest.mark.backends("redis")  # real processes sharing a real Redis
+pytestmark = pytest.mark.redis  # real processes sharing a real Redis
 
 CHAOS_S: Final = 20.0
 PLAYERS: Final = 16

@@ -21,7 +21,7 @@ from support.ws_clients import Players, eventually, next_frame
 
 LEASE_MS = 2000
 HEARTBEAT_MS = 250
-pytestmark = pytest.mark.backends("redis")  # real processes sharing a real Redis
+pytestmark = pytest.mark.redis  # real processes sharing a real Redis
 
 LIMITS = {
     "WS_RATE_CONN_PER_USER": 2,

@@ -33,7 +33,7 @@ from support.cpu_load import busy_cores
 from support.redis_slots import RedisSlots
 from support.servers import ServerProcess
 
-pytestmark = pytest.mark.backends("redis")  # real processes sharing a real Redis
+pytestmark = pytest.mark.redis  # real processes sharing a real Redis
 
 PER_USER: Final = 10
 CONNECTS_PER_PROCESS: Final = 300

@@ -23,7 +23,7 @@ from support.app_servers import AppServer, AppServerPool
 from support.servers import ServerProcess
 from support.ws_clients import Players, eventually, next_frame
 
-pytestmark = pytest.mark.backends("redis")  # real processes sharing a real Redis
+pytestmark = pytest.mark.redis  # real processes sharing a real Redis
 
 LIMITS = {
     "WS_RATE_CONN_PER_USER": 2,

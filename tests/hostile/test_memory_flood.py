@@ -10,7 +10,7 @@ FLOOD = 1_000_000
 MAX_KEYS = 10_000
 
 
-@pytest.mark.backends("memory")
+@pytest.mark.memory
 async def test_a_million_short_lived_keys_are_reclaimed_as_they_go() -> None:
     clock = ManualClock()
     backend = MemoryBackend(clock=clock, max_keys=MAX_KEYS)
@@ -27,7 +27,7 @@ async def test_a_million_short_lived_keys_are_reclaimed_as_they_go() -> None:
     assert backend.key_count() == 0
 
 
-@pytest.mark.backends("memory")
+@pytest.mark.memory
 async def test_when_every_key_is_live_new_keys_are_refused_and_live_limits_are_kept() -> None:
     clock = ManualClock()
     backend = MemoryBackend(clock=clock, max_keys=MAX_KEYS)

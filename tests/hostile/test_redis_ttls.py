@@ -16,7 +16,7 @@ from redis.asyncio.cluster import RedisCluster
 
 from ratelimit_channels import RateLimitMiddleware
 from ratelimit_core import Backend, RedisBackend
-from support.backends import NewBackend
+from support.backends import REDIS_BACKENDS, NewBackend, backends
 
 IDENTITIES = ["alice", "ü:{x}\n", "{slot}", "a" * 10_000, "#hash", "x y\tz"]
 
@@ -55,9 +55,9 @@ def _app(backend: Backend) -> RateLimitMiddleware:
     )
 
 
-async def test_no_key_is_left_without_a_ttl(backend_name: str, new_backend: NewBackend) -> None:
-    if backend_name == "memory":
-        pytest.skip("memory has no TTLs; its reclaiming is tested in tests/core/test_memory.py")
+# memory has no TTLs; its reclaiming is tested in tests/core/test_memory.py
+@pytest.mark.parametrize("backend_name", backends(*REDIS_BACKENDS))
+async def test_no_key_is_left_without_a_ttl(new_backend: NewBackend) -> None:
     backend = new_backend()  # the server's clock: TTLs are exact
     assert isinstance(backend, RedisBackend)
     app = _app(backend)

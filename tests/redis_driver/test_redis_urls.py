@@ -34,7 +34,7 @@ def test_memory_url_with_anything_after_the_scheme_is_refused(url: str) -> None:
         backend_from_url(url)
 
 
-@pytest.mark.backends("redis")
+@pytest.mark.redis
 async def test_redis_url_builds_a_working_backend_that_owns_its_client(request: pytest.FixtureRequest) -> None:
     redis_url: str = request.getfixturevalue("redis_url")
     clock = ManualClock(1_000)

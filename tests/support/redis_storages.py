@@ -1,4 +1,4 @@
-"""The stores the Redis driver's tests run against, and the types their fixtures hand out."""
+"""The store a Redis driver test runs against (a Redis row of the backend table), and what its fixtures hand out."""
 
 from __future__ import annotations
 
@@ -9,17 +9,9 @@ import fakeredis
 
 from ratelimit_core.redis import RedisBackend
 from ratelimit_core.redis.connect import Client, client_from_url
-from support.backends import selected_backends
-
-STORAGES = ("fakeredis", "redis", "valkey", "cluster")
 
 MakeBackend = Callable[..., RedisBackend]
 """`make_backend(clock=None, prefix=<the test's>, decode_responses=False)`."""
-
-
-def selected_storages() -> set[str]:
-    """The stores named by RATELIMIT_TEST_BACKENDS (all of them when it is unset)."""
-    return set(selected_backends()) & set(STORAGES)
 
 
 @dataclass
