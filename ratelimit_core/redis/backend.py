@@ -38,9 +38,11 @@ not verify) raises `BackendMisconfigured`; any other Redis error (e.g. WRONGTYPE
 raises `BackendError`; the original is chained.
 
 A lost reply never makes a script run twice (see `coalesce`). That holds for every
-client built from a URL, and for any `redis.asyncio.Redis` passed in; a
-`RedisCluster` passed in sends a command again as its own ``retry`` says, so build
-it with ``retry=Retry(NoBackoff(), 0)`` (as `connect` does).
+client built from a URL, and for a pooled `redis.asyncio.Redis` passed in, on the
+redis-py releases of `pipeline.SUPPORTED_REDIS_PY`. Any other client passed in (a
+`RedisCluster`, a single-connection client, or any client on a newer redis-py) goes
+through redis-py's own pipeline, which sends a round trip again as the client's
+``retry`` says: build it with ``retry=Retry(NoBackoff(), 0)`` (as `connect` does).
 """
 
 from __future__ import annotations
@@ -50,7 +52,6 @@ from collections.abc import Callable, Coroutine, Sequence
 from typing import Any, Concatenate, ParamSpec, Self, TypeVar
 
 import redis.asyncio
-from redis.asyncio.client import NEVER_DECODE  # type: ignore[attr-defined]
 from redis.asyncio.cluster import RedisCluster
 
 from ..backend import Backend, ClosesOnExit
@@ -64,6 +65,7 @@ from .commands import CLOCK_TTL_GRACE_MS, ScriptArguments, encode
 from .connect import Client, client_from_url, server_name
 from .errors import translated_errors
 from .lua import SCRIPT_NAMES, script_source
+from .pipeline import UNDECODED
 
 __all__ = ["CLOCK_TTL_GRACE_MS", "RedisBackend"]
 
@@ -93,31 +95,35 @@ def _runs_script(
     return run
 
 
-class RedisBackend(ClosesOnExit):
-    """A `Backend` over a `redis.asyncio` client, or a URL to build one from.
+def _checked_client(client: object) -> Client:
+    if isinstance(client, redis.asyncio.Redis | RedisCluster):
+        return client
+    if isinstance(client, str):  # not echoed: a URL may hold a password
+        raise InvalidArgument(
+            "client must be a redis.asyncio client, got a str: for a URL use RedisBackend.from_url(url)"
+        )
+    raise InvalidArgument(f"client must be a redis.asyncio.Redis or RedisCluster client, got {client!r:.80}")
 
-    A client built from a URL (see `from_url`) gets short timeouts and a small retry
-    policy (see `connect`) and is closed by `aclose`; a client passed in stays the
-    caller's to close. Either ``decode_responses`` setting works. Like its client, a
-    backend belongs to the event loop it is first used on.
+
+class RedisBackend(ClosesOnExit):
+    """A `Backend` over a `redis.asyncio` client (`Redis` or `RedisCluster`); `from_url` builds one from a URL.
+
+    A client built by `from_url` gets short timeouts and a retry policy that never
+    sends a script again (see `connect`), and is closed by `aclose`; a client passed
+    in stays the caller's to close unless ``close_client=True``. Either
+    ``decode_responses`` setting works. Like its client, a backend belongs to the
+    event loop it is first used on.
     """
 
-    def __init__(self, client_or_url: Client | str, *, clock: Clock | None = None, prefix: str = "rl:") -> None:
+    def __init__(
+        self, client: Client, *, clock: Clock | None = None, prefix: str = "rl:", close_client: bool = False
+    ) -> None:
         self.prefix = check_prefix(prefix)
         if clock is not None and not callable(clock):
             raise InvalidArgument(f"clock must be a callable returning milliseconds or None, got {clock!r}")
         self.clock: Clock | None = clock
-        if isinstance(client_or_url, str):
-            self._client = client_from_url(client_or_url)
-            self._owns_client = True
-        elif isinstance(client_or_url, redis.asyncio.Redis | RedisCluster):
-            self._client = client_or_url
-            self._owns_client = False
-        else:
-            raise InvalidArgument(
-                "client_or_url must be a redis.asyncio.Redis or RedisCluster client or a redis:// URL,"
-                f" got {client_or_url!r:.80}"
-            )
+        self._client = _checked_client(client)
+        self._close_client = close_client
         # redis-py's RedisCluster breaks when its first commands run concurrently
         # (seen with redis-py 8.1): initialise it once, under a lock, before the first.
         self._cluster_ready = not isinstance(self._client, RedisCluster)
@@ -129,11 +135,10 @@ class RedisBackend(ClosesOnExit):
     def from_url(cls, url: str, *, clock: Clock | None = None, prefix: str = "rl:", **options: Any) -> Self:
         """A backend over a new client for `url`, built by `connect.client_from_url` with `options`.
 
-        The backend owns that client: `aclose` closes it.
+        The backend owns that client: `aclose` closes it. Raises `InvalidArgument` for a
+        URL or options that cannot be used.
         """
-        backend = cls(client_from_url(url, **options), clock=clock, prefix=prefix)
-        backend._owns_client = True
-        return backend
+        return cls(client_from_url(url, **options), clock=clock, prefix=prefix, close_client=True)
 
     def __repr__(self) -> str:
         clock = "server" if self.clock is None else repr(self.clock)
@@ -208,7 +213,7 @@ class RedisBackend(ClosesOnExit):
         while True:
             # Undecoded: a key may hold a lone surrogate, which strict decoding refuses.
             reply = await self._client.execute_command(
-                "SCAN", cursor, "MATCH", pattern, "COUNT", _SCAN_BATCH, **target, **{NEVER_DECODE: True}
+                "SCAN", cursor, "MATCH", pattern, "COUNT", _SCAN_BATCH, **target, **UNDECODED
             )
             cursor, keys = reply
             if isinstance(cursor, dict):  # a cluster answers ({node name: cursor}, keys)
@@ -220,6 +225,6 @@ class RedisBackend(ClosesOnExit):
                 break
 
     async def aclose(self) -> None:
-        """Close the client if this backend built it from a URL."""
-        if self._owns_client:
+        """Close the client if this backend owns it (built by `from_url`, or passed with ``close_client=True``)."""
+        if self._close_client:
             await self._client.aclose()

@@ -28,6 +28,7 @@ from ratelimit_core import (
     RedisBackend,
     SetResult,
 )
+from ratelimit_core.redis import connect, pipeline
 from ratelimit_core.redis.coalesce import RESENDABLE
 from ratelimit_core.redis.errors import translated
 from support.backends import backends, missing_server
@@ -60,9 +61,18 @@ class Lossy:
     proxy: LossyProxy
 
 
-@pytest.fixture(params=SERVERS)
-async def lossy(request: pytest.FixtureRequest) -> AsyncIterator[Lossy]:
+ON_PUBLIC_PIPELINE = "redis-on-public-pipeline"
+"""A redis server, as on a redis-py newer than `SUPPORTED_REDIS_PY`: round trips through redis-py's
+own pipeline, with the retry policy `connect` then gives a client."""
+
+
+@pytest.fixture(params=[*SERVERS, pytest.param(ON_PUBLIC_PIPELINE, marks=pytest.mark.redis)])
+async def lossy(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Lossy]:
     name: str = request.param
+    if name == ON_PUBLIC_PIPELINE:
+        for module in (pipeline, connect):
+            monkeypatch.setattr(module, "direct_supported", lambda: False)
+        name = "redis"
     proxy = LossyProxy()
     clock = ManualClock(1_000_000)
     prefix = f"t{uuid.uuid4().hex[:10]}:"
@@ -296,7 +306,7 @@ async def test_a_read_only_replica_is_an_outage(server: str, server_process: Cal
         return bool(info.get("master_link_status") == "up")
 
     await _poll(linked, "the replica to sync")
-    async with RedisBackend(replica.url) as backend:
+    async with RedisBackend.from_url(replica.url) as backend:
         with pytest.raises(BackendUnavailable) as caught:
             await _within(backend.counter_incr("k"))
         assert isinstance(caught.value.__cause__, ReadOnlyError)
@@ -312,7 +322,7 @@ async def test_a_replica_that_lost_its_master_is_an_outage(
     gone.stop()  # a master that is not there: the replica's link stays down
     await _command(replica.url, "CONFIG", "SET", "replica-serve-stale-data", "no")
     await _command(replica.url, "REPLICAOF", "127.0.0.1", str(gone.port))
-    async with RedisBackend(replica.url) as backend:
+    async with RedisBackend.from_url(replica.url) as backend:
         with pytest.raises(BackendUnavailable) as caught:
             await _within(backend.counter_get("k"))
     assert isinstance(caught.value.__cause__, MasterDownError)
@@ -324,7 +334,7 @@ async def test_too_few_replicas_to_write_is_an_outage(
 ) -> None:
     primary = server_process(server)
     await _command(primary.url, "CONFIG", "SET", "min-replicas-to-write", "1")
-    async with RedisBackend(primary.url) as backend:
+    async with RedisBackend.from_url(primary.url) as backend:
         with pytest.raises(BackendUnavailable, match="NOREPLICAS"):
             await _within(backend.counter_incr("k"))
 
@@ -335,7 +345,7 @@ async def test_a_server_busy_running_a_script_is_an_outage(
 ) -> None:
     busy = server_process(server)
     await _command(busy.url, "CONFIG", "SET", "busy-reply-threshold", "10")
-    async with RedisBackend(busy.url) as backend, redis.asyncio.from_url(busy.url) as runner:
+    async with RedisBackend.from_url(busy.url) as backend, redis.asyncio.from_url(busy.url) as runner:
         assert await backend.counter_get("k") == 0  # connected before the server gets busy
 
         async def run_endless() -> Any:
@@ -422,7 +432,7 @@ async def test_a_wrong_password_is_a_misconfiguration_naming_the_server_but_not_
 ) -> None:
     nodes = _nodes(request, server)
     user = acl_user(nodes, "~* &* +@all")
-    async with RedisBackend(_url(server, nodes, f"{user}:not-the-password")) as backend:
+    async with RedisBackend.from_url(_url(server, nodes, f"{user}:not-the-password")) as backend:
         with pytest.raises(BackendMisconfigured, match="user name and password") as caught:
             await _within(backend.counter_incr("k"))
     assert not isinstance(caught.value, BackendUnavailable)
@@ -435,7 +445,7 @@ async def test_a_user_who_may_not_run_scripts_is_a_misconfiguration(
 ) -> None:
     nodes = _nodes(request, server)
     user = acl_user(nodes, "~* &* +@all -@scripting")
-    async with RedisBackend(_url(server, nodes, f"{user}:{user}-pw")) as backend:
+    async with RedisBackend.from_url(_url(server, nodes, f"{user}:{user}-pw")) as backend:
         await backend.ping()  # the credentials are right
         with pytest.raises(BackendMisconfigured, match="EVALSHA") as caught:
             await _within(backend.counter_incr("k"))
@@ -448,11 +458,11 @@ async def test_no_password_where_one_is_required_is_a_misconfiguration(
 ) -> None:
     locked = server_process(server)
     await _command(locked.url, "CONFIG", "SET", "requirepass", "sesame-42")
-    async with RedisBackend(locked.url) as backend:
+    async with RedisBackend.from_url(locked.url) as backend:
         with pytest.raises(BackendMisconfigured, match="password") as caught:
             await _within(backend.counter_incr("k"))
     _assert_names_the_server_without_secrets(caught.value, [locked], "sesame-42")
-    async with RedisBackend(f"redis://:sesame-42@127.0.0.1:{locked.port}/0") as backend:
+    async with RedisBackend.from_url(f"redis://:sesame-42@127.0.0.1:{locked.port}/0") as backend:
         assert (await _within(backend.counter_incr("k"))).value == 1
 
 
@@ -471,7 +481,7 @@ def tls_server() -> Iterator[TLSServerProcess]:
 
 @pytest.mark.redis
 async def test_a_tls_certificate_that_does_not_verify_is_a_misconfiguration(tls_server: TLSServerProcess) -> None:
-    async with RedisBackend(tls_server.url) as backend:
+    async with RedisBackend.from_url(tls_server.url) as backend:
         with pytest.raises(BackendMisconfigured, match="ssl_ca_certs") as caught:
             await _within(backend.counter_incr("k"))
     assert "certificate" in str(caught.value)

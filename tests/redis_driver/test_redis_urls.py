@@ -5,9 +5,11 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
+from functools import partial
 from typing import Any
 
 import pytest
+import redis.asyncio
 from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.connection import SSLConnection, UnixDomainSocketConnection
 
@@ -103,6 +105,26 @@ def test_core_imports_and_memory_urls_work_without_redis_installed() -> None:
     )
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=False)
     assert done.stdout.strip() == "ok", done.stderr
+
+
+def test_a_url_given_in_place_of_a_client_points_to_from_url_without_echoing_it() -> None:
+    with pytest.raises(InvalidArgument, match=r"RedisBackend\.from_url") as caught:
+        RedisBackend("redis://:s3cret@127.0.0.1:6379/0")  # type: ignore[arg-type]
+    assert "s3cret" not in str(caught.value)
+
+
+async def test_a_client_passed_in_is_closed_by_the_backend_only_when_asked() -> None:
+    kept, handed_over = redis.asyncio.Redis(), redis.asyncio.Redis()
+    closed: list[redis.asyncio.Redis] = []
+
+    async def record_close(client: redis.asyncio.Redis) -> None:
+        closed.append(client)
+
+    for client in (kept, handed_over):
+        client.aclose = partial(record_close, client)  # type: ignore[method-assign]
+    async with RedisBackend(kept), RedisBackend(handed_over, close_client=True):
+        pass
+    assert closed == [handed_over]
 
 
 def test_a_single_connection_client_is_refused() -> None:
