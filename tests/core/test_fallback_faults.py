@@ -315,6 +315,94 @@ async def test_outage_memory_is_bounded_by_the_slots_not_by_churn(
 # -- any interleaving ------------------------------------------------------------------------
 
 
+class Interleaving:
+    """One seeded run of connections coming and going while the primary misbehaves.
+
+    Holds what the run owns: the connections' tasks, the members they hold, and what a task
+    raised. A connection cancelled mid-call cleans up as the policies do.
+    """
+
+    def __init__(self, backend: FallbackBackend, primary: ControlledBackend, clock: ManualClock, seed: int) -> None:
+        self.backend = backend
+        self.primary = primary
+        self.clock = clock
+        self.rng = random.Random(seed)
+        self.live: set[str] = set()
+        self.tasks: set[asyncio.Task[None]] = set()
+        self.errors: list[BaseException] = []
+
+    async def step(self, number: int) -> None:
+        """One random action, then a short random pause (often `sleep(0)`: one turn of the event loop)."""
+        act = self._pick(self.rng.random())
+        await act(number)
+        await asyncio.sleep(self.rng.choice([0, 0, 0.001, 0.005]))
+
+    async def all_ended(self) -> None:
+        """Wait, boundedly, until every task ended."""
+        for _ in range(_POLLS):
+            if not self.tasks:
+                break
+            await asyncio.sleep(0.005)
+
+    def _pick(self, draw: float) -> Callable[[int], Awaitable[None]]:
+        """The first action whose band reaches past `draw` and that can be taken now (else it falls through)."""
+        bands = (
+            (0.35, True, self._connect_new),
+            (0.6, bool(self.live), self._disconnect_one),
+            (0.7, bool(self.tasks), self._cancel_one),
+            (0.8, True, self._change_primary),
+            (0.83, True, self._restart_primary),
+            (1.0, True, self._advance_clock),
+        )
+        return next(act for bound, possible, act in bands if draw < bound and possible)
+
+    # -- actions -----------------------------------------------------------------------------
+
+    async def _connect_new(self, number: int) -> None:
+        self._spawn(self._connect(f"m{number}"))
+
+    async def _disconnect_one(self, _number: int) -> None:
+        self._spawn(self._disconnect(self.rng.choice(sorted(self.live))))
+
+    async def _cancel_one(self, _number: int) -> None:
+        self.rng.choice(list(self.tasks)).cancel()
+
+    async def _change_primary(self, _number: int) -> None:
+        self.primary.state = self.rng.choice(["up", "up", "down", "hung"])
+        self.primary.delay_s = self.rng.choice([0.0, 0.001, 0.005])
+
+    async def _restart_primary(self, _number: int) -> None:
+        await self.primary.restart()
+
+    async def _advance_clock(self, _number: int) -> None:
+        self.clock.advance(self.rng.randrange(0, 2 * COOLDOWN))
+
+    # -- connections -------------------------------------------------------------------------
+
+    async def _connect(self, member: str) -> None:
+        try:  # the lease outlives the test
+            result = await self.backend.set_add("room", member, capacity=1_000, lease_ms=10 * LEASE)
+        except asyncio.CancelledError:
+            await asyncio.shield(self.backend.set_remove("room", member))  # the in-flight add counts as taken
+            raise
+        if result.added:
+            self.live.add(member)
+
+    async def _disconnect(self, member: str) -> None:
+        self.live.discard(member)
+        await asyncio.shield(self.backend.set_remove("room", member))
+
+    def _spawn(self, coro: Awaitable[None]) -> None:
+        task = asyncio.ensure_future(coro)
+        self.tasks.add(task)
+        task.add_done_callback(self._finished)
+
+    def _finished(self, done: asyncio.Task[None]) -> None:
+        self.tasks.discard(done)
+        if not done.cancelled() and done.exception() is not None:
+            self.errors.append(done.exception())  # type: ignore[arg-type]
+
+
 @pytest.mark.parametrize("seed", range(12))
 async def test_any_interleaving_of_outages_cancellations_and_releases_ends_exact(
     make: Callable[..., FallbackBackend], primary: ControlledBackend, clock: ManualClock, seed: int
@@ -322,59 +410,13 @@ async def test_any_interleaving_of_outages_cancellations_and_releases_ends_exact
     """Connections come and go (some cancelled mid-call, cleaning up as the policies do) while the
     primary refuses, hangs, answers slowly, restarts empty and recovers; only documented results and
     exceptions are seen, and after the last recovery the primary holds exactly the live members."""
-    rng = random.Random(seed)
-    backend = make(timeout_ms=20, warmup_ms=40)
-    live: set[str] = set()
-    tasks: set[asyncio.Task[None]] = set()
-    errors: list[BaseException] = []
-
-    async def connect(member: str) -> None:
-        try:
-            result = await backend.set_add("room", member, capacity=1_000, lease_ms=10 * LEASE)  # outlives the test
-        except asyncio.CancelledError:
-            await asyncio.shield(backend.set_remove("room", member))  # the in-flight add counts as taken
-            raise
-        if result.added:
-            live.add(member)
-
-    async def disconnect(member: str) -> None:
-        live.discard(member)
-        await asyncio.shield(backend.set_remove("room", member))
-
-    def spawn(coro: Awaitable[None]) -> None:
-        task = asyncio.ensure_future(coro)
-        tasks.add(task)
-
-        def finished(done: asyncio.Task[None]) -> None:
-            tasks.discard(done)
-            if not done.cancelled() and done.exception() is not None:
-                errors.append(done.exception())  # type: ignore[arg-type]
-
-        task.add_done_callback(finished)
-
+    run = Interleaving(make(timeout_ms=20, warmup_ms=40), primary, clock, seed)
     for step in range(300):
-        action = rng.random()
-        if action < 0.35:
-            spawn(connect(f"m{step}"))
-        elif action < 0.6 and live:
-            spawn(disconnect(rng.choice(sorted(live))))
-        elif action < 0.7 and tasks:
-            rng.choice(list(tasks)).cancel()
-        elif action < 0.8:
-            primary.state = rng.choice(["up", "up", "down", "hung"])
-            primary.delay_s = rng.choice([0.0, 0.001, 0.005])
-        elif action < 0.83:
-            await primary.restart()
-        else:
-            clock.advance(rng.randrange(0, 2 * COOLDOWN))
-        await asyncio.sleep(rng.choice([0, 0, 0.001, 0.005]))
+        await run.step(step)
     primary.state, primary.delay_s = "up", 0.0
-    for _ in range(_POLLS):
-        if not tasks:
-            break
-        await asyncio.sleep(0.005)
-    assert not tasks, "every call ended (the watchdog bounds the hung ones)"
-    assert errors == []
-    await recovered(backend, clock)
+    await run.all_ended()
+    assert not run.tasks, "every call ended (the watchdog bounds the hung ones)"
+    assert run.errors == []
+    await recovered(run.backend, clock)
     held = await members(primary, "room")
-    assert held == live, f"seed {seed}: missing on the primary {live - held}, extra {held - live}"
+    assert held == run.live, f"seed {seed}: missing on the primary {run.live - held}, extra {held - run.live}"

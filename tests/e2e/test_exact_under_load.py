@@ -121,6 +121,11 @@ async def _attempt(process: AppServer, user: str) -> Attempt:
         )
     except (OSError, TimeoutError, InvalidHandshake) as exc:
         return Attempt(process, "failed", detail=f"connect: {type(exc).__name__}: {exc}")
+    return await _answer(process, socket)
+
+
+async def _answer(process: AppServer, socket: ClientConnection) -> Attempt:
+    """What an open socket's first frame says: a welcome (the socket stays open), a refusal, or else."""
     try:
         frame = json.loads(await asyncio.wait_for(socket.recv(), _WAIT_S))
     except (ConnectionClosed, TimeoutError) as exc:
@@ -129,16 +134,21 @@ async def _attempt(process: AppServer, user: str) -> Attempt:
     if frame.get("type") == "welcome":
         return Attempt(process, "admitted", socket)
     if frame.get("type") == ERROR_FRAME_TYPE and frame.get("code") == ErrorCode.CONNECTION_LIMIT_EXCEEDED:
-        try:
-            await asyncio.wait_for(socket.wait_closed(), _WAIT_S)
-        except TimeoutError:
-            await socket.close()
-            return Attempt(process, "failed", detail=f"refused but not closed within {_WAIT_S} s")
-        if socket.close_code == CloseCode.CONNECTION_REFUSED:
-            return Attempt(process, "refused")
-        return Attempt(process, "failed", detail=f"refused, then closed with {socket.close_code}")
+        return await _refusal(process, socket)
     await socket.close()
     return Attempt(process, "failed", detail=f"first frame {frame}")
+
+
+async def _refusal(process: AppServer, socket: ClientConnection) -> Attempt:
+    """After the documented refusal frame: ``refused`` only if the server then closes with 4008."""
+    try:
+        await asyncio.wait_for(socket.wait_closed(), _WAIT_S)
+    except TimeoutError:
+        await socket.close()
+        return Attempt(process, "failed", detail=f"refused but not closed within {_WAIT_S} s")
+    if socket.close_code == CloseCode.CONNECTION_REFUSED:
+        return Attempt(process, "refused")
+    return Attempt(process, "failed", detail=f"refused, then closed with {socket.close_code}")
 
 
 async def _settled(read: Callable[[], Awaitable[int]], expected: int, within_s: float) -> int:

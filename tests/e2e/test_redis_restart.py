@@ -97,64 +97,96 @@ async def _refused_for_the_user_limit(players: Players, process: AppServer, user
     )
 
 
-async def test_clients_of_two_processes_see_only_documented_outcomes_while_redis_is_killed_and_restarted(
-    server: ServerProcess, processes: tuple[AppServer, AppServer], players: Players
-) -> None:
-    a, b = processes
-    chatters = []
-    for process in processes:
-        name = f"chatter-{process.asgi_server}"
-        chatters.append(Chatter(await players.join(process, name, name), name))
-    try:
-        # Before: the user limit holds across the two processes.
-        alice = [await players.join(a, "hall", "alice"), await players.join(b, "hall", "alice")]
-        await _refused_for_the_user_limit(players, b, "alice")
+class Scenario:
+    """The clients of both processes through the outage: the chatters, and the sockets held across it."""
 
-        server.kill()
-        for chatter in chatters:
-            await chatter.echoed_more(_ECHOES_PER_PHASE)
-        # During: each process limits alone, counting the socket it already holds for alice.
-        alice += [await players.join(a, "hall", "alice"), await players.join(b, "hall", "alice")]
-        for process in processes:
-            await _refused_for_the_user_limit(players, process, "alice")
-        dora = await players.join(a, "hall", "dora")
+    def __init__(self, server: ServerProcess, processes: tuple[AppServer, AppServer], players: Players) -> None:
+        self.server = server
+        self.processes = processes
+        self.players = players
+        self.chatters: list[Chatter] = []
+        self.held: list[ClientConnection] = []
+        """Sockets opened before and during the outage (alice's four, then dora's), closed after it."""
 
-        server.restart()
-        open_sockets = len(chatters) + len(alice) + 1  # + dora
-        async with backend_from_url(server.url) as backend:
+    async def start_chatting(self) -> None:
+        for process in self.processes:
+            name = f"chatter-{process.asgi_server}"
+            self.chatters.append(Chatter(await self.players.join(process, name, name), name))
+
+    async def stop_chatting(self) -> None:
+        await asyncio.gather(*(chatter.stop() for chatter in self.chatters))
+
+    async def before(self) -> None:
+        """The user limit holds across the two processes."""
+        a, b = self.processes
+        self.held += [await self.players.join(a, "hall", "alice"), await self.players.join(b, "hall", "alice")]
+        await _refused_for_the_user_limit(self.players, b, "alice")
+
+    async def during(self) -> None:
+        """The chatters still get their echoes; each process limits alone, counting its socket for alice."""
+        a, b = self.processes
+        await self._chatters_echo()
+        self.held += [await self.players.join(a, "hall", "alice"), await self.players.join(b, "hall", "alice")]
+        for process in self.processes:
+            await _refused_for_the_user_limit(self.players, process, "alice")
+        self.held.append(await self.players.join(a, "hall", "dora"))
+
+    async def after(self) -> None:
+        """Both processes write what they hold back to Redis (A and B two sockets each for alice), the limits
+        hold across them again, and the closed sockets are released there."""
+        a, b = self.processes
+        async with backend_from_url(self.server.url) as backend:
             policy = ConnectionPolicy(backend, ConnectionLimits())
 
             async def slots(user: str) -> Occupancy:
                 return await policy.occupancy(ClientIdentity("127.0.0.1", user))
 
             async def every_live_socket_counted_once() -> bool:
-                expected = Occupancy(identity=4, ip=open_sockets, room=None)
+                expected = Occupancy(identity=4, ip=len(self.chatters) + len(self.held), room=None)
                 return await slots("alice") == expected
 
-            # After: both processes write what they hold back to Redis (A and B two sockets each for alice).
             await eventually(every_live_socket_counted_once, within_s=_RECOVERED_WITHIN_S)
-            for chatter in chatters:
-                await chatter.echoed_more(_ECHOES_PER_PHASE)
-            await players.join(a, "hall", "frank")
-            await players.join(b, "hall", "frank")
-            for process in processes:
-                await _refused_for_the_user_limit(players, process, "frank")
-                await _refused_for_the_user_limit(players, process, "alice")
+            await self._chatters_echo()
+            await self.players.join(a, "hall", "frank")
+            await self.players.join(b, "hall", "frank")
+            for process in self.processes:
+                await _refused_for_the_user_limit(self.players, process, "frank")
+                await _refused_for_the_user_limit(self.players, process, "alice")
 
-            for socket in [*alice, dora]:
+            for socket in self.held:
                 await socket.close()
 
             async def released() -> bool:
                 # Left: the chatters and frank's two sockets.
-                return await slots("alice") == Occupancy(identity=0, ip=len(chatters) + 2, room=None)
+                return await slots("alice") == Occupancy(identity=0, ip=len(self.chatters) + 2, room=None)
 
             await eventually(released, within_s=_RECOVERED_WITHIN_S)
-    finally:
-        await asyncio.gather(*(chatter.stop() for chatter in chatters))
 
+    async def _chatters_echo(self) -> None:
+        for chatter in self.chatters:
+            await chatter.echoed_more(_ECHOES_PER_PHASE)
+
+
+def _assert_no_traceback_and_one_outage_logged(process: AppServer) -> None:
+    log = process.log()
+    assert "Traceback" not in log, f"{process} logged an exception:\n{log}"
+    # One outage, logged once when it began and once when it ended, not once per call.
+    assert log.count(f"WARNING {_FALLBACK_LOGGER} ") == 1, log
+    assert log.count(f"INFO {_FALLBACK_LOGGER} ") == 1, log
+
+
+async def test_clients_of_two_processes_see_only_documented_outcomes_while_redis_is_killed_and_restarted(
+    server: ServerProcess, processes: tuple[AppServer, AppServer], players: Players
+) -> None:
+    scenario = Scenario(server, processes, players)
+    await scenario.start_chatting()
+    try:
+        await scenario.before()
+        server.kill()
+        await scenario.during()
+        server.restart()
+        await scenario.after()
+    finally:
+        await scenario.stop_chatting()
     for process in processes:
-        log = process.log()
-        assert "Traceback" not in log, f"{process} logged an exception:\n{log}"
-        # One outage, logged once when it began and once when it ended, not once per call.
-        assert log.count(f"WARNING {_FALLBACK_LOGGER} ") == 1, log
-        assert log.count(f"INFO {_FALLBACK_LOGGER} ") == 1, log
+        _assert_no_traceback_and_one_outage_logged(process)

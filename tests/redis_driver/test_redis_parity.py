@@ -7,6 +7,7 @@ not reach: a clock that moves backwards, huge values and precision-heavy buckets
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -41,29 +42,59 @@ def _bucket_args(rng: random.Random) -> dict[str, Any] | None:
     return args
 
 
-def _random_call(rng: random.Random) -> tuple[str, tuple[Any, ...], dict[str, Any]] | None:
+Call = tuple[str, tuple[Any, ...], dict[str, Any]]
+"""A backend method's name, its positional arguments and its options."""
+
+
+def _counter_incr(rng: random.Random, key: str) -> Call:
+    options = {"limit": rng.choice([None, 0, 1, 3, 6, 10**15]), "window_ms": rng.choice([None, 1, 5, 20, 10**15])}
+    return "counter_incr", (key, rng.choice([1, 2, 5, 10**15])), options
+
+
+def _counter_decr(rng: random.Random, key: str) -> Call:
+    return "counter_decr", (key, rng.randint(1, 4)), {}
+
+
+def _set_add(rng: random.Random, key: str) -> Call:
+    options = {"capacity": rng.choice([None, 0, 1, 2, 3]), "lease_ms": rng.choice([None, 1, 5, 20, 50])}
+    return "set_add", (key, rng.choice(MEMBERS)), options
+
+
+def _set_remove(rng: random.Random, key: str) -> Call:
+    return "set_remove", (key, rng.choice(MEMBERS)), {}
+
+
+def _bucket_consume(rng: random.Random, key: str) -> Call | None:
+    bucket = _bucket_args(rng)
+    return None if bucket is None else ("bucket_consume", (key,), bucket)
+
+
+def _read(name: str) -> Callable[[random.Random, str], Call]:
+    """A call that only reads `key` (it draws nothing more)."""
+    return lambda _rng, key: (name, (key,), {})
+
+
+def _clock_step(_rng: random.Random, _key: str) -> None:
+    """No call: the test moves the clock instead."""
+
+
+_KINDS: tuple[Callable[[random.Random, str], Call | None], ...] = (
+    _counter_incr,
+    _counter_decr,
+    _read("counter_get"),
+    _set_add,
+    _set_remove,
+    _read("set_size"),
+    _read("set_members"),
+    _bucket_consume,
+    _clock_step,
+)
+"""Equally likely; the order is part of each seed's sequence."""
+
+
+def _random_call(rng: random.Random) -> Call | None:
     key = rng.choice(KEYS)
-    kind = rng.randrange(9)
-    if kind == 0:
-        options = {"limit": rng.choice([None, 0, 1, 3, 6, 10**15]), "window_ms": rng.choice([None, 1, 5, 20, 10**15])}
-        return "counter_incr", (key, rng.choice([1, 2, 5, 10**15])), options
-    if kind == 1:
-        return "counter_decr", (key, rng.randint(1, 4)), {}
-    if kind == 2:
-        return "counter_get", (key,), {}
-    if kind == 3:
-        options = {"capacity": rng.choice([None, 0, 1, 2, 3]), "lease_ms": rng.choice([None, 1, 5, 20, 50])}
-        return "set_add", (key, rng.choice(MEMBERS)), options
-    if kind == 4:
-        return "set_remove", (key, rng.choice(MEMBERS)), {}
-    if kind == 5:
-        return "set_size", (key,), {}
-    if kind == 6:
-        return "set_members", (key,), {}
-    if kind == 7:
-        bucket = _bucket_args(rng)
-        return None if bucket is None else ("bucket_consume", (key,), bucket)
-    return None
+    return _KINDS[rng.randrange(len(_KINDS))](rng, key)
 
 
 @pytest.mark.parametrize("seed", range(6))

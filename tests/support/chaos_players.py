@@ -194,8 +194,7 @@ class Player:
 
     async def _exchange(self, seat: Seat, payloads: list[str | bytes]) -> None:
         """Send `payloads`, then read until each got its outcome: its echo or size, or a rate refusal."""
-        texts = {payload for payload in payloads if isinstance(payload, str)}
-        sizes = Counter(len(payload) for payload in payloads if isinstance(payload, bytes))
+        awaited = _Awaited.of(payloads)
         outcomes, refusals_before = 0, self._refusals[seat.sid]
         try:
             for payload in payloads:
@@ -212,23 +211,26 @@ class Player:
                 self._roster.violated(seat.sid, f"{len(payloads) - outcomes} frames got no outcome in {FRAME_WAIT_S} s")
                 return
             message = _frame(frame)
-            if message.get("type") == "chat" and message.get("user") == seat.user and message.get("text") in texts:
-                texts.discard(message["text"])
+            if self._is_outcome(seat, message, awaited):
                 outcomes += 1
-                self._roster.seen["echo"] += 1
-            elif message.get("type") == "binary" and sizes[message.get("bytes")] > 0:
-                sizes[message["bytes"]] -= 1
-                outcomes += 1
-                self._roster.seen["binary"] += 1
-            elif _is_error(message, (ErrorCode.RATE_LIMIT_EXCEEDED,), _one_token_wait):
-                outcomes += 1
-                self._refusals[seat.sid] += 1
-                self._roster.seen[ErrorCode.RATE_LIMIT_EXCEEDED] += 1
             elif not self._others_chat(message):
                 self._roster.violated(seat.sid, f"frame {message} while {payloads!r:.80} awaited outcomes")
         if self._refusals[seat.sid] > refusals_before:
             # The last refusal may have been the one that closes (4010): its close comes after the frame.
             await self._confirm_open(seat, "after the refusals of its last exchange")
+
+    def _is_outcome(self, seat: Seat, message: dict[str, Any], awaited: _Awaited) -> bool:
+        """True for the outcome of a frame `seat` sent (counted as seen); a refusal also counts towards a close."""
+        if awaited.echo(message, seat.user):
+            self._roster.seen["echo"] += 1
+        elif awaited.size(message):
+            self._roster.seen["binary"] += 1
+        elif _is_error(message, (ErrorCode.RATE_LIMIT_EXCEEDED,), _one_token_wait):
+            self._refusals[seat.sid] += 1
+            self._roster.seen[ErrorCode.RATE_LIMIT_EXCEEDED] += 1
+        else:
+            return False
+        return True
 
     async def _oversized(self, seat: Seat) -> None:
         """A text frame over the cap, counted in UTF-8 bytes: the error frame, then close 4009."""
@@ -317,6 +319,34 @@ class Player:
             self._roster.violated(where, f"closed with {socket.close_code}, expected {code}")
         else:
             self._roster.seen[f"close {code}"] += 1
+
+
+@dataclass
+class _Awaited:
+    """What an exchange still waits for: the echo of each text frame, the size of each binary one."""
+
+    texts: set[str]
+    sizes: Counter[int]
+
+    @classmethod
+    def of(cls, payloads: list[str | bytes]) -> _Awaited:
+        texts = {payload for payload in payloads if isinstance(payload, str)}
+        sizes = Counter(len(payload) for payload in payloads if isinstance(payload, bytes))
+        return cls(texts, sizes)
+
+    def echo(self, message: dict[str, Any], user: str) -> bool:
+        """True (and no longer awaited) for the echo of an awaited text sent by `user`."""
+        if message.get("type") == "chat" and message.get("user") == user and message.get("text") in self.texts:
+            self.texts.discard(message["text"])
+            return True
+        return False
+
+    def size(self, message: dict[str, Any]) -> bool:
+        """True (and no longer awaited) for the size of an awaited binary frame."""
+        if message.get("type") == "binary" and self.sizes[message.get("bytes")] > 0:
+            self.sizes[message["bytes"]] -= 1
+            return True
+        return False
 
 
 def _frame(data: str | bytes) -> dict[str, Any]:
