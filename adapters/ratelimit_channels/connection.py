@@ -151,7 +151,7 @@ class LimitedConnection:
             retry_s = math.ceil((denial.retry_after_ms or 0) / 1000)
             headers = [(b"content-type", b"application/json"), (b"retry-after", str(retry_s).encode())]
             await self._send(
-                {"type": "websocket.http.response.start", "status": denial.http_status, "headers": headers}
+                {"type": "websocket.http.response.start", "status": int(denial.http_status), "headers": headers}
             )
             await self._send({"type": "websocket.http.response.body", "body": denial.frame_text().encode()})
             return
@@ -163,7 +163,9 @@ class LimitedConnection:
         """The error frame, then the close when the denial ends the connection."""
         await self._send({"type": "websocket.send", "text": denial.frame_text()})
         if denial.close_code is not None:
-            await self._send({"type": "websocket.close", "code": denial.close_code, "reason": denial.close_reason})
+            # A plain int: some servers (daphne, through autobahn) refuse an int subclass such as CloseCode.
+            close = {"type": "websocket.close", "code": int(denial.close_code), "reason": denial.close_reason}
+            await self._send(close)
 
     async def _inner_receive(self) -> Message:
         if self._pending is not None:
@@ -193,7 +195,8 @@ class LimitedConnection:
         """End the connection from this side: the denial to the client, the slots released, and the
         ``websocket.disconnect`` the inner app is handed from now on."""
         # Set first, so that anything the inner app sends from now on is dropped.
-        self._closed_here = {"type": "websocket.disconnect", "code": denial.close_code, "reason": denial.close_reason}
+        code = None if denial.close_code is None else int(denial.close_code)
+        self._closed_here = {"type": "websocket.disconnect", "code": code, "reason": denial.close_reason}
         await self._send_denial(denial)
         await self._release()
         return self._closed_here

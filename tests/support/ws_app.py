@@ -163,6 +163,8 @@ async def expect_welcome(communicator: WebsocketCommunicator) -> dict[str, Any]:
 async def expect_closed(communicator: WebsocketCommunicator, code: int, reason: str) -> None:
     message = await communicator.receive_output()
     assert message == {"type": "websocket.close", "code": code, "reason": reason}
+    # Exactly int and str, not subclasses: daphne (through autobahn) refuses an IntEnum close code.
+    assert (type(message["code"]), type(message["reason"])) == (int, str)
     await communicator.wait()
 
 
