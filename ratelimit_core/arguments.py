@@ -2,13 +2,13 @@
 
 Each check raises `InvalidArgument` (a `ValueError`) naming the argument and the
 value that was wrong, so that a bad call never reaches Redis or memory. The
-primitives declare which domain each argument has in `primitives`; the functions
-here serve the other public entry points (policies, driver options).
+primitives declare which domain each argument has in `primitives`; the domain
+objects (`Text`, `Count`) and the functions here also serve the other public entry
+points (policies, driver options, an adapter's settings, checked under their own names).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final, Protocol
 
@@ -18,7 +18,6 @@ __all__ = [
     "COUNT",
     "MAX_COUNT",
     "TEXT",
-    "Check",
     "Count",
     "Domain",
     "Text",
@@ -45,6 +44,8 @@ def check_optional_count(name: str, value: object, *, minimum: int = 1) -> int |
     """Like `check_count`, but None (meaning "no limit" or "no expiry") is accepted."""
     if value is None:
         return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidArgument(f"{name} must be an int or None, got {value!r}")
     return check_count(name, value, minimum=minimum)
 
 
@@ -55,10 +56,6 @@ def check_text(name: str, value: object) -> str:
     return value
 
 
-Check = Callable[[object], object]
-"""A check of one named argument: it raises `InvalidArgument` for a value outside the domain."""
-
-
 class Domain(Protocol):
     """What values an argument may take."""
 
@@ -66,8 +63,12 @@ class Domain(Protocol):
         """`value` if it is in the domain; else raise `InvalidArgument` naming `name` and the value."""
         ...
 
-    def checker(self, name: str) -> Check:
-        """`check` for argument `name`, with a fast path for the common valid value (for hot paths)."""
+    def accepts(self, variable: str) -> str:
+        """A Python expression over `variable`, true for the usual valid values without a call.
+
+        It must never be true for a value `check` refuses. The checks `primitives`
+        generates evaluate it first and call `check` only when it is false.
+        """
         ...
 
 
@@ -78,11 +79,8 @@ class Text:
     def check(self, name: str, value: object) -> str:
         return check_text(name, value)
 
-    def checker(self, name: str) -> Check:
-        def check(value: object) -> object:
-            return value if value.__class__ is str else check_text(name, value)
-
-        return check
+    def accepts(self, variable: str) -> str:
+        return f"{variable}.__class__ is str"
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,21 +91,14 @@ class Count:
     optional: bool = False
 
     def check(self, name: str, value: object) -> int | None:
-        if value is None and self.optional:
-            return None
+        if self.optional:
+            return check_optional_count(name, value, minimum=self.minimum)
         return check_count(name, value, minimum=self.minimum)
 
-    def checker(self, name: str) -> Check:
-        minimum, optional = self.minimum, self.optional
-
-        def check(value: object) -> object:
-            if value.__class__ is int and minimum <= value <= MAX_COUNT:
-                return value
-            if value is None and optional:
-                return None
-            return check_count(name, value, minimum=minimum)
-
-        return check
+    def accepts(self, variable: str) -> str:
+        # `.__class__ is int` leaves out bool (and int subclasses, which `check` then judges).
+        in_range = f"{variable}.__class__ is int and {self.minimum} <= {variable} <= {MAX_COUNT}"
+        return f"{variable} is None or ({in_range})" if self.optional else in_range
 
 
 TEXT: Final = Text()

@@ -13,12 +13,12 @@ and turns them into integer units; a hot path takes them from a `BucketSpecCache
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType, NoneType
 from typing import Any, Final
 
-from .arguments import COUNT, TEXT, Check, Count, Domain
+from .arguments import COUNT, TEXT, Count, Domain
 from .backend import BucketResult, CounterResult, SetResult
 from .bucket import bucket_spec
 from .keys import BUCKET, COUNTER, SET, Kind
@@ -44,12 +44,8 @@ class _BucketArgument:
     def check(self, name: str, value: object) -> object:
         return value
 
-    def checker(self, name: str) -> Check:
-        return _unchecked
-
-
-def _unchecked(value: object) -> object:
-    return value
+    def accepts(self, variable: str) -> str:
+        return "True"
 
 
 _BUCKET_ARGUMENT: Final = _BucketArgument()
@@ -72,6 +68,10 @@ class Primitive:
     `resendable`: running it twice for one call changes nothing (a read, or a write
     that sets a state rather than changing it by an amount), so after a lost reply it
     may be sent again.
+
+    `check` and the methods `define` makes are generated from the declaration once, at
+    import (as `dataclasses` generates ``__init__``): a call runs each domain's test
+    inline and binds its arguments as Python does, with no generic work per call.
     """
 
     name: str
@@ -81,45 +81,63 @@ class Primitive:
     resendable: bool
     is_bucket: bool = field(init=False)
     """True when its parameters after the key are `BUCKET_ARGUMENTS`."""
-    _checks: tuple[Check, ...] = field(init=False, repr=False)
-    _positional: int = field(init=False, repr=False)
-    _defaults: tuple[tuple[str, object], ...] = field(init=False, repr=False)
+    check: Callable[..., None] = field(init=False, repr=False, compare=False)
+    """``check(key, ...)``, every argument positional in declared order: raises `InvalidArgument`
+    naming the first one outside its domain (a bucket's three together, by `bucket_spec`)."""
 
     def __post_init__(self) -> None:
         names = tuple(p.name for p in self.parameters)
         assert names[0] == "key", f"{self.name}: the key comes first"
-        set_ = object.__setattr__
-        set_(self, "is_bucket", names[1:4] == BUCKET_ARGUMENTS)
-        set_(self, "_checks", tuple(p.domain.checker(p.name) for p in self.parameters))
-        set_(self, "_positional", sum(not p.keyword_only for p in self.parameters))
-        set_(self, "_defaults", tuple((p.name, p.default) for p in self.parameters))
-
-    def check(self, *values: object) -> None:
-        """Raise `InvalidArgument` naming the first of `values` (in declared order) outside its domain."""
-        for check, value in zip(self._checks, values, strict=True):
-            check(value)
+        assert all(name.isidentifier() and name[0] != "_" and name != "self" for name in names), names
+        object.__setattr__(self, "is_bucket", names[1:4] == BUCKET_ARGUMENTS)
+        checks = self._checks()
         if self.is_bucket:
-            bucket_spec(values[1], values[2], values[3])
+            checks.append("    _bucket_spec(rate, burst, cost)")
+        source = f"def check({', '.join(names)}):\n" + "\n".join(checks or ["    pass"])
+        object.__setattr__(self, "check", self._compile(source, "check", _bucket_spec=bucket_spec))
 
-    def bind(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, ...]:
-        """The values of a call ``primitive(*args, **kwargs)`` in declared order, defaults filled in.
+    def define(self, step: Callable[..., Any], *, is_async: bool) -> Callable[..., Any]:
+        """A method with this primitive's name and signature: it checks its arguments, then returns
+        ``step(self, key, ...)`` (awaited when `is_async`), every argument positional in declared order.
 
-        Raises `TypeError` as a Python function with this signature would (unchecked domains).
+        A bucket's `BUCKET_ARGUMENTS` are passed unchecked: `step` checks them together
+        (through a `bucket.BucketSpecCache`, which does it once per combination).
         """
-        given = len(args)
-        if given > self._positional:
-            raise TypeError(f"{self.name}() takes {self._positional} positional arguments but {given} were given")
-        if not kwargs and given == len(self._defaults):
-            return args
-        values = list(args)
-        for name, default in self._defaults[given:]:
-            value = kwargs.pop(name, default)
-            if value is REQUIRED:
-                raise TypeError(f"{self.name}() missing required argument {name!r}")
-            values.append(value)
-        if kwargs:
-            raise TypeError(f"{self.name}() got unexpected keyword arguments {sorted(kwargs)}")
-        return tuple(values)
+        names = ", ".join(p.name for p in self.parameters)
+        prefix, wait = ("async ", "await ") if is_async else ("", "")
+        body = [*self._checks(), f"    return {wait}_step(self, {names})"]
+        source = f"{prefix}def {self.name}(self, {self._signature()}):\n" + "\n".join(body)
+        return self._compile(source, self.name, _step=step)
+
+    def _signature(self) -> str:
+        """The parameters as a ``def`` declares them; a default is a name bound by `_compile`."""
+        declared: list[str] = []
+        for parameter in self.parameters:
+            if parameter.keyword_only and "*" not in declared:
+                declared.append("*")
+            default = "" if parameter.default is REQUIRED else f"=_default_{parameter.name}"
+            declared.append(parameter.name + default)
+        return ", ".join(declared)
+
+    def _checks(self) -> list[str]:
+        """One statement per parameter: its domain's inline test, and its full check when that fails."""
+        lines = []
+        for parameter in self.parameters:
+            name = parameter.name
+            accepts = parameter.domain.accepts(name)
+            if accepts != "True":
+                lines += [f"    if not ({accepts}):", f"        _domain_{name}.check({name!r}, {name})"]
+        return lines
+
+    def _compile(self, source: str, name: str, **bound: object) -> Callable[..., Any]:
+        namespace: dict[str, Any] = {f"_domain_{p.name}": p.domain for p in self.parameters}
+        namespace.update({f"_default_{p.name}": p.default for p in self.parameters})
+        namespace.update(bound)
+        exec(
+            compile(source, f"<primitive {self.name}>", "exec"), namespace
+        )  # the source is built from our own declaration
+        function: Callable[..., Any] = namespace[name]
+        return function
 
 
 _KEY = Parameter("key", TEXT)

@@ -19,7 +19,7 @@ from typing import Final
 from django.core.exceptions import ImproperlyConfigured
 
 from ratelimit_core import Backend, InvalidArgument
-from ratelimit_core.arguments import MAX_COUNT
+from ratelimit_core.arguments import Count
 from ratelimit_core.failure_modes import ON_ERROR_CHOICES
 from ratelimit_core.fallback import DEFAULT_COOLDOWN_MS, DEFAULT_TIMEOUT_MS
 from ratelimit_core.policies import ConnectionLimits, MessageLimits, OnError, TrustedProxies
@@ -128,93 +128,117 @@ def _snapshot(overrides: Mapping[str, object]) -> tuple[object, ...]:
     return tuple(values)
 
 
-def _validate(raw: dict[str, object], overrides: Mapping[str, object]) -> RateLimitSettings:
-    def label(field: str) -> str:
+_POSITIVE: Final = Count(1)
+_NON_NEGATIVE: Final = Count(0)
+_POSITIVE_OR_NONE: Final = Count(1, optional=True)
+_NON_NEGATIVE_OR_NONE: Final = Count(0, optional=True)
+
+
+class _Raw:
+    """One snapshot's raw values, read by field: a bad one raises `ImproperlyConfigured` naming its setting."""
+
+    __slots__ = ("_overrides", "_values")
+
+    def __init__(self, values: Mapping[str, object], overrides: Mapping[str, object]) -> None:
+        self._values = values
+        self._overrides = overrides
+
+    def __getitem__(self, field: str) -> object:
+        return self._values[field]
+
+    def label(self, field: str) -> str:
+        """The Django setting `field` comes from, or the keyword override that replaced it."""
         setting = SETTINGS[field][0]
-        return f"{field} (overriding {setting})" if field in overrides else setting
+        return f"{field} (overriding {setting})" if field in self._overrides else setting
 
-    def fail(field: str, expected: str) -> ImproperlyConfigured:
-        return ImproperlyConfigured(f"{label(field)} must be {expected}, got {raw[field]!r:.200}")
+    def fail(self, field: str, expected: str) -> ImproperlyConfigured:
+        return ImproperlyConfigured(f"{self.label(field)} must be {expected}, got {self[field]!r:.200}")
 
-    def count(field: str, *, minimum: int, optional: bool) -> int | None:
-        value = raw[field]
-        if value is None and optional:
-            return None
-        if isinstance(value, bool) or not isinstance(value, int) or not minimum <= value <= MAX_COUNT:
-            kind = "a non-negative int" if minimum == 0 else "a positive int"
-            raise fail(field, kind + (" or None (unlimited)" if optional else ""))
+    def count(self, field: str, domain: Count) -> int | None:
+        """The value if `domain` (the core's own check, under the setting's name) accepts it."""
+        try:
+            return domain.check(self.label(field), self[field])
+        except InvalidArgument as exc:
+            raise ImproperlyConfigured(str(exc)) from None
+
+    def required(self, field: str, domain: Count) -> int:
+        value = self.count(field, domain)
+        assert value is not None, f"{domain} accepts None"
         return value
 
-    def required(field: str, *, minimum: int) -> int:
-        value = count(field, minimum=minimum, optional=False)
-        assert value is not None
-        return value
-
-    def flag(field: str) -> bool:
-        value = raw[field]
+    def flag(self, field: str) -> bool:
+        value = self[field]
         if not isinstance(value, bool):
-            raise fail(field, "True or False")
+            raise self.fail(field, "True or False")
         return value
 
+
+def _validate(values: Mapping[str, object], overrides: Mapping[str, object]) -> RateLimitSettings:
+    raw = _Raw(values, overrides)
+    lease_ms = raw.required("lease_ms", _POSITIVE)
+    on_backend_error = _on_backend_error(raw)
+    return RateLimitSettings(
+        enabled=raw.flag("enabled"),
+        backend=_backend(raw),
+        connections=ConnectionLimits(
+            per_user=raw.count("conn_per_user", _NON_NEGATIVE_OR_NONE),
+            per_ip=raw.count("conn_per_ip", _NON_NEGATIVE_OR_NONE),
+            room_max_members=raw.count("room_max_members", _NON_NEGATIVE_OR_NONE),
+            lease_ms=lease_ms,
+            retry_after_ms=raw.required("conn_retry_ms", _NON_NEGATIVE),
+        ),
+        messages=_messages(raw),
+        trusted_proxies=_trusted_proxies(raw),
+        room_kwarg=_room_kwarg(raw),
+        room_resolver=_room_resolver(raw),
+        heartbeat_ms=_heartbeat_ms(raw, lease_ms),
+        http_denial=raw.flag("http_denial"),
+        on_backend_error=on_backend_error,
+        backend_options=BackendOptions(
+            fallback=raw.flag("fallback"),
+            on_error=on_backend_error,
+            timeout_ms=raw.required("backend_timeout_ms", _POSITIVE),
+            processes=raw.required("fallback_processes", _POSITIVE),
+            cooldown_ms=raw.required("fallback_cooldown_ms", _POSITIVE),
+        ),
+    )
+
+
+def _messages(raw: _Raw) -> MessageLimits:
     rate = raw["msg_rps"]
     if rate is not None and (
         isinstance(rate, bool) or not isinstance(rate, int | float) or not math.isfinite(rate) or rate <= 0
     ):
-        raise fail("msg_rps", "a positive number of messages per second or None (unlimited)")
-    burst = count("msg_burst", minimum=1, optional=True)
+        raise raw.fail("msg_rps", "a positive number of messages per second or None (unlimited)")
+    burst = raw.count("msg_burst", _POSITIVE_OR_NONE)
     if burst is not None and rate is None:
-        raise fail("msg_burst", f"None while {label('msg_rps')} is None (a burst needs a rate)")
-    lease_ms = required("lease_ms", minimum=1)
-    heartbeat_ms = count("heartbeat_ms", minimum=1, optional=True)
-    if heartbeat_ms is None:
-        heartbeat_ms = max(1, lease_ms // 3)
-    elif heartbeat_ms >= lease_ms:
-        raise fail("heartbeat_ms", f"shorter than {label('lease_ms')} ({lease_ms} ms) or None")
+        raise raw.fail("msg_burst", f"None while {raw.label('msg_rps')} is None (a burst needs a rate)")
+    max_payload_bytes = raw.count("max_payload_bytes", _NON_NEGATIVE_OR_NONE)
+    strikes = raw.required("msg_strikes", _POSITIVE)
     try:
-        connections = ConnectionLimits(
-            per_user=count("conn_per_user", minimum=0, optional=True),
-            per_ip=count("conn_per_ip", minimum=0, optional=True),
-            room_max_members=count("room_max_members", minimum=0, optional=True),
-            lease_ms=lease_ms,
-            retry_after_ms=required("conn_retry_ms", minimum=0),
-        )
-        messages = MessageLimits(
-            max_payload_bytes=count("max_payload_bytes", minimum=0, optional=True),
-            rate=rate,
-            burst=burst,
-            strikes=required("msg_strikes", minimum=1),
-        )
+        return MessageLimits(max_payload_bytes=max_payload_bytes, rate=rate, burst=burst, strikes=strikes)
     except InvalidArgument as exc:  # a rate and burst beyond the bucket's precision
-        raise ImproperlyConfigured(f"{label('msg_rps')} and {label('msg_burst')}: {exc}") from None
-    on_backend_error = raw["on_backend_error"]
-    if not isinstance(on_backend_error, str) or on_backend_error not in ON_ERROR_CHOICES:
-        raise fail("on_backend_error", " or ".join(repr(choice) for choice in ON_ERROR_CHOICES))
-    backend_options = BackendOptions(
-        fallback=flag("fallback"),
-        on_error=on_backend_error,
-        timeout_ms=required("backend_timeout_ms", minimum=1),
-        processes=required("fallback_processes", minimum=1),
-        cooldown_ms=required("fallback_cooldown_ms", minimum=1),
-    )
-    return RateLimitSettings(
-        enabled=flag("enabled"),
-        backend=_backend(raw["backend"], fail),
-        connections=connections,
-        messages=messages,
-        trusted_proxies=_trusted_proxies(raw["trusted_proxies"], fail, label),
-        room_kwarg=_room_kwarg(raw["room_kwarg"], fail),
-        room_resolver=_room_resolver(raw["room_resolver"], fail, label),
-        heartbeat_ms=heartbeat_ms,
-        http_denial=flag("http_denial"),
-        on_backend_error=on_backend_error,
-        backend_options=backend_options,
-    )
+        raise ImproperlyConfigured(f"{raw.label('msg_rps')} and {raw.label('msg_burst')}: {exc}") from None
 
 
-_Fail = Callable[[str, str], ImproperlyConfigured]
+def _heartbeat_ms(raw: _Raw, lease_ms: int) -> int:
+    heartbeat_ms = raw.count("heartbeat_ms", _POSITIVE_OR_NONE)
+    if heartbeat_ms is None:
+        return max(1, lease_ms // 3)
+    if heartbeat_ms >= lease_ms:
+        raise raw.fail("heartbeat_ms", f"shorter than {raw.label('lease_ms')} ({lease_ms} ms) or None")
+    return heartbeat_ms
 
 
-def _backend(value: object, fail: _Fail) -> str | Backend:
+def _on_backend_error(raw: _Raw) -> OnError:
+    value = raw["on_backend_error"]
+    if not isinstance(value, str) or value not in ON_ERROR_CHOICES:
+        raise raw.fail("on_backend_error", " or ".join(repr(choice) for choice in ON_ERROR_CHOICES))
+    return value
+
+
+def _backend(raw: _Raw) -> str | Backend:
+    value = raw["backend"]
     if isinstance(value, Backend):
         return value
     if isinstance(value, str):
@@ -222,27 +246,30 @@ def _backend(value: object, fail: _Fail) -> str | Backend:
         if separator and scheme.lower() in BACKEND_SCHEMES:
             return value
     schemes = ", ".join(f"{scheme}://" for scheme in BACKEND_SCHEMES)
-    raise fail("backend", f"a backend URL ({schemes}) or a Backend")
+    raise raw.fail("backend", f"a backend URL ({schemes}) or a Backend")
 
 
-def _trusted_proxies(value: object, fail: _Fail, label: Callable[[str], str]) -> TrustedProxies:
+def _trusted_proxies(raw: _Raw) -> TrustedProxies:
+    value = raw["trusted_proxies"]
     if isinstance(value, TrustedProxies):
         return value
     if not isinstance(value, tuple | list):
-        raise fail("trusted_proxies", "a list of CIDRs such as ['10.0.0.0/8']")
+        raise raw.fail("trusted_proxies", "a list of CIDRs such as ['10.0.0.0/8']")
     try:
         return TrustedProxies(value)
     except InvalidArgument as exc:
-        raise ImproperlyConfigured(f"{label('trusted_proxies')}: {exc}") from None
+        raise ImproperlyConfigured(f"{raw.label('trusted_proxies')}: {exc}") from None
 
 
-def _room_kwarg(value: object, fail: _Fail) -> str:
+def _room_kwarg(raw: _Raw) -> str:
+    value = raw["room_kwarg"]
     if not isinstance(value, str) or not value:
-        raise fail("room_kwarg", "the name of a URL route kwarg")
+        raise raw.fail("room_kwarg", "the name of a URL route kwarg")
     return value
 
 
-def _room_resolver(value: object, fail: _Fail, label: Callable[[str], str]) -> RoomResolver | None:
+def _room_resolver(raw: _Raw) -> RoomResolver | None:
+    value = raw["room_resolver"]
     if value is None or callable(value):
         return value
     if isinstance(value, str):
@@ -251,7 +278,7 @@ def _room_resolver(value: object, fail: _Fail, label: Callable[[str], str]) -> R
         try:
             resolver = import_string(value)
         except ImportError as exc:
-            raise ImproperlyConfigured(f"{label('room_resolver')}: cannot import {value!r} ({exc})") from None
+            raise ImproperlyConfigured(f"{raw.label('room_resolver')}: cannot import {value!r} ({exc})") from None
         if callable(resolver):
             return resolver  # type: ignore[no-any-return]
-    raise fail("room_resolver", "a callable room_resolver(scope), its dotted path, or None")
+    raise raw.fail("room_resolver", "a callable room_resolver(scope), its dotted path, or None")

@@ -49,7 +49,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Coroutine, Sequence
-from typing import Any, Concatenate, ParamSpec, Self, TypeVar
+from typing import Any, Concatenate, ParamSpec, Self, TypeVar, cast
 
 import redis.asyncio
 from redis.asyncio.cluster import RedisCluster
@@ -61,7 +61,7 @@ from ..keys import check_prefix
 from ..primitives import PRIMITIVES
 from .batch import RedisBatch
 from .coalesce import Coalescer, ScriptCall
-from .commands import CLOCK_TTL_GRACE_MS, ScriptArguments, encode
+from .commands import CLOCK_TTL_GRACE_MS, ScriptArguments, encode, script_step
 from .connect import Client, client_from_url, server_name
 from .errors import translated_errors
 from .lua import SCRIPT_NAMES, script_source
@@ -83,16 +83,13 @@ def _glob_escape(raw: bytes) -> bytes:
 def _runs_script(
     method: Callable[Concatenate[Any, P], Coroutine[Any, Any, T]],
 ) -> Callable[Concatenate[RedisBackend, P], Coroutine[Any, Any, T]]:
-    """`Backend`'s `method`, as one script call of its primitive (typed as the protocol declares it)."""
+    """`Backend`'s `method` with its signature, as one script call of its primitive (see `Primitive.define`)."""
     primitive = PRIMITIVES[method.__name__]
-
-    async def run(self: RedisBackend, /, *args: P.args, **kwargs: P.kwargs) -> T:
-        result: T = await self._run(self._arguments.call(primitive, args, kwargs))
-        return result
-
-    run.__name__ = run.__qualname__ = method.__name__
-    run.__doc__ = method.__doc__
-    return run
+    function = primitive.define(script_step(primitive), is_async=True)
+    function.__qualname__ = f"RedisBackend.{method.__name__}"
+    function.__doc__ = method.__doc__
+    function.__annotations__ = dict(method.__annotations__)
+    return cast("Callable[Concatenate[RedisBackend, P], Coroutine[Any, Any, T]]", function)
 
 
 def _checked_client(client: object) -> Client:
@@ -169,7 +166,7 @@ class RedisBackend(ClosesOnExit):
                     await self._client.initialize()
                 self._cluster_ready = True
 
-    async def _run(self, call: ScriptCall[T]) -> T:
+    async def _submit(self, call: ScriptCall[T]) -> T:
         if not self._cluster_ready:
             await self._initialize_cluster()
         return await self._coalescer.run(call)

@@ -21,12 +21,12 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from types import TracebackType
-from typing import Any, Concatenate, ParamSpec, Self, TypeVar
+from typing import Any, Concatenate, ParamSpec, Self, TypeVar, cast
 
 from ..backend import Backend
 from ..primitives import PRIMITIVES
 from .coalesce import ScriptCall
-from .commands import ScriptArguments
+from .commands import ScriptArguments, script_step
 
 __all__ = ["RedisBatch"]
 
@@ -39,16 +39,12 @@ RunAll = Callable[[Sequence[ScriptCall[Any]]], Awaitable[None]]
 def _queues_script(
     method: Callable[Concatenate[Any, P], Coroutine[Any, Any, T]],
 ) -> Callable[Concatenate[RedisBatch, P], ScriptCall[T]]:
-    """`Backend`'s `method`, checked at once and queued as one script call of its primitive."""
+    """`Backend`'s `method` with its signature, checked at once and queued as one script call of its primitive."""
     primitive = PRIMITIVES[method.__name__]
-
-    def queue(self: RedisBatch, /, *args: P.args, **kwargs: P.kwargs) -> ScriptCall[T]:
-        call: ScriptCall[T] = self._arguments.call(primitive, args, kwargs)
-        return self._add(call)
-
-    queue.__name__ = queue.__qualname__ = method.__name__
-    queue.__doc__ = method.__doc__
-    return queue
+    function = primitive.define(script_step(primitive), is_async=False)
+    function.__qualname__ = f"RedisBatch.{method.__name__}"
+    function.__doc__ = method.__doc__
+    return cast("Callable[Concatenate[RedisBatch, P], ScriptCall[T]]", function)
 
 
 class RedisBatch:
@@ -68,7 +64,7 @@ class RedisBatch:
     def __len__(self) -> int:
         return len(self._calls)
 
-    def _add(self, call: ScriptCall[T]) -> ScriptCall[T]:
+    def _submit(self, call: ScriptCall[T]) -> ScriptCall[T]:
         if self._closed:
             raise RuntimeError("this batch was already sent or abandoned; start a new one with backend.batch()")
         self._calls.append(call)

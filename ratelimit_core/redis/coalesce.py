@@ -48,17 +48,12 @@ from typing import Any, Final, Generic, TypeVar
 
 from redis.exceptions import NoScriptError
 
+from ..primitives import RESENDABLE
 from .connect import Client, server_name
 from .errors import REDIS_FAILURES, is_lost_connection, translated
 from .pipeline import round_trip_for
 
 __all__ = ["RESENDABLE", "Coalescer", "ScriptCall"]
-
-RESENDABLE: Final = frozenset(
-    {"counter_get", "set_size", "set_members", "bucket_peek", "set_add", "set_remove", "bucket_reset"}
-)
-"""The scripts that may run twice for one call (reads, and writes that set a state rather than
-change it by an amount): after a lost reply these, and only these, are sent again."""
 
 T = TypeVar("T")
 

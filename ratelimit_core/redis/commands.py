@@ -1,8 +1,9 @@
 """`ScriptArguments`: a primitive's call as one `ScriptCall`, and its reply as its result type.
 
-Arguments are checked here, through the primitive's declaration in `primitives`,
-before anything is queued or sent, so a bad call raises `InvalidArgument` at once.
-A script gets the time arguments first (see ``scripts/prelude.lua``, read from the
+The arguments come checked by the methods `Primitive.define` generates (a bucket's
+``rate, burst, cost`` are checked here, through a `BucketSpecCache`), before
+anything is queued or sent, so a bad call raises `InvalidArgument` at once. A
+script gets the time arguments first (see ``scripts/prelude.lua``, read from the
 clock when the call is made), then the primitive's arguments after the key in
 declared order: a str as UTF-8, None as '', an int as it is; a bucket's
 ``rate, burst, cost`` as its four integer units (see `bucket.bucket_spec`).
@@ -10,20 +11,21 @@ declared order: a str as UTF-8, None as '', an int as it is; a bucket's
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import partial
 from types import NoneType
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
-from ..arguments import check_text
+from ..arguments import Count, Domain
 from ..backend import BucketResult, CounterResult, SetResult
 from ..bucket import BucketSpecCache
 from ..clock import Clock
 from ..errors import BackendError, InvalidArgument
-from ..keys import storage_key
+from ..keys import Kind, storage_key
 from ..primitives import Primitive
 from .coalesce import ScriptCall
 
-__all__ = ["CLOCK_TTL_GRACE_MS", "MAX_NOW", "ScriptArguments", "encode"]
+__all__ = ["CLOCK_TTL_GRACE_MS", "MAX_NOW", "ScriptArguments", "Sender", "Step", "encode", "script_step"]
 
 CLOCK_TTL_GRACE_MS = 60_000
 """Added to every TTL under a caller's clock (see the `RedisBackend` docstring)."""
@@ -76,27 +78,28 @@ def _members(key: str, reply: list[bytes]) -> frozenset[str]:
         raise BackendError(f"set {key!r:.80} holds a member that is not UTF-8: {exc}") from exc
 
 
-_DECODERS: Final[dict[type, Any]] = {
+_DECODERS: Final[dict[type, Callable[[Any], Any]]] = {
     CounterResult: _counter_result,
     SetResult: _set_result,
     BucketResult: _bucket_result,
     int: int,
     NoneType: _nothing,
 }
-"""How a reply becomes each result type (a set's members are decoded by `_members`)."""
+"""How a reply becomes each result type (a set's members are decoded by `_members`, with their key)."""
 
 
 class ScriptArguments:
-    """The script calls of the primitives for one prefix and clock (None: the server's clock)."""
+    """What the script calls of one backend share: its prefix, its clock (None: the server's) and bucket specs."""
 
-    __slots__ = ("_bucket_specs", "clock", "prefix")
+    __slots__ = ("bucket_specs", "clock", "prefix")
 
     def __init__(self, prefix: str, clock: Clock | None) -> None:
         self.prefix = prefix
         self.clock = clock
-        self._bucket_specs = BucketSpecCache()
+        self.bucket_specs = BucketSpecCache()
 
-    def _time(self) -> tuple[str | int, int]:
+    def time(self) -> tuple[str | int, int]:
+        """A script's time arguments, read now; raises `InvalidArgument` for a clock outside its domain."""
         if self.clock is None:
             return _SERVER_TIME
         now = self.clock()
@@ -104,18 +107,73 @@ class ScriptArguments:
             raise InvalidArgument(f"clock must return an int between 0 and {MAX_NOW} ms, got {now!r}")
         return now, CLOCK_TTL_GRACE_MS
 
-    def call(self, primitive: Primitive, args: tuple[Any, ...], kwargs: dict[str, Any]) -> ScriptCall[Any]:
-        """``primitive(*args, **kwargs)`` as one script call; raises `InvalidArgument` before anything is sent."""
-        values = primitive.bind(args, kwargs)
-        key = values[0]
-        if primitive.is_bucket:
-            # The hot path: the key checked inline, the bucket's arguments once per combination.
-            if key.__class__ is not str:
-                check_text("key", key)
-            spec = self._bucket_specs.get(values[1], values[2], values[3])
-            argv: tuple[bytes | str | int, ...] = (*self._time(), spec.per_ms, spec.unit, spec.full, spec.cost)
-        else:
-            primitive.check(*values)
-            argv = (*self._time(), *[_argument(value) for value in values[1:]])
-        decode = partial(_members, key) if primitive.result is frozenset else _DECODERS[primitive.result]
-        return ScriptCall(primitive.name, encode(storage_key(self.prefix, primitive.kind, key)), argv, decode)
+    def key(self, kind: Kind, key: str) -> bytes:
+        """The storage key of `key` as sent."""
+        return encode(storage_key(self.prefix, kind, key))
+
+
+class Sender(Protocol):
+    """What runs script calls (a `RedisBackend`) or queues them (a `RedisBatch`), made from its `ScriptArguments`."""
+
+    @property
+    def _arguments(self) -> ScriptArguments: ...
+
+    def _submit(self, call: ScriptCall[Any], /) -> Any: ...
+
+
+Step = Callable[..., Any]
+"""``step(sender, key, *values)``: the values of one call in declared order; returns ``sender._submit(call)``."""
+
+
+def script_step(primitive: Primitive) -> Step:
+    """The step of `primitive`'s method on a `Sender` (see `Primitive.define`): it makes the script call
+    from the sender's `ScriptArguments` and returns ``sender._submit(call)``.
+
+    Made once per primitive, so a call does only its own work. The values come
+    checked, except a bucket's ``rate, burst, cost``, checked here through the
+    `BucketSpecCache` (raising `InvalidArgument`).
+    """
+    name, kind = primitive.name, primitive.kind
+    if primitive.result is frozenset:  # a set's members: an undecodable one is reported with its key
+
+        def members(sender: Sender, key: str) -> Any:
+            arguments = sender._arguments
+            return sender._submit(ScriptCall(name, arguments.key(kind, key), arguments.time(), partial(_members, key)))
+
+        return members
+    decode = _DECODERS[primitive.result]
+    if primitive.is_bucket:
+
+        def bucket(sender: Sender, key: str, rate: float, burst: int, cost: int) -> Any:
+            arguments = sender._arguments
+            spec = arguments.bucket_specs.get(rate, burst, cost)
+            argv = (*arguments.time(), spec.per_ms, spec.unit, spec.full, spec.cost)
+            return sender._submit(ScriptCall(name, arguments.key(kind, key), argv, decode))
+
+        return bucket
+    if len(primitive.parameters) == 1:
+
+        def key_only(sender: Sender, key: str) -> Any:
+            arguments = sender._arguments
+            return sender._submit(ScriptCall(name, arguments.key(kind, key), arguments.time(), decode))
+
+        return key_only
+    if all(_sent_as_is(parameter.domain) for parameter in primitive.parameters[1:]):
+
+        def as_is(sender: Sender, key: str, *values: int) -> Any:
+            arguments = sender._arguments
+            return sender._submit(ScriptCall(name, arguments.key(kind, key), (*arguments.time(), *values), decode))
+
+        return as_is
+
+    def encoded(sender: Sender, key: str, *values: str | int | None) -> Any:
+        arguments = sender._arguments
+        argv = (*arguments.time(), *map(_argument, values))
+        return sender._submit(ScriptCall(name, arguments.key(kind, key), argv, decode))
+
+    return encoded
+
+
+def _sent_as_is(domain: Domain) -> bool:
+    """An argument whose every value is an int, sent as it is (no str to encode, no None)."""
+    return isinstance(domain, Count) and not domain.optional

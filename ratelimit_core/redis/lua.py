@@ -9,21 +9,14 @@ from __future__ import annotations
 
 from functools import cache
 from importlib.resources import files
+from typing import Final
+
+from ..primitives import PRIMITIVES
 
 __all__ = ["SCRIPT_NAMES", "script_source"]
 
-SCRIPT_NAMES = (
-    "counter_incr",
-    "counter_decr",
-    "counter_get",
-    "set_add",
-    "set_remove",
-    "set_size",
-    "set_members",
-    "bucket_consume",
-    "bucket_peek",
-    "bucket_reset",
-)
+SCRIPT_NAMES: Final = tuple(PRIMITIVES)
+"""One script per primitive, named after it (``scripts/<name>.lua``)."""
 
 
 def _read(name: str) -> str:
