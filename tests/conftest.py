@@ -5,8 +5,7 @@ mark: ``pytest -m redis`` runs one backend's tests. The ``redis``, ``valkey`` an
 ``cluster`` (three redis-server masters) backends are real server processes the
 suite starts itself on free loopback ports (see `support.servers`); when a binary
 is missing their tests are skipped with the reason, except under ``CI=true``,
-where a missing server fails the run. ``RATELIMIT_TEST_BACKENDS`` (comma-separated)
-deselects by the same marks.
+where a missing server fails the run.
 """
 
 from __future__ import annotations
@@ -32,7 +31,6 @@ from support.backends import (
     NewBackend,
     backends,
     missing_server,
-    selected_backends,
 )
 from support.servers import ClusterProcess, ServerProcess, find_server_binary
 
@@ -53,12 +51,10 @@ def pytest_configure(config: pytest.Config) -> None:
         django.setup()
 
 
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Deselect (rather than skip) the tests of backends RATELIMIT_TEST_BACKENDS does not name, if it is set.
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Refuse a test that runs on a backend without carrying its mark: ``-m`` would select it wrongly.
 
-    A test belongs to the backends whose marks it carries (a row of `backends()`
-    carries its mark); a test without any runs whatever is selected. (``-m`` selects
-    by the same marks, so a `backend_name` without its mark is refused.)
+    A row of `backends()` carries its mark; a plain string passed as `backend_name` does not.
     """
     for item in items:
         params = getattr(getattr(item, "callspec", None), "params", {})
@@ -67,16 +63,6 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             raise pytest.UsageError(
                 f"{item.nodeid}: backend_name={name!r} lacks its mark; parametrise with support.backends.backends()"
             )
-    if not os.environ.get("RATELIMIT_TEST_BACKENDS"):
-        return
-    selected = set(selected_backends())
-    kept, dropped = [], []
-    for item in items:
-        names = {mark.name for mark in item.iter_markers() if mark.name in ALL_BACKENDS}
-        (dropped if names - selected else kept).append(item)
-    if dropped:
-        config.hook.pytest_deselected(items=dropped)
-        items[:] = kept
 
 
 def _server(name: str) -> Iterator[ServerProcess]:

@@ -5,7 +5,6 @@ A test runs on a backend by taking a row of `backends()` as a parameter (the
 needs that backend's server without being parametrised. ``pytest -m redis`` then
 selects exactly the tests of one backend; ``-m "not (fakeredis or redis or valkey
 or cluster)"`` selects memory's and those that need no backend at all.
-``RATELIMIT_TEST_BACKENDS`` (comma-separated) still deselects by the same marks.
 A plain module (not conftest) so test modules can import it.
 """
 
@@ -28,7 +27,6 @@ __all__ = [
     "NewBackend",
     "backends",
     "missing_server",
-    "selected_backends",
 ]
 
 ALL_BACKENDS = ("memory", "fakeredis", "redis", "valkey", "cluster")
@@ -57,18 +55,6 @@ def backends(*names: str) -> list[ParameterSet]:
     if unknown:
         raise ValueError(f"backends(): unknown backends {sorted(unknown)}; valid: {', '.join(ALL_BACKENDS)}")
     return [pytest.param(name, marks=getattr(pytest.mark, name), id=name) for name in names or ALL_BACKENDS]
-
-
-def selected_backends() -> tuple[str, ...]:
-    """The backends RATELIMIT_TEST_BACKENDS names (all of them when it is unset)."""
-    raw = os.environ.get("RATELIMIT_TEST_BACKENDS", "")
-    names = tuple(name.strip() for name in raw.split(",") if name.strip()) or ALL_BACKENDS
-    unknown = set(names) - set(ALL_BACKENDS)
-    if unknown:
-        raise pytest.UsageError(
-            f"RATELIMIT_TEST_BACKENDS names unknown backends {sorted(unknown)}; valid: {', '.join(ALL_BACKENDS)}"
-        )
-    return names
 
 
 def missing_server(reason: str) -> None:
