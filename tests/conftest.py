@@ -219,6 +219,35 @@ async def new_backend(
 
 
 @pytest.fixture
+def backend_factory(backend_name: str, backend_url: str | None) -> Callable[[Clock], Backend]:
+    """Fresh backends of the selected kind, each with a new client and prefix, bound to no event loop yet.
+
+    For code that runs each example on an event loop of its own (the conformance kit);
+    the backends share one storage, and each cleans up by its unique prefix's TTLs.
+    """
+    from ratelimit_core import RedisBackend
+
+    fake_server: Any = None
+
+    def make(clock: Clock) -> Backend:
+        nonlocal fake_server
+        prefix = f"conf{uuid.uuid4().hex[:12]}:"
+        if backend_name == "memory":
+            return MemoryBackend(clock=clock, prefix=prefix)
+        if backend_name == "fakeredis":
+            import fakeredis
+
+            fake_server = fake_server or fakeredis.FakeServer()
+            return RedisBackend(fakeredis.FakeAsyncRedis(server=fake_server), clock=clock, prefix=prefix)
+        assert backend_url is not None
+        return RedisBackend.from_url(
+            backend_url, clock=clock, prefix=prefix, socket_timeout=10, socket_connect_timeout=10
+        )
+
+    return make
+
+
+@pytest.fixture
 async def backend(new_backend: NewBackend, clock: ManualClock) -> Backend:
     """A backend of the selected kind on a `ManualClock` (the `clock` fixture)."""
     return new_backend(clock=clock)

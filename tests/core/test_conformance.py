@@ -37,44 +37,9 @@ def memory_backend(clock: Clock) -> Backend:
     return MemoryBackend(clock=clock, prefix=_prefix())
 
 
-def _redis_factory(url: str) -> BackendFactory:
-    from ratelimit_core import RedisBackend
-
-    def make(clock: Clock) -> Backend:
-        # A new client per example: the machine runs each example on an event loop of its own.
-        return RedisBackend.from_url(url, clock=clock, prefix=_prefix(), socket_timeout=10, socket_connect_timeout=10)
-
-    return make
-
-
-def _fakeredis_factory() -> BackendFactory:
-    import fakeredis
-
-    from ratelimit_core import RedisBackend
-
-    server = fakeredis.FakeServer()
-
-    def make(clock: Clock) -> Backend:
-        return RedisBackend(fakeredis.FakeAsyncRedis(server=server), clock=clock, prefix=_prefix())
-
-    return make
-
-
-def backend_factory(request: pytest.FixtureRequest, backend_name: str) -> BackendFactory:
-    """Fresh backends of the selected kind, each with a new client and prefix."""
-    if backend_name == "memory":
-        return memory_backend
-    if backend_name == "fakeredis":
-        return _fakeredis_factory()
-    url: str = request.getfixturevalue(f"{backend_name}_url")
-    return _redis_factory(url)
-
-
-def test_backend_agrees_with_memory_backend_and_reference_model(
-    request: pytest.FixtureRequest, backend_name: str
-) -> None:
+def test_backend_agrees_with_memory_backend_and_reference_model(backend_factory: BackendFactory) -> None:
     profile = settings(ConformanceMachine.TestCase.settings, stateful_step_count=STEPS)
-    run_conformance(memory_backend, backend_factory(request, backend_name), settings=profile)
+    run_conformance(memory_backend, backend_factory, settings=profile)
 
 
 # -- the kit itself ---------------------------------------------------------------------
