@@ -38,6 +38,7 @@ from ratelimit_core.policies import (
 from ratelimit_core.policies.codes import close_reason
 
 from .asgi import ASGIApp, Message, Receive, Scope, Send
+from .config_warnings import ConfigWarnings
 from .identity import scope_identity
 from .rooms import resolve_room
 from .settings import RateLimitSettings
@@ -68,6 +69,7 @@ class LimitedConnection:
     __slots__ = (
         "_backend",
         "_closed_here",
+        "_config_warnings",
         "_gate",
         "_hooks",
         "_inner",
@@ -89,8 +91,11 @@ class LimitedConnection:
         settings: RateLimitSettings,
         backend: Backend,
         hooks: DecisionHooks | None = None,
+        config_warnings: ConfigWarnings | None = None,
     ) -> None:
         self._hooks = hooks
+        self._config_warnings = config_warnings
+        """The middleware's record of misconfigurations already logged (shared by its connections)."""
         self._inner = inner
         self._scope = scope
         self._receive = receive
@@ -113,6 +118,9 @@ class LimitedConnection:
         settings = self._settings
         identity = scope_identity(self._scope, settings.trusted_proxies)
         room = resolve_room(self._scope, self._inner, room_kwarg=settings.room_kwarg, resolver=settings.room_resolver)
+        if self._config_warnings is not None:
+            self._config_warnings.check_user(self._scope, settings)
+            self._config_warnings.check_room(self._scope, self._inner, settings, room)
         on_error = settings.on_backend_error
         verdict = await ConnectionPolicy(
             self._backend, settings.connections, on_error=on_error, hooks=self._hooks

@@ -7,6 +7,7 @@ from ratelimit_core.observe import DecisionHooks
 
 from .asgi import ASGIApp, Receive, Scope, Send
 from .backends import BackendCache, default_backend_cache
+from .config_warnings import ConfigWarnings
 from .connection import LimitedConnection
 from .settings import SettingsReader
 
@@ -20,6 +21,8 @@ class RateLimitMiddleware:
     the keyword arguments, which win (``conn_per_user=2``, ``backend=...``; see
     `settings.SETTINGS`). One instance serves every connection; each connection's
     state lives in its own `LimitedConnection`. Non-WebSocket scopes pass through.
+    A misconfiguration seen from a connection (no user in the scope, no room on a
+    route) is logged once per instance (`config_warnings`).
     Raises `ImproperlyConfigured` naming the setting for a bad value, and
     `TypeError` for an unknown keyword.
     """
@@ -38,6 +41,7 @@ class RateLimitMiddleware:
         """Where every decision is reported (`ratelimit_core.observe`); None: nowhere, at no cost."""
         self._settings = SettingsReader(overrides)
         self._settings.current()  # fail at start-up, not at the first connection
+        self._config_warnings = ConfigWarnings()
 
     def __repr__(self) -> str:
         return f"RateLimitMiddleware({self.inner!r})"
@@ -52,7 +56,14 @@ class RateLimitMiddleware:
                 else:
                     backend = settings.backend
                 await LimitedConnection(
-                    self.inner, dict(scope), receive, send, settings=settings, backend=backend, hooks=self.hooks
+                    self.inner,
+                    dict(scope),
+                    receive,
+                    send,
+                    settings=settings,
+                    backend=backend,
+                    hooks=self.hooks,
+                    config_warnings=self._config_warnings,
                 ).run()
                 return
         await self.inner(scope, receive, send)

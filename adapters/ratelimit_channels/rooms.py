@@ -11,12 +11,13 @@ no room.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any, Final
 
 from .asgi import Scope
 from .settings import RoomResolver
 
-__all__ = ["find_router", "resolve_room", "route_kwargs"]
+__all__ = ["RouteMatch", "find_router", "match_route", "resolve_room", "route_kwargs", "routed_to"]
 
 _MAX_WRAPPERS: Final = 32
 """How many middleware layers `find_router` looks through (a guard against cycles)."""
@@ -36,8 +37,22 @@ def find_router(app: object) -> Any | None:
     return None
 
 
+@dataclass(frozen=True, slots=True)
+class RouteMatch:
+    """The route a connection's path matches: its pattern (nested patterns joined) and its kwargs."""
+
+    pattern: str
+    kwargs: dict[str, Any]
+
+
 def route_kwargs(scope: Scope, router: Any) -> dict[str, Any] | None:
     """The ``url_route`` kwargs `router` would give this connection, or None when no route matches."""
+    match = match_route(scope, router)
+    return None if match is None else match.kwargs
+
+
+def match_route(scope: Scope, router: Any) -> RouteMatch | None:
+    """The route of `router` this connection would reach, or None when no route matches."""
     path = scope.get("path_remaining", scope.get("path"))
     if not isinstance(path, str):
         return None
@@ -57,16 +72,28 @@ def route_kwargs(scope: Scope, router: Any) -> dict[str, Any] | None:
         merged = {**outer.get("kwargs", {}), **kwargs, **route.default_args}
         nested = find_router(route.callback)
         if nested is None:
-            return merged
+            return RouteMatch(str(route.pattern), merged)
         inner_scope = dict(
             scope,
             path_remaining=remaining,
             url_route={"args": tuple(outer.get("args", ())) + tuple(args), "kwargs": merged},
         )
-        found = route_kwargs(inner_scope, nested)
+        found = match_route(inner_scope, nested)
         if found is not None:
-            return found
+            return RouteMatch(str(route.pattern) + found.pattern, found.kwargs)
         # The nested router raises Resolver404 here, and the outer one tries its next route.
+    return None
+
+
+def routed_to(scope: Scope, app: object) -> RouteMatch | None:
+    """The route this connection reaches: matched in the router inside `app`, else the one a router
+    outside the middleware already chose (its pattern unknown: the path stands for it)."""
+    router = find_router(app)
+    if router is not None:
+        return match_route(scope, router)
+    url_route = scope.get("url_route")
+    if url_route:
+        return RouteMatch(str(scope.get("path")), dict(url_route.get("kwargs") or {}))
     return None
 
 

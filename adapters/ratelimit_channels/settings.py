@@ -4,7 +4,8 @@ Every setting has a keyword override named after it (``WS_RATE_CONN_PER_USER`` -
 ``conn_per_user``, ``WS_MAX_PAYLOAD_BYTES`` -> ``max_payload_bytes``). Without
 configured Django settings the defaults and the overrides are all there is, so the
 middleware also runs in a plain ASGI app. A bad value raises `ImproperlyConfigured`
-naming the setting (or the override) and the value.
+naming the setting (or the override) and the value, after every other bad value;
+`setting_problems` lists them all for the system checks (`checks`).
 """
 
 from __future__ import annotations
@@ -31,7 +32,15 @@ from ratelimit_core.urls import BACKEND_SCHEMES
 from .asgi import Scope
 from .backends import BackendOptions
 
-__all__ = ["SETTINGS", "RateLimitSettings", "RoomResolver", "SettingsReader", "check_overrides"]
+__all__ = [
+    "SETTINGS",
+    "RateLimitSettings",
+    "RoomResolver",
+    "SettingProblem",
+    "SettingsReader",
+    "check_overrides",
+    "setting_problems",
+]
 
 RoomResolver = Callable[[Scope], "str | None"]
 """``room_resolver(scope)``: the room a connection joins, or None for no room check."""
@@ -134,14 +143,33 @@ _POSITIVE_OR_NONE: Final = Count(1, optional=True)
 _NON_NEGATIVE_OR_NONE: Final = Count(0, optional=True)
 
 
-class _Raw:
-    """One snapshot's raw values, read by field: a bad one raises `ImproperlyConfigured` naming its setting."""
+@dataclass(frozen=True, slots=True)
+class SettingProblem:
+    """One bad setting: what is wrong (naming the setting and the value) and how to fix it."""
 
-    __slots__ = ("_overrides", "_values")
+    field: str
+    """The keyword override name (a key of `SETTINGS`)."""
+    setting: str
+    """The Django setting, or the keyword override that replaced it."""
+    message: str
+    hint: str
+    conflict: bool = False
+    """The value is valid alone, but not together with another setting's."""
+
+
+class _Raw:
+    """One snapshot's raw values, read by field.
+
+    A bad value is recorded as a `SettingProblem` and read as its default, so that
+    validation goes on and reports every problem, not only the first.
+    """
+
+    __slots__ = ("_overrides", "_values", "problems")
 
     def __init__(self, values: Mapping[str, object], overrides: Mapping[str, object]) -> None:
         self._values = values
         self._overrides = overrides
+        self.problems: list[SettingProblem] = []
 
     def __getitem__(self, field: str) -> object:
         return self._values[field]
@@ -151,15 +179,26 @@ class _Raw:
         setting = SETTINGS[field][0]
         return f"{field} (overriding {setting})" if field in self._overrides else setting
 
-    def fail(self, field: str, expected: str) -> ImproperlyConfigured:
-        return ImproperlyConfigured(f"{self.label(field)} must be {expected}, got {self[field]!r:.200}")
+    def report(self, field: str, message: str, expected: str, *, conflict: bool = False) -> None:
+        label = self.label(field)
+        hint = f"Set {label} to {expected} (default: {SETTINGS[field][1]!r}), or remove it."
+        self.problems.append(SettingProblem(field, label, message, hint, conflict))
+
+    def fail(self, field: str, expected: str, *, shown: object = None, conflict: bool = False) -> None:
+        """Record that `field` is not `expected`; `shown` replaces the value in the message (a password)."""
+        got = self[field] if shown is None else shown
+        self.report(field, f"{self.label(field)} must be {expected}, got {got!r:.200}", expected, conflict=conflict)
 
     def count(self, field: str, domain: Count) -> int | None:
-        """The value if `domain` (the core's own check, under the setting's name) accepts it."""
+        """The value if `domain` (the core's own check, under the setting's name) accepts it, else the default."""
         try:
             return domain.check(self.label(field), self[field])
         except InvalidArgument as exc:
-            raise ImproperlyConfigured(str(exc)) from None
+            expected = f"an int of at least {domain.minimum}" + (", or None (no limit)" if domain.optional else "")
+            self.report(field, str(exc), expected)
+            default = SETTINGS[field][1]
+            assert default is None or isinstance(default, int), f"{field}'s default is no count"
+            return default
 
     def required(self, field: str, domain: Count) -> int:
         value = self.count(field, domain)
@@ -169,12 +208,28 @@ class _Raw:
     def flag(self, field: str) -> bool:
         value = self[field]
         if not isinstance(value, bool):
-            raise self.fail(field, "True or False")
+            self.fail(field, "True or False")
+            return bool(SETTINGS[field][1])
         return value
+
+
+def setting_problems() -> list[SettingProblem]:
+    """Every problem of the Django settings as they are now (no keyword overrides), in `SETTINGS` order."""
+    raw = _Raw(dict(zip(SETTINGS, _snapshot({}), strict=True)), {})
+    _read(raw)
+    return raw.problems
 
 
 def _validate(values: Mapping[str, object], overrides: Mapping[str, object]) -> RateLimitSettings:
     raw = _Raw(values, overrides)
+    settings = _read(raw)
+    if raw.problems:
+        # The first problem leads, so the message starts with its setting's name.
+        raise ImproperlyConfigured("; ".join(problem.message for problem in raw.problems))
+    return settings
+
+
+def _read(raw: _Raw) -> RateLimitSettings:
     lease_ms = raw.required("lease_ms", _POSITIVE)
     on_backend_error = _on_backend_error(raw)
     return RateLimitSettings(
@@ -205,80 +260,109 @@ def _validate(values: Mapping[str, object], overrides: Mapping[str, object]) -> 
 
 
 def _messages(raw: _Raw) -> MessageLimits:
-    rate = raw["msg_rps"]
-    if rate is not None and (
-        isinstance(rate, bool) or not isinstance(rate, int | float) or not math.isfinite(rate) or rate <= 0
-    ):
-        raise raw.fail("msg_rps", "a positive number of messages per second or None (unlimited)")
+    rate = _rate(raw)
     burst = raw.count("msg_burst", _POSITIVE_OR_NONE)
     if burst is not None and rate is None:
-        raise raw.fail("msg_burst", f"None while {raw.label('msg_rps')} is None (a burst needs a rate)")
+        raw.fail("msg_burst", f"None while {raw.label('msg_rps')} is None (a burst needs a rate)", conflict=True)
+        burst = None
     max_payload_bytes = raw.count("max_payload_bytes", _NON_NEGATIVE_OR_NONE)
     strikes = raw.required("msg_strikes", _POSITIVE)
     try:
         return MessageLimits(max_payload_bytes=max_payload_bytes, rate=rate, burst=burst, strikes=strikes)
     except InvalidArgument as exc:  # a rate and burst beyond the bucket's precision
-        raise ImproperlyConfigured(f"{raw.label('msg_rps')} and {raw.label('msg_burst')}: {exc}") from None
+        message = f"{raw.label('msg_rps')} and {raw.label('msg_burst')}: {exc}"
+        raw.report("msg_burst", message, "a burst the rate can refill exactly", conflict=True)
+        return MessageLimits(max_payload_bytes=max_payload_bytes, strikes=strikes)
+
+
+def _rate(raw: _Raw) -> float | None:
+    rate = raw["msg_rps"]
+    if rate is None or (
+        not isinstance(rate, bool) and isinstance(rate, int | float) and math.isfinite(rate) and rate > 0
+    ):
+        return rate
+    raw.fail("msg_rps", "a positive number of messages per second or None (unlimited)")
+    return None
 
 
 def _heartbeat_ms(raw: _Raw, lease_ms: int) -> int:
     heartbeat_ms = raw.count("heartbeat_ms", _POSITIVE_OR_NONE)
-    if heartbeat_ms is None:
-        return max(1, lease_ms // 3)
-    if heartbeat_ms >= lease_ms:
-        raise raw.fail("heartbeat_ms", f"shorter than {raw.label('lease_ms')} ({lease_ms} ms) or None")
-    return heartbeat_ms
+    if heartbeat_ms is not None and heartbeat_ms >= lease_ms:
+        expected = f"shorter than {raw.label('lease_ms')} ({lease_ms} ms) or None"
+        raw.fail("heartbeat_ms", expected, conflict=True)
+        heartbeat_ms = None
+    return max(1, lease_ms // 3) if heartbeat_ms is None else heartbeat_ms
 
 
 def _on_backend_error(raw: _Raw) -> OnError:
     value = raw["on_backend_error"]
-    if not isinstance(value, str) or value not in ON_ERROR_CHOICES:
-        raise raw.fail("on_backend_error", " or ".join(repr(choice) for choice in ON_ERROR_CHOICES))
-    return value
+    if isinstance(value, str) and value in ON_ERROR_CHOICES:
+        return value
+    raw.fail("on_backend_error", " or ".join(repr(choice) for choice in ON_ERROR_CHOICES))
+    return "fallback"
 
 
 def _backend(raw: _Raw) -> str | Backend:
     value = raw["backend"]
     if isinstance(value, Backend):
         return value
+    shown = None
     if isinstance(value, str):
         scheme, separator, _ = value.partition("://")
         if separator and scheme.lower() in BACKEND_SCHEMES:
             return value
+        shown = _without_password(value)
     schemes = ", ".join(f"{scheme}://" for scheme in BACKEND_SCHEMES)
-    raise raw.fail("backend", f"a backend URL ({schemes}) or a Backend")
+    raw.fail("backend", f"a backend URL ({schemes}) or a Backend", shown=shown)
+    return "memory://"
+
+
+def _without_password(url: str) -> str:
+    """`url` with the password of its user part, if any, replaced by ``***``."""
+    head, separator, rest = url.partition("://")
+    userinfo, at, host = rest.rpartition("@")
+    if not (separator and at and ":" in userinfo):
+        return url
+    return f"{head}://{userinfo.partition(':')[0]}:***@{host}"
 
 
 def _trusted_proxies(raw: _Raw) -> TrustedProxies:
     value = raw["trusted_proxies"]
     if isinstance(value, TrustedProxies):
         return value
+    expected = "a list of CIDRs such as ['10.0.0.0/8']"
     if not isinstance(value, tuple | list):
-        raise raw.fail("trusted_proxies", "a list of CIDRs such as ['10.0.0.0/8']")
+        raw.fail("trusted_proxies", expected)
+        return TrustedProxies(())
     try:
         return TrustedProxies(value)
     except InvalidArgument as exc:
-        raise ImproperlyConfigured(f"{raw.label('trusted_proxies')}: {exc}") from None
+        raw.report("trusted_proxies", f"{raw.label('trusted_proxies')}: {exc}", expected)
+        return TrustedProxies(())
 
 
 def _room_kwarg(raw: _Raw) -> str:
     value = raw["room_kwarg"]
-    if not isinstance(value, str) or not value:
-        raise raw.fail("room_kwarg", "the name of a URL route kwarg")
-    return value
+    if isinstance(value, str) and value:
+        return value
+    raw.fail("room_kwarg", "the name of a URL route kwarg")
+    return "room_id"
 
 
 def _room_resolver(raw: _Raw) -> RoomResolver | None:
     value = raw["room_resolver"]
     if value is None or callable(value):
         return value
+    expected = "a callable room_resolver(scope), its dotted path, or None"
     if isinstance(value, str):
         from django.utils.module_loading import import_string
 
         try:
             resolver = import_string(value)
         except ImportError as exc:
-            raise ImproperlyConfigured(f"{raw.label('room_resolver')}: cannot import {value!r} ({exc})") from None
+            raw.report("room_resolver", f"{raw.label('room_resolver')}: cannot import {value!r} ({exc})", expected)
+            return None
         if callable(resolver):
             return resolver  # type: ignore[no-any-return]
-    raise raw.fail("room_resolver", "a callable room_resolver(scope), its dotted path, or None")
+    raw.fail("room_resolver", expected)
+    return None
