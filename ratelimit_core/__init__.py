@@ -1,5 +1,8 @@
 """ratelimit_core: atomic rate-limit primitives over pluggable storage."""
 
+# The one place the version is written: setup.cfg reads it, ratelimit_channels re-exports it.
+__version__ = "0.2.0"
+
 from typing import TYPE_CHECKING
 
 from .backend import Backend, BucketResult, CounterResult, SetResult

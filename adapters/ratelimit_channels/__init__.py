@@ -5,6 +5,8 @@ application = ProtocolTypeRouter({
 })
 """
 
+from ratelimit_core import __version__ as __version__
+
 from .backends import BackendCache, BackendFactory, BackendOptions, build_backend, default_backend_cache
 from .connection import SCOPE_KEY, ConnectionInfo
 from .middleware import RateLimitMiddleware
