@@ -15,7 +15,7 @@ import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Final
+from typing import Final, TypeGuard
 
 from django.core.exceptions import ImproperlyConfigured
 
@@ -27,6 +27,7 @@ from ratelimit_core.policies import ConnectionLimits, MessageLimits, OnError, Tr
 from ratelimit_core.policies.connections import DEFAULT_CONN_RETRY_MS
 from ratelimit_core.policies.leases import DEFAULT_LEASE_MS
 from ratelimit_core.policies.messages import DEFAULT_STRIKES
+from ratelimit_core.primitives import PRIMITIVES
 from ratelimit_core.urls import BACKEND_SCHEMES
 
 from .asgi import Scope
@@ -294,6 +295,9 @@ def _heartbeat_ms(raw: _Raw, lease_ms: int) -> int:
     return max(1, lease_ms // 3) if heartbeat_ms is None else heartbeat_ms
 
 
+_BACKEND_METHODS: Final = (*PRIMITIVES, "ping", "clear", "aclose")
+
+
 def _on_backend_error(raw: _Raw) -> OnError:
     value = raw["on_backend_error"]
     if isinstance(value, str) and value in ON_ERROR_CHOICES:
@@ -302,9 +306,18 @@ def _on_backend_error(raw: _Raw) -> OnError:
     return "fallback"
 
 
+def _is_backend(value: object) -> TypeGuard[Backend]:
+    """Every method of `Backend` is there, also through ``__getattr__``.
+
+    (``isinstance`` against the protocol looks at the class only from Python 3.12 on,
+    so it would refuse a wrapper that delegates to a backend.)
+    """
+    return not isinstance(value, str) and all(callable(getattr(value, name, None)) for name in _BACKEND_METHODS)
+
+
 def _backend(raw: _Raw) -> str | Backend:
     value = raw["backend"]
-    if isinstance(value, Backend):
+    if _is_backend(value):
         return value
     shown = None
     if isinstance(value, str):

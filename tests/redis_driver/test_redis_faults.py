@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
@@ -38,7 +39,7 @@ from support.tls_server import TLSServerProcess
 
 # Bounds a hang so it fails the test instead of stalling the suite; not a speed check.
 _HANG_S = 10.0
-_POLLS = 500
+_POLL_DEADLINE_S = 30
 """Polls of 10 ms (about 5 s) for a server to reach a state; bounded, so a failure fails."""
 
 SERVERS = backends("redis", "valkey", "cluster")
@@ -289,7 +290,9 @@ async def _command(url: str, *command: str) -> Any:
 
 
 async def _poll(check: Callable[[], Awaitable[bool]], what: str) -> None:
-    for _ in range(_POLLS):
+    """Poll every 10 ms until `check` holds, for at most `_POLL_DEADLINE_S` (generous for a loaded machine)."""
+    deadline = time.monotonic() + _POLL_DEADLINE_S
+    while time.monotonic() < deadline:
         if await check():
             return
         await asyncio.sleep(0.01)
@@ -299,6 +302,8 @@ async def _poll(check: Callable[[], Awaitable[bool]], what: str) -> None:
 @pytest.mark.parametrize("server", SINGLE_SERVERS)
 async def test_a_read_only_replica_is_an_outage(server: str, server_process: Callable[[str], ServerProcess]) -> None:
     master, replica = server_process(server), server_process(server)
+    # A diskless sync waits 5 s by default for more replicas: start it at once.
+    await _command(master.url, "CONFIG", "SET", "repl-diskless-sync-delay", "0")
     await _command(replica.url, "REPLICAOF", "127.0.0.1", str(master.port))
 
     async def linked() -> bool:
