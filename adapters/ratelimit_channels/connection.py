@@ -116,7 +116,7 @@ class LimitedConnection:
             await self._inner(self._scope, self._inner_receive, self._inner_send)
             return
         settings = self._settings
-        identity = scope_identity(self._scope, settings.trusted_proxies)
+        identity = scope_identity(self._scope, settings.trusted_proxies, settings.ipv6_prefix)
         room = resolve_room(self._scope, self._inner, room_kwarg=settings.room_kwarg, resolver=settings.room_resolver)
         if self._config_warnings is not None:
             self._config_warnings.check_user(self._scope, settings)

@@ -25,6 +25,7 @@ from ratelimit_core.failure_modes import ON_ERROR_CHOICES
 from ratelimit_core.fallback import DEFAULT_COOLDOWN_MS, DEFAULT_TIMEOUT_MS
 from ratelimit_core.policies import ConnectionLimits, MessageLimits, OnError, TrustedProxies
 from ratelimit_core.policies.connections import DEFAULT_CONN_RETRY_MS
+from ratelimit_core.policies.identity import DEFAULT_IPV6_PREFIX, check_ipv6_prefix
 from ratelimit_core.policies.leases import DEFAULT_LEASE_MS
 from ratelimit_core.policies.messages import DEFAULT_STRIKES
 from ratelimit_core.primitives import PRIMITIVES
@@ -58,6 +59,7 @@ SETTINGS: Final[Mapping[str, tuple[str, object]]] = MappingProxyType(
         "max_payload_bytes": ("WS_MAX_PAYLOAD_BYTES", None),
         "msg_strikes": ("WS_RATE_MSG_STRIKES", DEFAULT_STRIKES),
         "trusted_proxies": ("WS_RATE_TRUSTED_PROXIES", ()),
+        "ipv6_prefix": ("WS_RATE_IPV6_PREFIX", DEFAULT_IPV6_PREFIX),
         "room_kwarg": ("WS_RATE_ROOM_KWARG", "room_id"),
         "room_resolver": ("WS_RATE_ROOM_RESOLVER", None),
         "conn_retry_ms": ("WS_RATE_CONN_RETRY_MS", DEFAULT_CONN_RETRY_MS),
@@ -84,6 +86,8 @@ class RateLimitSettings:
     connections: ConnectionLimits
     messages: MessageLimits
     trusted_proxies: TrustedProxies
+    ipv6_prefix: int
+    """The prefix length IPv6 clients are grouped by for per-IP limits and anonymous identities."""
     room_kwarg: str
     room_resolver: RoomResolver | None
     heartbeat_ms: int
@@ -245,6 +249,7 @@ def _read(raw: _Raw) -> RateLimitSettings:
         ),
         messages=_messages(raw),
         trusted_proxies=_trusted_proxies(raw),
+        ipv6_prefix=_ipv6_prefix(raw),
         room_kwarg=_room_kwarg(raw),
         room_resolver=_room_resolver(raw),
         heartbeat_ms=_heartbeat_ms(raw, lease_ms),
@@ -352,6 +357,14 @@ def _trusted_proxies(raw: _Raw) -> TrustedProxies:
     except InvalidArgument as exc:
         raw.report("trusted_proxies", f"{raw.label('trusted_proxies')}: {exc}", expected)
         return TrustedProxies(())
+
+
+def _ipv6_prefix(raw: _Raw) -> int:
+    try:
+        return check_ipv6_prefix(raw.label("ipv6_prefix"), raw["ipv6_prefix"])
+    except InvalidArgument as exc:
+        raw.report("ipv6_prefix", str(exc), "an int from 1 to 128")
+        return DEFAULT_IPV6_PREFIX
 
 
 def _room_kwarg(raw: _Raw) -> str:

@@ -6,6 +6,11 @@ it saw) and the first address that is not a trusted proxy is the client. Every
 value goes through `ipaddress`; garbage is skipped, never trusted. A peer that is
 missing or not an IP address becomes the shared `UNKNOWN_IP` identity, which is
 limited like any other: an unknown client never means no limit.
+
+An IPv6 client is then grouped by its network (`ip_group`): one subscriber usually
+gets a whole /64, so counting single addresses would let it take 2**64 identities.
+Trusted proxies are matched on full addresses before any grouping: a proxy is a
+real peer, and its neighbours in the same /64 are not trusted.
 """
 
 from __future__ import annotations
@@ -17,7 +22,17 @@ from typing import Final
 
 from ..errors import InvalidArgument
 
-__all__ = ["NO_PROXIES", "UNKNOWN_IP", "ClientIdentity", "TrustedProxies", "client_ip", "parse_ip"]
+__all__ = [
+    "DEFAULT_IPV6_PREFIX",
+    "NO_PROXIES",
+    "UNKNOWN_IP",
+    "ClientIdentity",
+    "TrustedProxies",
+    "check_ipv6_prefix",
+    "client_ip",
+    "ip_group",
+    "parse_ip",
+]
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -25,13 +40,16 @@ IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 UNKNOWN_IP: Final = "unknown"
 """The client IP of every connection whose address is not known."""
 
+DEFAULT_IPV6_PREFIX: Final = 64
+"""The prefix length IPv6 clients are grouped by: a /64 is one subscriber."""
+
 
 @dataclass(frozen=True, slots=True)
 class ClientIdentity:
     """The identity limits are counted against."""
 
     ip: str
-    """The client's address in canonical form, or `UNKNOWN_IP`."""
+    """The client's address in canonical form (an IPv6 one grouped by `ip_group`), or `UNKNOWN_IP`."""
     user: str | None = None
     """The authenticated user's primary key as text; None for an anonymous client."""
 
@@ -130,3 +148,27 @@ def client_ip(peer: str | None, forwarded_for: Iterable[str] = (), trusted: Trus
         if hop not in trusted:
             break
     return str(address)
+
+
+def ip_group(address: str, ipv6_prefix: int = DEFAULT_IPV6_PREFIX) -> str:
+    """What per-IP limits count `address` as: its network at `ipv6_prefix` bits for IPv6.
+
+    An IPv4 address (also IPv4-mapped IPv6) stays whole, as does any address at
+    prefix 128; a value that is no address (`UNKNOWN_IP`) is returned unchanged.
+    ``ip_group("2001:db8:1:2:3::4", 64) == "2001:db8:1:2::/64"``.
+    """
+    check_ipv6_prefix("ipv6_prefix", ipv6_prefix)
+    parsed = parse_ip(address)
+    if parsed is None:
+        return address
+    if isinstance(parsed, ipaddress.IPv4Address) or ipv6_prefix == 128:
+        return str(parsed)
+    return str(ipaddress.IPv6Network((parsed, ipv6_prefix), strict=False))
+
+
+def check_ipv6_prefix(name: str, value: object) -> int:
+    """`value` if it is an int from 1 to 128 (not a bool), else `InvalidArgument` naming `name`."""
+    # bool is an int subclass, and True would quietly mean /1.
+    if isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= 128:
+        return value
+    raise InvalidArgument(f"{name} must be an int from 1 to 128 (an IPv6 prefix length), got {value!r:.200}")

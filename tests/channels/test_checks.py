@@ -59,6 +59,8 @@ def test_valid_settings_give_no_message() -> None:
         ("WS_RATE_ROOM_KWARG", ""),
         ("WS_RATE_ROOM_RESOLVER", "no.such.module.resolver"),
         ("WS_RATE_LEASE_MS", 0),
+        ("WS_RATE_IPV6_PREFIX", 129),
+        ("WS_RATE_IPV6_PREFIX", True),
     ],
 )
 def test_an_invalid_value_is_e001_naming_the_setting_the_value_and_the_fix(setting: str, value: object) -> None:

@@ -47,7 +47,7 @@ async def test_no_proxy_is_trusted_by_default(backend: Backend) -> None:
 async def test_the_client_address_may_be_a_list_or_a_tuple(backend: Backend) -> None:
     app = make_app(backend, conn_per_ip=1)
     held = client(app, client=["2001:db8::1", 1])
-    assert (await expect_welcome(held))["ip"] == "2001:db8::1"
+    assert (await expect_welcome(held))["ip"] == "2001:db8::/64"  # grouped by WS_RATE_IPV6_PREFIX
     await expect_refused(client(app, client=("2001:db8::1", 2)), "connection_limit_exceeded")
 
 

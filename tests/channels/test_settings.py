@@ -35,6 +35,8 @@ ALICE = User(pk=1)
         ("msg_strikes", 0, "msg_strikes (overriding WS_RATE_MSG_STRIKES)"),
         ("trusted_proxies", "10.0.0.0/8", "trusted_proxies (overriding WS_RATE_TRUSTED_PROXIES)"),
         ("trusted_proxies", ["10.0.0.0/33"], "trusted_proxies (overriding WS_RATE_TRUSTED_PROXIES)"),
+        ("ipv6_prefix", 0, "ipv6_prefix (overriding WS_RATE_IPV6_PREFIX)"),
+        ("ipv6_prefix", True, "ipv6_prefix (overriding WS_RATE_IPV6_PREFIX)"),
         ("room_kwarg", "", "room_kwarg (overriding WS_RATE_ROOM_KWARG)"),
         ("room_resolver", 42, "room_resolver (overriding WS_RATE_ROOM_RESOLVER)"),
         ("room_resolver", "no.such.module.resolver", "room_resolver (overriding WS_RATE_ROOM_RESOLVER)"),
@@ -70,6 +72,7 @@ def test_a_bad_override_raises_improperly_configured_naming_it(override: str, va
         ("WS_RATE_BACKEND", "redis"),
         ("WS_RATE_ON_BACKEND_ERROR", "open"),
         ("WS_RATE_FALLBACK_PROCESSES", 0),
+        ("WS_RATE_IPV6_PREFIX", 129),
     ],
 )
 def test_a_bad_django_setting_raises_when_the_middleware_is_built(setting: str, value: object) -> None:
