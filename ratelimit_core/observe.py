@@ -22,9 +22,9 @@ __all__ = ["LIMITS", "Decision", "DecisionHook", "DecisionHooks", "Limit"]
 
 logger = logging.getLogger("ratelimit_core.observe")
 
-Limit = Literal["user", "ip", "room", "payload", "rate"]
-"""The limits a `Decision` may name: connection slots per user, per IP, room
-capacity, frame size and message rate."""
+Limit = Literal["connect", "user", "ip", "room", "payload", "rate"]
+"""The limits a `Decision` may name: connection attempt rate, connection slots
+per user, per IP, room capacity, frame size and message rate."""
 
 LIMITS: Final[tuple[Limit, ...]] = get_args(Limit)
 """Every `Limit`, e.g. to pre-create metric labels."""

@@ -10,6 +10,7 @@ naming the setting (or the override) and the value, after every other bad value;
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 from collections.abc import Callable, Mapping
@@ -54,6 +55,8 @@ SETTINGS: Final[Mapping[str, tuple[str, object]]] = MappingProxyType(
         "conn_per_user": ("WS_RATE_CONN_PER_USER", None),
         "conn_per_ip": ("WS_RATE_CONN_PER_IP", None),
         "room_max_members": ("WS_RATE_ROOM_MAX_MEMBERS", None),
+        "connect_rps": ("WS_RATE_CONNECT_RPS", None),
+        "connect_burst": ("WS_RATE_CONNECT_BURST", None),
         "msg_rps": ("WS_RATE_MSG_RPS", None),
         "msg_burst": ("WS_RATE_MSG_BURST", None),
         "max_payload_bytes": ("WS_MAX_PAYLOAD_BYTES", None),
@@ -240,13 +243,7 @@ def _read(raw: _Raw) -> RateLimitSettings:
     return RateLimitSettings(
         enabled=raw.flag("enabled"),
         backend=_backend(raw),
-        connections=ConnectionLimits(
-            per_user=raw.count("conn_per_user", _NON_NEGATIVE_OR_NONE),
-            per_ip=raw.count("conn_per_ip", _NON_NEGATIVE_OR_NONE),
-            room_max_members=raw.count("room_max_members", _NON_NEGATIVE_OR_NONE),
-            lease_ms=lease_ms,
-            retry_after_ms=raw.required("conn_retry_ms", _NON_NEGATIVE),
-        ),
+        connections=_connections(raw, lease_ms),
         messages=_messages(raw),
         trusted_proxies=_trusted_proxies(raw),
         ipv6_prefix=_ipv6_prefix(raw),
@@ -265,12 +262,35 @@ def _read(raw: _Raw) -> RateLimitSettings:
     )
 
 
-def _messages(raw: _Raw) -> MessageLimits:
-    rate = _rate(raw)
-    burst = raw.count("msg_burst", _POSITIVE_OR_NONE)
+def _connections(raw: _Raw, lease_ms: int) -> ConnectionLimits:
+    rate, burst = _rate_and_burst(raw, "connect_rps", "connect_burst", "connection attempts")
+    limits = ConnectionLimits(
+        per_user=raw.count("conn_per_user", _NON_NEGATIVE_OR_NONE),
+        per_ip=raw.count("conn_per_ip", _NON_NEGATIVE_OR_NONE),
+        room_max_members=raw.count("room_max_members", _NON_NEGATIVE_OR_NONE),
+        lease_ms=lease_ms,
+        retry_after_ms=raw.required("conn_retry_ms", _NON_NEGATIVE),
+    )
+    try:
+        return dataclasses.replace(limits, connect_rate=rate, connect_burst=burst)
+    except InvalidArgument as exc:  # a rate and burst beyond the bucket's precision
+        message = f"{raw.label('connect_rps')} and {raw.label('connect_burst')}: {exc}"
+        raw.report("connect_burst", message, "a burst the rate can refill exactly", conflict=True)
+        return limits
+
+
+def _rate_and_burst(raw: _Raw, rate_field: str, burst_field: str, what: str) -> tuple[float | None, int | None]:
+    """A bucket's rate and burst, each checked alone, and the burst refused without a rate."""
+    rate = _rate(raw, rate_field, what)
+    burst = raw.count(burst_field, _POSITIVE_OR_NONE)
     if burst is not None and rate is None:
-        raw.fail("msg_burst", f"None while {raw.label('msg_rps')} is None (a burst needs a rate)", conflict=True)
+        raw.fail(burst_field, f"None while {raw.label(rate_field)} is None (a burst needs a rate)", conflict=True)
         burst = None
+    return rate, burst
+
+
+def _messages(raw: _Raw) -> MessageLimits:
+    rate, burst = _rate_and_burst(raw, "msg_rps", "msg_burst", "messages")
     max_payload_bytes = raw.count("max_payload_bytes", _NON_NEGATIVE_OR_NONE)
     strikes = raw.required("msg_strikes", _POSITIVE)
     try:
@@ -281,13 +301,13 @@ def _messages(raw: _Raw) -> MessageLimits:
         return MessageLimits(max_payload_bytes=max_payload_bytes, strikes=strikes)
 
 
-def _rate(raw: _Raw) -> float | None:
-    rate = raw["msg_rps"]
+def _rate(raw: _Raw, field: str, what: str) -> float | None:
+    rate = raw[field]
     if rate is None or (
         not isinstance(rate, bool) and isinstance(rate, int | float) and math.isfinite(rate) and rate > 0
     ):
         return rate
-    raw.fail("msg_rps", "a positive number of messages per second or None (unlimited)")
+    raw.fail(field, f"a positive number of {what} per second or None (unlimited)")
     return None
 
 

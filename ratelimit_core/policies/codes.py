@@ -22,6 +22,8 @@ class ErrorCode(StrEnum):
     """The user (or the anonymous client's IP) or the IP already holds its limit of sockets."""
     ROOM_FULL = "room_full"
     """The room already has its maximum number of members."""
+    CONNECTION_RATE_EXCEEDED = "connection_rate_exceeded"
+    """The user (or the anonymous client's IP) attempted connections faster than its token bucket allows."""
     PAYLOAD_TOO_LARGE = "payload_too_large"
     """A frame (text counted as UTF-8 bytes) was larger than the limit."""
     RATE_LIMIT_EXCEEDED = "rate_limit_exceeded"
@@ -34,7 +36,7 @@ class CloseCode(IntEnum):
     """The WebSocket close code after a denial that ends the connection."""
 
     CONNECTION_REFUSED = 4008
-    """After `CONNECTION_LIMIT_EXCEEDED` or `ROOM_FULL` at connect time."""
+    """After `CONNECTION_LIMIT_EXCEEDED`, `CONNECTION_RATE_EXCEEDED` or `ROOM_FULL` at connect time."""
     PAYLOAD_TOO_LARGE = 4009
     """After `PAYLOAD_TOO_LARGE`."""
     RATE_LIMITED = 4010

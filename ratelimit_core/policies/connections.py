@@ -1,5 +1,7 @@
-"""`ConnectionPolicy`: admit a connection against per-identity, per-IP and room limits.
+"""`ConnectionPolicy`: admit a connection against an attempt rate, then per-identity, per-IP and room limits.
 
+Every attempt first spends a token from its identity's bucket (`connect_rate`),
+admitted or not, so a reconnect storm is refused before it touches any slot.
 Each limit is a set with a capacity whose members are connection ids with a
 lease (see `Leases`): the identity's sockets, the IP's sockets (signed in or
 not) and the room's members (one per socket). Each `set_add` is atomic, so
@@ -17,14 +19,15 @@ from dataclasses import dataclass
 from typing import Final
 
 from ..arguments import check_count, check_optional_count
-from ..backend import Backend, SetResult
-from ..errors import BackendError
+from ..backend import Backend, BucketResult, SetResult
+from ..errors import BackendError, InvalidArgument
 from ..failure_modes import OnError, check_on_error
 from ..observe import Decision, DecisionHooks, Limit
 from .codes import CloseCode, ErrorCode
 from .failures import connection_unavailable, report_failure
 from .identity import ClientIdentity
 from .leases import DEFAULT_LEASE_MS, Leases, Slot
+from .messages import MessageLimits
 from .verdicts import Admitted, ConnectionVerdict, Denial
 
 __all__ = [
@@ -32,12 +35,18 @@ __all__ = [
     "ConnectionLimits",
     "ConnectionPolicy",
     "Occupancy",
+    "connect_bucket_key",
     "identity_slots_key",
     "ip_slots_key",
     "room_members_key",
 ]
 
 DEFAULT_CONN_RETRY_MS: Final = 5_000
+
+
+def connect_bucket_key(identity: ClientIdentity) -> str:
+    """The token bucket an identity's connection attempts spend (a user's, or an anonymous client IP's)."""
+    return f"connect:{identity.key}"
 
 
 def identity_slots_key(identity: ClientIdentity) -> str:
@@ -57,7 +66,7 @@ def room_members_key(room: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class ConnectionLimits:
-    """Limits on simultaneous connections; None means unlimited, 0 admits nobody."""
+    """Limits on connection attempts and simultaneous connections; None means unlimited, 0 admits nobody."""
 
     per_user: int | None = None
     """Sockets per identity: an authenticated user, or an anonymous client's IP."""
@@ -68,7 +77,11 @@ class ConnectionLimits:
     lease_ms: int = DEFAULT_LEASE_MS
     """How long a slot outlives its last refresh."""
     retry_after_ms: int = DEFAULT_CONN_RETRY_MS
-    """The ``retry_after_ms`` hint in a connect denial."""
+    """The ``retry_after_ms`` hint in a slot denial (a rate denial gives the bucket's exact wait)."""
+    connect_rate: float | None = None
+    """Connection attempts per second per identity (refill rate of its bucket); may be fractional."""
+    connect_burst: int | None = None
+    """Attempts bucket size; defaults to the rate rounded up (at least 1). Needs `connect_rate`."""
 
     def __post_init__(self) -> None:
         check_optional_count("per_user", self.per_user, minimum=0)
@@ -76,6 +89,21 @@ class ConnectionLimits:
         check_optional_count("room_max_members", self.room_max_members, minimum=0)
         check_count("lease_ms", self.lease_ms)
         check_count("retry_after_ms", self.retry_after_ms, minimum=0)
+        if self.connect_rate is None and self.connect_burst is not None:
+            raise InvalidArgument(f"connect_burst={self.connect_burst!r} needs a connect_rate")
+        try:
+            self._connect_bucket()
+        except InvalidArgument as exc:
+            raise InvalidArgument(f"connect_rate/connect_burst: {exc}") from None
+
+    def _connect_bucket(self) -> MessageLimits:
+        # The same bucket arguments, checks and default burst as a message rate.
+        return MessageLimits(rate=self.connect_rate, burst=self.connect_burst)
+
+    @property
+    def connect_bucket_burst(self) -> int | None:
+        """The attempts burst in effect (the given one, or the rate rounded up); None without a rate."""
+        return None if self.connect_rate is None else self._connect_bucket().bucket_burst
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,10 +126,15 @@ class _Check:
 
 @dataclass(frozen=True, slots=True)
 class _Refusal:
-    """The check that was full, and the storage's answer."""
+    """The limit that refused the attempt, and the storage's answer."""
 
-    check: _Check
-    result: SetResult
+    limit: Limit
+    capacity: int
+    """The set's capacity, or the attempts bucket's burst."""
+    unavailable: bool
+    """Refused only because the primary storage is down."""
+    retry_after_ms: int | None = None
+    """The bucket's exact wait; None for a full set (the configured hint applies)."""
 
 
 class ConnectionPolicy:
@@ -132,12 +165,17 @@ class ConnectionPolicy:
     async def admit(
         self, identity: ClientIdentity, room: str | None = None, *, connection_id: str | None = None
     ) -> ConnectionVerdict:
-        """Take a slot under every limit that is set, or none at all.
+        """Spend an attempt token, then take a slot under every limit that is set, or none at all.
 
-        Checks run in the order identity, IP, room, and the first one that is full
-        decides the `Denial`. On `Admitted`, the caller owns the leases: refresh
-        them while the connection lives and release them when it ends. A refusal
-        because the primary storage is down (`SetResult.unavailable`) is the
+        With `ConnectionLimits.connect_rate` set, every attempt first spends a token
+        from its identity's bucket, admitted or not; an empty bucket refuses it with
+        `ErrorCode.CONNECTION_RATE_EXCEEDED` and the bucket's exact `retry_after_ms`,
+        before any slot is touched. A token is spent for good: an attempt refused,
+        failed or cancelled later does not give it back. Slot checks run in the
+        order identity, IP, room, and the first one that is full decides the `Denial`.
+        On `Admitted`, the caller owns the leases: refresh them while the connection
+        lives and release them when it ends. A refusal because the primary storage is
+        down (`SetResult.unavailable`, `BucketResult.unavailable`) is the
         `ErrorCode.BACKEND_UNAVAILABLE` denial.
 
         Every other outcome leaves nothing held: a refusal, a storage failure, a
@@ -151,7 +189,7 @@ class ConnectionPolicy:
         member = connection_id if connection_id is not None else uuid.uuid4().hex
         attempt = _Attempt(self.backend, member, self.limits.lease_ms)
         try:
-            refusal = await self._take_slots(attempt, identity, room)
+            refusal = await self._spend_token(attempt, identity) or await self._take_slots(attempt, identity, room)
         except BaseException as exc:
             await attempt.give_back(exc)
             if self.on_error is None or not isinstance(exc, BackendError):
@@ -161,9 +199,9 @@ class ConnectionPolicy:
             return Admitted(attempt.leases(), attempt.degraded)
         # Cancelled here, the removal still completes (release is shielded) and the cancellation propagates.
         await attempt.leases().release()
-        if refusal.result.unavailable:
+        if refusal.unavailable:
             return connection_unavailable(self.limits.retry_after_ms)
-        return self._denial(refusal.check, identity, attempt.degraded)
+        return self._denial(refusal, identity, attempt.degraded)
 
     def _checks(self, identity: ClientIdentity, room: str | None) -> list[_Check]:
         """The limits that are set, in the order they are checked."""
@@ -177,6 +215,19 @@ class ConnectionPolicy:
             checks.append(_Check("room", room_members_key(room), limits.room_max_members))
         return checks
 
+    async def _spend_token(self, attempt: _Attempt, identity: ClientIdentity) -> _Refusal | None:
+        """Spend one token of the identity's attempts bucket; the refusal when it is empty, else None."""
+        rate, burst = self.limits.connect_rate, self.limits.connect_bucket_burst
+        if rate is None or burst is None:
+            return None
+        result = await self.backend.bucket_consume(connect_bucket_key(identity), rate=rate, burst=burst)
+        attempt.degraded = attempt.degraded or result.degraded
+        if self.hooks:
+            self.hooks.emit(Decision("connect", result.allowed, _rate_code(result), identity.key, result.degraded))
+        if result.allowed:
+            return None
+        return _Refusal("connect", burst, result.unavailable, result.retry_after_ms)
+
     async def _take_slots(self, attempt: _Attempt, identity: ClientIdentity, room: str | None) -> _Refusal | None:
         """Take a slot under each check in turn; the first full one stops the attempt and is returned."""
         for check in self._checks(identity, room):
@@ -184,7 +235,7 @@ class ConnectionPolicy:
             if self.hooks:
                 _report(self.hooks, check.limit, result, identity)
             if not result.added:
-                return _Refusal(check, result)
+                return _Refusal(check.limit, check.capacity, result.unavailable)
         return None
 
     def _unchecked(self, exc: BackendError, on_error: OnError) -> ConnectionVerdict:
@@ -194,12 +245,16 @@ class ConnectionPolicy:
             return connection_unavailable(self.limits.retry_after_ms)
         return Admitted(Leases(self.backend, (), self.limits.lease_ms), degraded=True)
 
-    def _denial(self, check: _Check, identity: ClientIdentity, degraded: bool) -> Denial:
-        retry, capacity = self.limits.retry_after_ms, check.capacity
-        if check.limit == "room":
+    def _denial(self, refusal: _Refusal, identity: ClientIdentity, degraded: bool) -> Denial:
+        capacity = refusal.capacity
+        retry = self.limits.retry_after_ms if refusal.retry_after_ms is None else refusal.retry_after_ms
+        if refusal.limit == "connect":
+            message = f"too many connection attempts (burst {capacity}), retry in {retry} ms"
+            return Denial(ErrorCode.CONNECTION_RATE_EXCEEDED, message, retry, CloseCode.CONNECTION_REFUSED, degraded)
+        if refusal.limit == "room":
             message = f"room is full ({capacity} members)"
             return Denial(ErrorCode.ROOM_FULL, message, retry, CloseCode.CONNECTION_REFUSED, degraded)
-        if check.limit == "ip":
+        if refusal.limit == "ip":
             message = f"too many connections from this IP address (limit {capacity})"
         else:
             who = "client" if identity.anonymous else "user"
@@ -281,3 +336,10 @@ def _report(hooks: DecisionHooks, limit: Limit, result: SetResult, identity: Cli
     else:
         code = ErrorCode.ROOM_FULL if limit == "room" else ErrorCode.CONNECTION_LIMIT_EXCEEDED
     hooks.emit(Decision(limit, result.added, code, identity.key, result.degraded))
+
+
+def _rate_code(result: BucketResult) -> ErrorCode | None:
+    """The wire code an attempts bucket answer reports to the hooks; None when the attempt passed."""
+    if result.allowed:
+        return None
+    return ErrorCode.BACKEND_UNAVAILABLE if result.unavailable else ErrorCode.CONNECTION_RATE_EXCEEDED

@@ -15,6 +15,7 @@ def test_wire_codes_are_the_documented_values() -> None:
     assert {code.name: code.value for code in ErrorCode} == {
         "CONNECTION_LIMIT_EXCEEDED": "connection_limit_exceeded",
         "ROOM_FULL": "room_full",
+        "CONNECTION_RATE_EXCEEDED": "connection_rate_exceeded",
         "PAYLOAD_TOO_LARGE": "payload_too_large",
         "RATE_LIMIT_EXCEEDED": "rate_limit_exceeded",
         "BACKEND_UNAVAILABLE": "backend_unavailable",
