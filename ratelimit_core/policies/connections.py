@@ -27,7 +27,7 @@ from .codes import CloseCode, ErrorCode
 from .failures import connection_unavailable, report_failure
 from .identity import ClientIdentity
 from .leases import DEFAULT_LEASE_MS, Leases, Slot
-from .messages import MessageLimits
+from .messages import MessageLimits, burst_in_effect
 from .verdicts import Admitted, ConnectionVerdict, Denial
 
 __all__ = [
@@ -92,18 +92,15 @@ class ConnectionLimits:
         if self.connect_rate is None and self.connect_burst is not None:
             raise InvalidArgument(f"connect_burst={self.connect_burst!r} needs a connect_rate")
         try:
-            self._connect_bucket()
+            # The same bucket arguments and checks as a message rate, once, here.
+            MessageLimits(rate=self.connect_rate, burst=self.connect_burst)
         except InvalidArgument as exc:
             raise InvalidArgument(f"connect_rate/connect_burst: {exc}") from None
-
-    def _connect_bucket(self) -> MessageLimits:
-        # The same bucket arguments, checks and default burst as a message rate.
-        return MessageLimits(rate=self.connect_rate, burst=self.connect_burst)
 
     @property
     def connect_bucket_burst(self) -> int | None:
         """The attempts burst in effect (the given one, or the rate rounded up); None without a rate."""
-        return None if self.connect_rate is None else self._connect_bucket().bucket_burst
+        return None if self.connect_rate is None else burst_in_effect(self.connect_rate, self.connect_burst)
 
 
 @dataclass(frozen=True, slots=True)

@@ -32,6 +32,7 @@ __all__ = [
     "MessageGate",
     "MessageLimits",
     "MessagePolicy",
+    "burst_in_effect",
     "message_bucket_key",
     "payload_exceeds",
 ]
@@ -86,10 +87,15 @@ class MessageLimits:
     @property
     def bucket_burst(self) -> int:
         """The burst in effect (the given one, or the rate rounded up)."""
-        if self.burst is not None:
-            return self.burst
-        rate = self.rate if isinstance(self.rate, int | float) else 1
-        return max(1, math.ceil(rate)) if math.isfinite(rate) else 1
+        return burst_in_effect(self.rate, self.burst)
+
+
+def burst_in_effect(rate: float | None, burst: int | None) -> int:
+    """`burst` when given, else the rate rounded up (at least 1): the default burst of every rate limit."""
+    if burst is not None:
+        return burst
+    value = rate if isinstance(rate, int | float) else 1
+    return max(1, math.ceil(value)) if math.isfinite(value) else 1
 
 
 class MessagePolicy:
