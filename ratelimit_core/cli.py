@@ -12,12 +12,17 @@ and ``--prefix``, default ``rl:``):
 - ``ping``: whether the backend answers, and how fast.
 - ``bench``: run the benchmark suite (from a source checkout).
 
-Environment: the defaults of ``--backend``, ``--rate`` and ``--burst`` come from
-`BACKEND_ENV`, `RATE_ENV` and `BURST_ENV`. The command line owns these variables
-(the Channels adapter reads Django settings, never the environment); they carry
-the names of the adapter's settings on purpose, so that the environment a
-deployment builds its settings from points the command at the same backend and
-bucket. The burst, when not given, is the one `MessageLimits` puts into effect.
+An IPv6 ``--ip`` is grouped by ``--ipv6-prefix`` (default 64) as the limits group it,
+so any address of a client's /64 (or the network itself, ``2001:db8:1:2::/64``)
+names the same slots.
+
+Environment: the defaults of ``--backend``, ``--rate``, ``--burst`` and
+``--ipv6-prefix`` come from `BACKEND_ENV`, `RATE_ENV`, `BURST_ENV` and
+`IPV6_PREFIX_ENV`. The command line owns these variables (the Channels adapter reads
+Django settings, never the environment); they carry the names of the adapter's settings
+on purpose, so that the environment a deployment builds its settings from points the
+command at the same backend and bucket. The burst, when not given, is the one
+`MessageLimits` puts into effect.
 
 Exit codes: 0 done; 1 the backend could not be reached or failed; 2 bad usage
 (unknown option, malformed URL or value). Errors are one line on stderr, never a
@@ -41,11 +46,11 @@ from .backend import Backend
 from .errors import BackendError, InvalidArgument
 from .policies import ClientIdentity, MessageLimits
 from .policies.connections import identity_slots_key, ip_slots_key, room_members_key
-from .policies.identity import parse_ip
+from .policies.identity import DEFAULT_IPV6_PREFIX, check_ipv6_prefix, ip_group, parse_ip
 from .policies.messages import message_bucket_key
 from .urls import backend_from_url
 
-__all__ = ["BACKEND_ENV", "BURST_ENV", "RATE_ENV", "main"]
+__all__ = ["BACKEND_ENV", "BURST_ENV", "IPV6_PREFIX_ENV", "RATE_ENV", "main"]
 
 EXIT_OK, EXIT_BACKEND, EXIT_USAGE = 0, 1, 2
 _PING_COUNT = 5
@@ -56,6 +61,8 @@ RATE_ENV: Final = "WS_RATE_MSG_RPS"
 """The default ``--rate``; the name of the Channels adapter's message rate setting."""
 BURST_ENV: Final = "WS_RATE_MSG_BURST"
 """The default ``--burst``; the name of the Channels adapter's message burst setting."""
+IPV6_PREFIX_ENV: Final = "WS_RATE_IPV6_PREFIX"
+"""The default ``--ipv6-prefix``; the name of the Channels adapter's IPv6 grouping setting."""
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -73,6 +80,12 @@ def _parser() -> argparse.ArgumentParser:
         target = command.add_mutually_exclusive_group(required=True)
         target.add_argument("--user", metavar="PK", help="a signed-in user's primary key")
         target.add_argument("--ip", metavar="ADDRESS", help="a client IP address (anonymous clients)")
+        command.add_argument(
+            "--ipv6-prefix",
+            type=int,
+            default=_env_int(IPV6_PREFIX_ENV, DEFAULT_IPV6_PREFIX),
+            help=f"prefix length IPv6 clients are grouped by (default: ${IPV6_PREFIX_ENV} or {DEFAULT_IPV6_PREFIX})",
+        )
         target.add_argument("--room", metavar="NAME", help="a room")
         command.add_argument("--rate", type=float, default=_env_float(RATE_ENV), help="messages per second")
         command.add_argument("--burst", type=int, default=_env_int(BURST_ENV), help="message bucket size")
@@ -91,19 +104,21 @@ def _env_float(name: str) -> float | None:
     return None if value in (None, "") else float(value)
 
 
-def _env_int(name: str) -> int | None:
+def _env_int(name: str, default: int | None = None) -> int | None:
     value = os.environ.get(name)
-    return None if value in (None, "") else int(value)
+    return default if value in (None, "") else int(value)
 
 
 def _identity(args: argparse.Namespace) -> ClientIdentity | None:
     if args.user is not None:
         return ClientIdentity(ip="", user=args.user)
     if args.ip is not None:
-        ip = parse_ip(args.ip)
-        if ip is None:
+        prefix = check_ipv6_prefix("--ipv6-prefix", args.ipv6_prefix)
+        # A network as the limits name it (2001:db8:1:2::/64) stands for its first address.
+        address = args.ip.split("/", 1)[0] if ":" in args.ip else args.ip
+        if parse_ip(address) is None:
             raise InvalidArgument(f"--ip must be an IP address, got {args.ip!r}")
-        return ClientIdentity(ip=str(ip))
+        return ClientIdentity(ip=ip_group(address, prefix))
     return None
 
 

@@ -71,6 +71,24 @@ def test_inspect_shows_connections_members_and_tokens_and_reset_clears_them(
 
 
 @pytest.mark.redis
+def test_an_ipv6_address_names_the_slots_of_its_network_as_the_limits_group_it(
+    redis_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    async def hold() -> None:
+        async with RedisBackend.from_url(redis_url, prefix=PREFIX) as backend:
+            await backend.set_add(ip_slots_key("2001:db8:1:2::/64"), "v6", lease_ms=60_000)
+
+    asyncio.run(hold())
+    for address in ("2001:db8:1:2::99", "2001:db8:1:2:ffff::1", "2001:db8:1:2::/64"):
+        held = _inspect(redis_url, capsys, "--ip", address)["connections from this IP"]
+        assert held == {"held": 1, "members": ["v6"]}, address
+    elsewhere = _inspect(redis_url, capsys, "--ip", "2001:db8:1:3::1")["connections from this IP"]
+    assert elsewhere == {"held": 0, "members": []}
+    whole = _inspect(redis_url, capsys, "--ip", "2001:db8:1:2::99", "--ipv6-prefix", "128")
+    assert whole["connections from this IP"] == {"held": 0, "members": []}
+
+
+@pytest.mark.redis
 def test_ping_reports_latency(redis_url: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["--backend", redis_url, "ping", "--count", "3"]) == EXIT_OK
     assert capsys.readouterr().out.startswith("ok: redis:// answered 3 pings, median ")
@@ -88,6 +106,7 @@ def test_a_dead_backend_is_exit_code_1_with_one_line_and_no_traceback(capsys: py
     [
         (["--backend", "nosuch://x", "ping"], "unsupported backend URL scheme"),
         (["inspect", "--ip", "not-an-ip"], "--ip must be an IP address"),
+        (["inspect", "--ip", "2001:db8::1", "--ipv6-prefix", "0"], "--ipv6-prefix must be an int from 1 to 128"),
     ],
 )
 def test_bad_input_is_exit_code_2_naming_the_problem(
