@@ -69,9 +69,13 @@ __all__ = [
 ]
 
 DEFAULT_TIMEOUT_MS: Final = 50
+"""How long the primary may answer nothing while a call waits before the breaker opens."""
 DEFAULT_WARMUP_MS: Final = 2_000
+"""The same allowance until the primary has answered once, and again after each outage."""
 DEFAULT_COOLDOWN_MS: Final = 1_000
+"""The first probe of a primary that went down comes this long after the breaker opened."""
 DEFAULT_MAX_COOLDOWN_MS: Final = 30_000
+"""The interval between probes doubles up to this."""
 
 _T = TypeVar("_T")
 
@@ -93,7 +97,7 @@ class FallbackBackend(ClosesOnExit):
     """A `Backend` that answers from `fallback` (or allows, or denies) while `primary` is down.
 
     `clock` times the breaker and the holdings' leases (monotonic by default); it
-    is not the backends' clock. `timeout_ms=None` waits for the primary as long as
+    is not the backends' clock. ``timeout_ms=None`` waits for the primary as long as
     its own client does.
     """
 
@@ -136,10 +140,12 @@ class FallbackBackend(ClosesOnExit):
 
     @property
     def primary(self) -> Backend:
+        """The backend every call goes to while it answers."""
         return self._primary
 
     @property
     def fallback(self) -> Backend:
+        """The per-process backend that answers while the primary is down (``on_error="fallback"``)."""
         return self._fallback
 
     @property
@@ -154,10 +160,12 @@ class FallbackBackend(ClosesOnExit):
 
     @property
     def cooldown_ms(self) -> int:
+        """The first probe interval after the breaker opens."""
         return self._breaker.cooldown_ms
 
     @property
     def max_cooldown_ms(self) -> int:
+        """The longest probe interval (the interval doubles up to it)."""
         return self._breaker.max_cooldown_ms
 
     @property
