@@ -66,9 +66,21 @@ _TRIED: Final = _Down(tried=True)
 class FallbackBackend(ClosesOnExit):
     """A `Backend` that answers from `fallback` (or allows, or denies) while `primary` is down.
 
-    `clock` times the breaker and the holdings' leases (monotonic by default); it
-    is not the backends' clock. ``timeout_ms=None`` waits for the primary as long as
-    its own client does.
+    What it does during and after an outage: docs/concepts/outages.md.
+
+    :param primary: the backend every call goes to while it answers (usually a `RedisBackend`).
+    :param fallback: what answers while it is down under ``"fallback"``; a new `MemoryBackend` by default.
+    :param on_error: ``"fallback"``, ``"allow"`` (fail open) or ``"deny"`` (fail closed, results marked
+        ``unavailable``) while the primary is down.
+    :param processes: while degraded, capacities, limits and bucket rates are divided by this.
+    :param timeout_ms: how long the primary may answer nothing while a call waits before the breaker
+        opens; ``None`` waits as long as the primary's own client does.
+    :param warmup_ms: the same allowance until the primary has answered once, and after each outage.
+    :param cooldown_ms: the first probe comes this long after the breaker opened.
+    :param max_cooldown_ms: the probe interval doubles up to this.
+    :param clock: times the breaker and the holdings' leases (monotonic by default); it is not the
+        backends' clock.
+    :param on_transition: called with False when the breaker opens and True when it closes.
     """
 
     def __init__(
