@@ -46,9 +46,10 @@ class SetResult:
 
 @dataclass(frozen=True, slots=True, init=False)
 class BucketResult:
-    """The outcome of `Backend.bucket_consume`."""
+    """The outcome of `Backend.bucket_consume` (and of `Backend.bucket_peek`)."""
 
     allowed: bool
+    """True when the tokens were taken (for a peek: when a consume of `cost` would pass now)."""
     remaining: int
     """Whole tokens left after the call."""
     retry_after_ms: int

@@ -17,6 +17,7 @@ from .errors import InvalidArgument
 __all__ = ["ON_ERROR_CHOICES", "OnError", "check_on_error"]
 
 OnError = Literal["fallback", "allow", "deny"]
+"""What to decide when the storage cannot (see the module docstring)."""
 
 ON_ERROR_CHOICES: Final[tuple[OnError, ...]] = get_args(OnError)
 """``("fallback", "allow", "deny")``."""

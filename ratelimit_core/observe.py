@@ -37,6 +37,7 @@ class Decision:
     limit: Limit
     """Which limit decided."""
     allowed: bool
+    """True when the limit let the connection or message through."""
     code: ErrorCode | None
     """The wire code of a denial (e.g. ``room_full``); None when allowed."""
     identity: str
@@ -46,6 +47,7 @@ class Decision:
 
 
 DecisionHook = Callable[[Decision], None]
+"""A callable given each `Decision`; run inline, so it must be quick and should not raise."""
 
 
 class DecisionHooks:
@@ -63,6 +65,7 @@ class DecisionHooks:
         return f"DecisionHooks({len(self._hooks)} hooks)"
 
     def add(self, hook: DecisionHook) -> None:
+        """Report every later decision to `hook` as well."""
         self._hooks = (*self._hooks, hook)
 
     def remove(self, hook: DecisionHook) -> None:

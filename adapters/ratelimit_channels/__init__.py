@@ -1,8 +1,10 @@
 """Django Channels adapter: WebSocket rate limits enforced by an ASGI middleware.
 
-application = ProtocolTypeRouter({
-    "websocket": AuthMiddlewareStack(RateLimitMiddleware(URLRouter(websocket_urlpatterns))),
-})
+Put `RateLimitMiddleware` inside ``AuthMiddlewareStack``, around the ``URLRouter``::
+
+    application = ProtocolTypeRouter({
+        "websocket": AuthMiddlewareStack(RateLimitMiddleware(URLRouter(websocket_urlpatterns))),
+    })
 """
 
 from ratelimit_core import __version__ as __version__

@@ -144,4 +144,4 @@ class BackendCache:
 
 
 default_backend_cache = BackendCache()
-"""The cache `RateLimitMiddleware` uses unless given another; `clear()` it between tests."""
+"""The cache `RateLimitMiddleware` uses unless given another; `BackendCache.clear` it between tests."""

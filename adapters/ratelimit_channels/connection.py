@@ -58,7 +58,9 @@ class ConnectionInfo:
     """What the limits know about a connection (``scope["ratelimit"]`` for the inner app)."""
 
     identity: ClientIdentity
+    """Whom the connection counts against (a signed-in user, or the client's IP)."""
     room: str | None
+    """The room it joined (from the route kwarg or the resolver), or None."""
     degraded: bool = False
     """Admitted without the primary storage (a `FallbackBackend`'s local store, or ``on_error``)."""
 

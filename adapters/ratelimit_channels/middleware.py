@@ -20,7 +20,7 @@ class RateLimitMiddleware:
     Settings come from Django settings, read when each connection starts, and
     the keyword arguments, which win (``conn_per_user=2``, ``backend=...``; see
     `settings.SETTINGS`). One instance serves every connection; each connection's
-    state lives in its own `LimitedConnection`. Non-WebSocket scopes pass through.
+    state lives in its own ``LimitedConnection``. Non-WebSocket scopes pass through.
     A misconfiguration seen from a connection (no user in the scope, no room on a
     route) is logged once per instance (`config_warnings`).
     Raises `ImproperlyConfigured` naming the setting for a bad value, and

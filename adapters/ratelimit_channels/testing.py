@@ -60,7 +60,9 @@ class SignedInUser:
     """A stand-in for a signed-in Django user (identity reads only ``pk`` and ``is_authenticated``): no database."""
 
     pk: int | str
+    """The user's primary key: per-user limits count ``user:<pk>``."""
     is_authenticated: bool = True
+    """False makes the socket anonymous (counted by its IP)."""
 
 
 def limited_communicator(

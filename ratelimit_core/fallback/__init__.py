@@ -1,6 +1,7 @@
 """`FallbackBackend` and its parts: the breaker, the watchdog, the holdings, the journal, the write-back.
 
-See `backend` for the whole story; each part is a module of its own.
+Each part is a module of its own; what they do together is the documentation's
+"Outages and recovery" page (docs/concepts/outages.md).
 """
 
 from .backend import (

@@ -1,43 +1,13 @@
 """`FallbackBackend`: keep deciding while the primary backend (Redis) is down.
 
-While the primary answers, every call goes to it, and what this process holds
-(set members it added, counter increments it made) is mirrored into a local
-fallback backend. An outage opens a circuit breaker (see `breaker`): calls are
-then answered at once according to `on_error`, and the primary is left alone
-until a probe is due. The first probe that succeeds writes back what changed
-(see `recovery`) and closes the breaker.
-
-What counts as an outage: the primary raising `BackendUnavailable` (refused,
-reset, a failover in progress), or answering nothing for `timeout_ms` while a
-call waits, measured by `watchdog` so that a busy or stalled event loop is not
-taken for a silent primary; until the primary has answered once the allowance is
-`warmup_ms` (connection set-up, cluster discovery, script loading). Any other
-`BackendError`, `BackendMisconfigured` included (a wrong password, a refused
-certificate), is not an outage: it reaches the caller, and the breaker stays closed.
-
-While the breaker is open, one task probes the primary on that schedule, so a
-process with no traffic still writes back; it ends when the primary is back or
-the backend is closed. Calls probe too when one is due.
-
-`on_error`:
-
-- ``"fallback"`` (default): the fallback decides. It cannot see other processes,
-  so limits hold per process; `processes` divides capacities, limits and bucket
-  rates by the number of processes expected to share the load. Because holdings
-  are mirrored, a user holding 2 of 3 slots through this process before the
-  outage gets only 1 more during it.
-- ``"allow"``: every decision is allowed (fail open); holdings are still recorded,
-  so they are released and written back correctly.
-- ``"deny"``: every decision is refused (fail closed), marked ``unavailable``.
-
-A call whose primary call got no answer may still run on a server that was only
-frozen, when it wakes. Set operations are idempotent, so the write-back and such
-a late write agree (an add the fallback then refused is taken back on recovery,
-which assumes, as the Channels adapter does, that a member name belongs to one
-holder); counter increments are not idempotent, which is why connection slots are
-set members.
-
-Decisions made without the primary carry ``degraded=True``.
+What it does is written once, in the documentation's "Outages and recovery" page
+(docs/concepts/outages.md): what counts as an outage and what does not, the
+``on_error`` choices, per-process limits, the probes, and exactly what is written
+back after an outage (and why a late write from a frozen server agrees with it).
+This module ties the parts together: `breaker` (open or closed, the probe
+schedule), `watchdog` (a silent primary told from a busy event loop), `holdings`
+and `journal` (what this process holds and changed), `recovery` (the write-back)
+and `shares` (per-process limits).
 """
 
 from __future__ import annotations
@@ -69,9 +39,13 @@ __all__ = [
 ]
 
 DEFAULT_TIMEOUT_MS: Final = 50
+"""How long the primary may answer nothing while a call waits before the breaker opens."""
 DEFAULT_WARMUP_MS: Final = 2_000
+"""The same allowance until the primary has answered once, and again after each outage."""
 DEFAULT_COOLDOWN_MS: Final = 1_000
+"""The first probe of a primary that went down comes this long after the breaker opened."""
 DEFAULT_MAX_COOLDOWN_MS: Final = 30_000
+"""The interval between probes doubles up to this."""
 
 _T = TypeVar("_T")
 
@@ -92,9 +66,21 @@ _TRIED: Final = _Down(tried=True)
 class FallbackBackend(ClosesOnExit):
     """A `Backend` that answers from `fallback` (or allows, or denies) while `primary` is down.
 
-    `clock` times the breaker and the holdings' leases (monotonic by default); it
-    is not the backends' clock. `timeout_ms=None` waits for the primary as long as
-    its own client does.
+    What it does during and after an outage: docs/concepts/outages.md.
+
+    :param primary: the backend every call goes to while it answers (usually a `RedisBackend`).
+    :param fallback: what answers while it is down under ``"fallback"``; a new `MemoryBackend` by default.
+    :param on_error: ``"fallback"``, ``"allow"`` (fail open) or ``"deny"`` (fail closed, results marked
+        ``unavailable``) while the primary is down.
+    :param processes: while degraded, capacities, limits and bucket rates are divided by this.
+    :param timeout_ms: how long the primary may answer nothing while a call waits before the breaker
+        opens; ``None`` waits as long as the primary's own client does.
+    :param warmup_ms: the same allowance until the primary has answered once, and after each outage.
+    :param cooldown_ms: the first probe comes this long after the breaker opened.
+    :param max_cooldown_ms: the probe interval doubles up to this.
+    :param clock: times the breaker and the holdings' leases (monotonic by default); it is not the
+        backends' clock.
+    :param on_transition: called with False when the breaker opens and True when it closes.
     """
 
     def __init__(
@@ -136,10 +122,12 @@ class FallbackBackend(ClosesOnExit):
 
     @property
     def primary(self) -> Backend:
+        """The backend every call goes to while it answers."""
         return self._primary
 
     @property
     def fallback(self) -> Backend:
+        """The per-process backend that answers while the primary is down (``on_error="fallback"``)."""
         return self._fallback
 
     @property
@@ -154,10 +142,12 @@ class FallbackBackend(ClosesOnExit):
 
     @property
     def cooldown_ms(self) -> int:
+        """The first probe interval after the breaker opens."""
         return self._breaker.cooldown_ms
 
     @property
     def max_cooldown_ms(self) -> int:
+        """The longest probe interval (the interval doubles up to it)."""
         return self._breaker.max_cooldown_ms
 
     @property

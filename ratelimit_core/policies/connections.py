@@ -108,8 +108,11 @@ class Occupancy:
     """Live slots for one identity, its IP and (when given) a room."""
 
     identity: int
+    """Sockets the identity (a user, or an anonymous client's IP) holds."""
     ip: int
+    """Sockets from the identity's IP, signed in or not."""
     room: int | None = None
+    """Members of the room; None when no room was asked about."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,9 +155,13 @@ class ConnectionPolicy:
         hooks: DecisionHooks | None = None,
     ) -> None:
         self.backend = backend
+        """Where the limits are counted."""
         self.limits = limits
+        """The limits this policy enforces."""
         self.on_error = None if on_error is None else check_on_error(on_error)
+        """What to decide when the backend fails; None raises the `BackendError`."""
         self.hooks = hooks
+        """Where decisions are reported, if anywhere."""
 
     def __repr__(self) -> str:
         return f"ConnectionPolicy({self.backend!r}, {self.limits!r}, on_error={self.on_error!r})"

@@ -1,24 +1,9 @@
 """What a policy decides when its backend cannot: the ``on_error`` choice, applied to verdicts.
 
-``on_error`` is the choice `FallbackBackend` offers, seen from the policies:
-
-- ``"allow"`` (fail open): a connection is admitted holding no slots (it is not
-  counted anywhere), a message passes.
-- ``"deny"`` (fail closed): a connection is refused with `ErrorCode.BACKEND_UNAVAILABLE`
-  and close `CloseCode.TRY_AGAIN_LATER` (1013); a message is dropped with the same code and
-  the socket stays open. A dropped message is not a strike: the client did nothing
-  wrong, and its messages pass again as soon as the storage is back.
-- ``"fallback"``: a `FallbackBackend` answers from its per-process store and
-  nothing fails. A failure that still reaches the policy (no wrapper, or a
-  `BackendError` that is not an outage, such as WRONGTYPE or a
-  `BackendMisconfigured` wrong password) has no store left to ask, so it fails
-  open like ``"allow"``, and is logged at ERROR.
-
-With ``on_error=None`` a policy raises the `BackendError` instead (the caller decides).
-
-A `FallbackBackend` in ``"deny"`` mode does not raise: it answers every call with a
-refusal marked ``unavailable``, which every policy reports as `ErrorCode.BACKEND_UNAVAILABLE`
-(not as a limit the client reached), whatever its own ``on_error``.
+The contract (fail open, fail closed, per-process fallback, what a client sees, and
+why a dropped message is not a strike) is written once, in the documentation's
+"Outages and recovery" page (docs/concepts/outages.md). This module builds the
+`ErrorCode.BACKEND_UNAVAILABLE` denials and logs the failures a policy absorbs.
 """
 
 from __future__ import annotations

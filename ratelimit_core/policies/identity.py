@@ -4,7 +4,7 @@ The client IP is the peer's address unless the peer is a trusted proxy; then the
 X-Forwarded-For entries are walked right to left (each proxy appends the address
 it saw) and the first address that is not a trusted proxy is the client. Every
 value goes through `ipaddress`; garbage is skipped, never trusted. A peer that is
-missing or not an IP address becomes the shared `UNKNOWN_IP` identity, which is
+missing or not an IP address becomes the shared ``UNKNOWN_IP`` identity, which is
 limited like any other: an unknown client never means no limit.
 
 An IPv6 client is then grouped by its network (`ip_group`): one subscriber usually
@@ -49,12 +49,13 @@ class ClientIdentity:
     """The identity limits are counted against."""
 
     ip: str
-    """The client's address in canonical form (an IPv6 one grouped by `ip_group`), or `UNKNOWN_IP`."""
+    """The client's address in canonical form (an IPv6 one grouped by `ip_group`), or ``UNKNOWN_IP``."""
     user: str | None = None
     """The authenticated user's primary key as text; None for an anonymous client."""
 
     @property
     def anonymous(self) -> bool:
+        """True when no user is signed in (the identity is the client's IP)."""
         return self.user is None
 
     @property
@@ -87,6 +88,7 @@ class TrustedProxies:
 
     @property
     def networks(self) -> tuple[IPNetwork, ...]:
+        """The trusted networks, parsed."""
         return self._networks
 
     def __contains__(self, address: object) -> bool:
@@ -127,7 +129,7 @@ def parse_ip(value: str) -> IPAddress | None:
 
 
 def client_ip(peer: str | None, forwarded_for: Iterable[str] = (), trusted: TrustedProxies = NO_PROXIES) -> str:
-    """The client's address as text, or `UNKNOWN_IP`.
+    """The client's address as text, or ``UNKNOWN_IP``.
 
     `peer` is the address of the socket's other end; `forwarded_for` holds the
     X-Forwarded-For header values in the order received (several headers count as
@@ -154,7 +156,7 @@ def ip_group(address: str, ipv6_prefix: int = DEFAULT_IPV6_PREFIX) -> str:
     """What per-IP limits count `address` as: its network at `ipv6_prefix` bits for IPv6.
 
     An IPv4 address (also IPv4-mapped IPv6) stays whole, as does any address at
-    prefix 128; a value that is no address (`UNKNOWN_IP`) is returned unchanged.
+    prefix 128; a value that is no address (``UNKNOWN_IP``) is returned unchanged.
     ``ip_group("2001:db8:1:2:3::4", 64) == "2001:db8:1:2::/64"``.
     """
     check_ipv6_prefix("ipv6_prefix", ipv6_prefix)

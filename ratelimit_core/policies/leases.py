@@ -59,10 +59,12 @@ class Leases:
 
     @property
     def slots(self) -> tuple[Slot, ...]:
+        """The set members held, in the order they were taken."""
         return self._slots
 
     @property
     def lease_ms(self) -> int | None:
+        """How long each slot outlives its last refresh (None: held until released)."""
         return self._lease_ms
 
     @property

@@ -67,6 +67,7 @@ class MessageLimits:
     """Limits on incoming messages; None means unlimited."""
 
     max_payload_bytes: int | None = None
+    """The largest frame in bytes (text counted as UTF-8); a larger one ends the connection. None: no limit."""
     rate: float | None = None
     """Messages per second (refill rate of the bucket); may be fractional, e.g. 0.01."""
     burst: int | None = None
@@ -116,9 +117,13 @@ class MessagePolicy:
         hooks: DecisionHooks | None = None,
     ) -> None:
         self.backend = backend
+        """Where the limits are counted."""
         self.limits = limits
+        """The limits this policy enforces."""
         self.on_error = None if on_error is None else check_on_error(on_error)
+        """What to decide when the backend fails; None raises the `BackendError`."""
         self.hooks = hooks
+        """Where decisions are reported, if anywhere."""
 
     def __repr__(self) -> str:
         return f"MessagePolicy({self.backend!r}, {self.limits!r}, on_error={self.on_error!r})"
@@ -151,6 +156,7 @@ class MessageGate:
 
     @property
     def identity(self) -> ClientIdentity:
+        """Whose bucket this connection's messages spend."""
         return self._identity
 
     @property

@@ -68,7 +68,9 @@ class Admitted:
     """
 
     leases: Leases
+    """The slots the connection holds: refresh them while it lives, release them when it ends."""
     degraded: bool = False
+    """True when the backend answered without its primary storage (see `FallbackBackend`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,7 +80,10 @@ class Allowed:
     remaining: int | None
     """Whole tokens left in the sender's bucket; None when messages are not rate-limited."""
     degraded: bool = False
+    """True when the backend answered without its primary storage (see `FallbackBackend`)."""
 
 
 ConnectionVerdict = Admitted | Denial
+"""What `ConnectionPolicy.admit` returns."""
 MessageVerdict = Allowed | Denial
+"""What `MessageGate.admit` returns."""

@@ -1,6 +1,6 @@
 """The Redis (and Valkey) driver: `RedisBackend`. Needs the ``redis`` package (redis-py).
 
-The round-trip machinery (`coalesce.Coalescer`, `coalesce.ScriptCall`, `pipeline`) is
+The round-trip machinery (``coalesce.Coalescer``, ``coalesce.ScriptCall``, ``pipeline``) is
 internal: importable from its modules, but not part of this package's API.
 """
 

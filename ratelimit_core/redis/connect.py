@@ -43,8 +43,11 @@ __all__ = [
 ]
 
 DEFAULT_CONNECT_TIMEOUT_S = 0.5
+"""The connect timeout of a client built from a URL, in seconds (override it by keyword or in the URL)."""
 DEFAULT_SOCKET_TIMEOUT_S = 0.5
+"""The socket timeout of a client built from a URL, in seconds."""
 DEFAULT_RETRIES = 1
+"""How often setting a connection up (connect, AUTH) is retried; a lost script reply is never retried blindly."""
 CLUSTER_SCHEME = "redis+cluster"
 
 Client = redis.asyncio.Redis | RedisCluster

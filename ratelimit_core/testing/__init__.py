@@ -1,28 +1,12 @@
 """The conformance kit: run the engine's state machine against any Backend.
 
 A Hypothesis state machine sends one random sequence of counter, set and bucket
-calls and clock moves to every backend you give it, on one shared `RewindableClock`
-(it also steps backwards: see `Backend.bucket_consume` for what must happen then),
-and asserts that all of them answer exactly like an independent reference model
-(and hence like each other). Each backend factory takes the clock and returns a
-backend (or an awaitable of one); the machine calls ``clear()`` on it before and
-after every example and ``aclose()`` at the end, so give each factory storage of
-its own (e.g. a unique prefix). Needs ``hypothesis`` (the ``test`` extra)::
-
-    import uuid
-
-    from ratelimit_core import MemoryBackend
-    from ratelimit_core.testing import conformance_test_case, run_conformance
-
-    def my_backend(clock):
-        return MyBackend("my://localhost", clock=clock, prefix=f"conf-{uuid.uuid4().hex}:")
-
-    def test_my_backend_conforms():  # a plain (sync) test function
-        run_conformance(my_backend, lambda clock: MemoryBackend(clock=clock))
-
-    TestMyBackend = conformance_test_case(my_backend)  # or: a unittest.TestCase
-
-Call `run_conformance` from a synchronous test: the machine owns its event loop.
+calls and clock moves to every backend you give it, on one shared `RewindableClock`,
+and asserts that all of them answer exactly like an independent reference model.
+Each backend factory takes the clock and returns a backend (or an awaitable of
+one). Needs ``hypothesis`` (the ``testing`` extra). Call `run_conformance` from a
+synchronous test: the machine owns its event loop. The documentation's guide
+"Writing and testing a backend" (docs/guides/custom-backend.md) shows a whole test.
 """
 
 from __future__ import annotations

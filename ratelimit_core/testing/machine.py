@@ -147,36 +147,43 @@ class ConformanceMachine(RuleBasedStateMachine):
 
     @initialize(target=keys, plans=st.lists(key_plans(), min_size=1, max_size=4, unique_by=lambda p: p.text))
     def choose_keys(self, plans: list[KeyPlan]) -> MultipleResults[KeyPlan]:
+        """The keys of this example, each with its own capacity and bucket."""
         self._plans = plans
         return multiple(*plans)
 
     @initialize(target=members, chosen=st.lists(texts(), min_size=1, max_size=5, unique=True))
     def choose_members(self, chosen: list[str]) -> MultipleResults[str]:
+        """The set members of this example."""
         return multiple(*chosen)
 
     @initialize(start=st.sampled_from((0, 1, 10**12, 10**15)))
     def start_clock(self, start: int) -> None:
+        """Start the clock at 0, 1 or far from 0 (``10**12`` or ``10**15`` ms)."""
         self._advance(start)
 
     # -- counters -------------------------------------------------------------------
 
     @rule(key=keys, amount=counter_amounts(), limit=limits(), window_ms=durations())
     def counter_incr(self, key: KeyPlan, amount: int, limit: int | None, window_ms: int | None) -> None:
+        """`Backend.counter_incr`, with or without a limit and a window, on the model and every backend."""
         result: CounterResult = self._agree("counter_incr", key.text, amount, limit=limit, window_ms=window_ms)
         self._counter_answers.append(result.value)
 
     @rule(key=keys, amount=st.one_of(st.integers(1, 4), st.just(10**15)))
     def counter_decr(self, key: KeyPlan, amount: int) -> None:
+        """`Backend.counter_decr`, also by more than the counter holds."""
         self._counter_answers.append(self._agree("counter_decr", key.text, amount))
 
     @rule(key=keys)
     def counter_get(self, key: KeyPlan) -> None:
+        """`Backend.counter_get`."""
         self._counter_answers.append(self._agree("counter_get", key.text))
 
     # -- bounded sets with leases --------------------------------------------------------
 
     @rule(key=keys, member=members, lease_ms=durations())
     def set_add(self, key: KeyPlan, member: str, lease_ms: int | None) -> None:
+        """`Backend.set_add` at the key's capacity, with or without a lease."""
         result: SetResult = self._agree("set_add", key.text, member, capacity=key.capacity, lease_ms=lease_ms)
         self._set_answers.append((key, result.size))
 
@@ -189,14 +196,17 @@ class ConformanceMachine(RuleBasedStateMachine):
 
     @rule(key=keys, member=members)
     def set_remove(self, key: KeyPlan, member: str) -> None:
+        """`Backend.set_remove`, of a member present or not."""
         self._set_answers.append((key, self._agree("set_remove", key.text, member)))
 
     @rule(key=keys)
     def set_size(self, key: KeyPlan) -> None:
+        """`Backend.set_size`."""
         self._set_answers.append((key, self._agree("set_size", key.text)))
 
     @rule(key=keys)
     def set_members(self, key: KeyPlan) -> None:
+        """`Backend.set_members`."""
         self._set_answers.append((key, len(self._agree("set_members", key.text))))
 
     # -- token buckets ----------------------------------------------------------------
@@ -222,10 +232,12 @@ class ConformanceMachine(RuleBasedStateMachine):
 
     @rule(key=keys, data=st.data())
     def bucket_consume(self, key: KeyPlan, data: st.DataObject) -> None:
+        """`Backend.bucket_consume` of a cost from 1 to the burst."""
         self._consume(key, data.draw(costs(key.bucket.burst), label="cost"))
 
     @rule(key=keys, data=st.data())
     def bucket_peek(self, key: KeyPlan, data: st.DataObject) -> None:
+        """`Backend.bucket_peek` of a cost from 1 to the burst."""
         self._peek(key, data.draw(costs(key.bucket.burst), label="cost"))
 
     @rule(key=keys, data=st.data())
@@ -243,6 +255,7 @@ class ConformanceMachine(RuleBasedStateMachine):
 
     @rule(key=keys)
     def bucket_reset(self, key: KeyPlan) -> None:
+        """`Backend.bucket_reset`."""
         self._agree("bucket_reset", key.text)
         self._refusals.pop(key.text, None)
 
@@ -280,6 +293,7 @@ class ConformanceMachine(RuleBasedStateMachine):
     @precondition(lambda self: self.clock() + MAX_STEP_MS <= HORIZON_MS)
     @rule(ms=clock_steps(MAX_STEP_MS))
     def advance_clock(self, ms: int) -> None:
+        """Move the clock forward: zero steps, small ones and large jumps."""
         self._advance(ms)
 
     def _rewind(self, ms: int) -> None:
