@@ -55,6 +55,7 @@ LIMITS = {
     "WS_RATE_MSG_STRIKES": 100,  # a burst of 20 is refused 15 times and the socket stays open
     "WS_MAX_PAYLOAD_BYTES": 1024,
     "WS_RATE_CONN_RETRY_MS": 5000,
+    # An "emote" token comes back after 50 s: the second one below is refused however slow the machine is.
     "WS_RATE_MSG_TYPES": {"chat": {"rps": 1, "burst": 3}, "emote": {"rps": 0.02, "burst": 1}},
     "WS_RATE_MSG_QUOTA": [100, 60],
 }
