@@ -28,10 +28,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Mapping
+import sys
+from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Final
+from typing import Any, Final
 
 from ..arguments import check_count, check_optional_count
 from ..backend import Backend, BucketResult, CounterResult
@@ -232,7 +233,7 @@ class MessageGate:
         """Every check this frame needs, started in the same turn of the event loop (one round trip
         where the driver pipelines): the identity's bucket, the type's bucket, the quota."""
         backend = self._policy.backend
-        calls: list[Awaitable[object]] = []
+        calls: list[Coroutine[Any, Any, object]] = []
         if limits.rate is not None:
             calls.append(backend.bucket_consume(self._key, rate=limits.rate, burst=limits.bucket_burst))
         if type_rate is not None:
@@ -241,13 +242,7 @@ class MessageGate:
         if limits.quota is not None:
             quota = limits.quota
             calls.append(backend.counter_incr(self._quota_key, 1, limit=quota.count, window_ms=quota.window_ms))
-        if len(calls) == 1:
-            answers: list[object] = [await calls[0]]
-        else:
-            answers = await asyncio.gather(*calls, return_exceptions=True)
-            for answer in answers:
-                if isinstance(answer, BaseException):
-                    raise answer  # every check has ended: none is left running
+        answers = await _together(calls)
         found = iter(answers)
         rate = next(found) if limits.rate is not None else None
         typed = next(found) if type_rate is not None else None
@@ -315,6 +310,46 @@ class MessageGate:
             return Denial(ErrorCode.RATE_LIMIT_EXCEEDED, message, retry, CloseCode.RATE_LIMITED, degraded, limit)
         message = f"too many {what}: this one was dropped, retry in {retry} ms"
         return Denial(ErrorCode.RATE_LIMIT_EXCEEDED, message, retry, None, degraded, limit)
+
+
+_start: Callable[[Coroutine[Any, Any, object]], asyncio.Task[object]]
+if sys.version_info >= (3, 12):
+
+    def _start(call: Coroutine[Any, Any, object]) -> asyncio.Task[object]:
+        # Eager: a call that never suspends (the memory backend) ends here, with no turn of the loop.
+        return asyncio.Task(call, loop=asyncio.get_running_loop(), eager_start=True)
+
+else:
+    _start = asyncio.ensure_future
+
+
+async def _together(calls: list[Coroutine[Any, Any, object]]) -> list[object]:
+    """Run `calls` concurrently, all started before any is awaited; each answer in order.
+
+    The first runs in the caller's task and the others in tasks of their own (cheaper
+    than `asyncio.gather`, which makes a task of each). Every call has ended when this
+    returns; a `BackendError` is raised only then (the first one, in order), and if the
+    caller is cancelled, or a call raises anything else, the calls still running are
+    cancelled.
+    """
+    first, *rest = calls
+    if not rest:
+        return [await first]
+    tasks = [_start(call) for call in rest]
+    answers: list[object] = []
+    try:
+        for pending in (first, *tasks):
+            try:
+                answers.append(await pending)
+            except BackendError as exc:
+                answers.append(exc)
+    finally:
+        for task in tasks:
+            task.cancel()  # a no-op for a task that has ended
+    failed = next((answer for answer in answers if isinstance(answer, BackendError)), None)
+    if failed is not None:
+        raise failed
+    return answers
 
 
 def _wait(answer: BucketResult | CounterResult) -> int:

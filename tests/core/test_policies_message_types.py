@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+from typing import Any
 
 import pytest
 
@@ -16,10 +18,12 @@ from ratelimit_core.policies import (
     ErrorCode,
     MessageLimits,
     MessagePolicy,
+    MessageQuota,
     TypeRate,
     json_message_type,
 )
 from ratelimit_core.policies.message_types import MAX_TYPED_FRAME_CHARS, message_type_key
+from ratelimit_core.primitives import PRIMITIVES
 
 ALICE = ClientIdentity("1.1.1.1", "alice")
 BOB = ClientIdentity("1.1.1.1", "bob")
@@ -197,3 +201,52 @@ async def test_the_hooks_see_the_types_decision(backend: Backend) -> None:
         ("rate", True, None),
         ("type", False, ErrorCode.RATE_LIMIT_EXCEEDED),
     ]
+
+
+class HangingQuota:
+    """`backend`, except that counter_incr (the quota) waits forever; records whether it was cancelled."""
+
+    def __init__(self, backend: Backend) -> None:
+        self._backend = backend
+        self.started = asyncio.Event()
+        self.cancelled = False
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._backend, name)
+
+    async def counter_incr(self, key: str, amount: int = 1, **kwargs: Any) -> Any:
+        self.started.set()
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            self.cancelled = True
+            raise
+
+
+@pytest.mark.parametrize("how", ["cancel", "timeout"])
+async def test_a_cancelled_or_timed_out_frame_leaves_no_check_running(backend: Backend, how: str) -> None:
+    hanging = HangingQuota(backend)
+    limits = MessageLimits(rate=0.001, burst=5, types=(TypeRate("chat", 0.001, 5),), quota=MessageQuota(10, 60_000))
+    gate = MessagePolicy(hanging, limits).gate(ALICE)  # type: ignore[arg-type]
+    tasks_before = asyncio.all_tasks()
+    if how == "cancel":
+        admit = asyncio.ensure_future(gate.admit(chat()))
+        await asyncio.wait_for(hanging.started.wait(), 5)
+        admit.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await admit
+    else:
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(gate.admit(chat()), 0.05)
+    # The hung check was cancelled with the frame, and no check of the gate is left running (the driver's own
+    # tasks, e.g. a Redis round trip reading its reply, end by themselves).
+    assert hanging.cancelled
+    for _ in range(100):  # bounded: a cancelled task ends at its next turn
+        checks = {task for task in asyncio.all_tasks() - tasks_before if task.get_coro().__name__ in PRIMITIVES}  # type: ignore[union-attr]
+        if not checks:
+            break
+        await asyncio.sleep(0)
+    assert checks == set()
+    # Each bucket counted the frame at most once (on Redis a call cancelled in flight may or may not have run).
+    for key in ("msg:" + ALICE.key, message_type_key(ALICE, "chat")):
+        assert (await backend.bucket_peek(key, rate=0.001, burst=5)).remaining in (4, 5)
