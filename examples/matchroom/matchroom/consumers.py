@@ -49,7 +49,10 @@ class MatchConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
             await self.send_json({"type": "binary", "bytes": len(bytes_data)})
 
     async def chat_message(self, event: dict[str, Any]) -> None:
-        await self.send_json({"type": "chat", "user": event["user"], "text": event["text"], "kind": event["kind"]})
+        chat = {"type": "chat", "user": event["user"], "text": event["text"]}
+        if event.get("kind") is not None:
+            chat["kind"] = event["kind"]  # the message type of a typed frame (see the page's type selector)
+        await self.send_json(chat)
 
     async def disconnect(self, code: int) -> None:
         if hasattr(self, "group"):
