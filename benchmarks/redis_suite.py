@@ -4,7 +4,11 @@ The floor is what any Redis limiter pays at least: redis-py's ``evalsha`` of a
 one-key script (our bucket script, with the arguments a check sends), one call per
 check, on a client with the same settings as ours. Ours goes through
 `RedisBackend`, whose concurrent calls coalesce into pipelined round trips; the
-batch row sends 50 checks per ``backend.batch()`` from one caller.
+batch row sends 50 checks per ``backend.batch()`` from one caller. The message gate
+rows admit one frame per check through `MessagePolicy` with the identity's bucket
+alone, plus its type's bucket, plus the quota, and all three: the checks of one
+frame are started together and go in one round trip, so each added limit costs a
+script call, not a round trip (the notes give the round trips per frame).
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from typing import Any
 
 from ratelimit_core.bucket import bucket_spec
 from ratelimit_core.keys import BUCKET, storage_key
+from ratelimit_core.policies import ClientIdentity, MessageGate, MessageLimits, MessagePolicy, MessageQuota, TypeRate
 from ratelimit_core.redis import RedisBackend
 from ratelimit_core.redis.connect import Client, client_from_url
 from ratelimit_core.redis.lua import script_source
@@ -132,12 +137,49 @@ async def _path(
     return figures
 
 
+_FRAME = '{"type": "chat", "text": "hello"}'
+_TYPE = (TypeRate("chat", 10**9, 10**9),)
+_QUOTA = MessageQuota(10**15, 3_600_000)
+GATE_LIMITS: dict[str, MessageLimits] = {
+    "message gate: rate": MessageLimits(rate=10**9, burst=10**9),
+    "message gate: rate + type": MessageLimits(rate=10**9, burst=10**9, types=_TYPE),
+    "message gate: rate + quota": MessageLimits(rate=10**9, burst=10**9, quota=_QUOTA),
+    "message gate: rate + type + quota": MessageLimits(rate=10**9, burst=10**9, types=_TYPE, quota=_QUOTA),
+}
+"""The message limits measured per frame (allowed path, one caller)."""
+
+
+def _gate_check(backend: RedisBackend, limits: MessageLimits) -> Check:
+    """Admit one frame from the identity named by the key (one gate per key, made once)."""
+    policy = MessagePolicy(backend, limits)
+    gates: dict[str, MessageGate] = {}
+
+    async def admit(key: str) -> object:
+        gate = gates.get(key)
+        if gate is None:
+            gate = gates[key] = policy.gate(ClientIdentity("10.0.0.1", key))
+        return await gate.admit(_FRAME)
+
+    return admit
+
+
+async def frame_round_trips(backend: RedisBackend, limits: MessageLimits, frames: int) -> float:
+    """Round trips per frame of one caller admitting `frames` frames through `limits`."""
+    check = _gate_check(backend, limits)
+    await check("warm")
+    before = backend.coalescer.round_trips
+    for _ in range(frames):
+        await check("warm")
+    return (backend.coalescer.round_trips - before) / frames
+
+
 def _other_primitives(backend: RedisBackend, allowed: bool) -> Extras:
     """counter_incr and set_add (one caller), on keys of their own."""
     if allowed:
         return {
             "ours counter_incr": (lambda k: backend.counter_incr("c" + k, limit=10**15, window_ms=3_600_000), False),
             "ours set_add": (lambda k: backend.set_add("s" + k, "there", capacity=10, lease_ms=3_600_000), False),
+            **{name: (_gate_check(backend, limits), False) for name, limits in GATE_LIMITS.items()},
         }
     return {
         "ours counter_incr": (lambda k: backend.counter_incr("d" + k, limit=1, window_ms=3_600_000), False),
@@ -193,6 +235,9 @@ async def redis_figures(url: str, scale: Scale, notes: list[str]) -> list[Figure
     backend = RedisBackend.from_url(url, prefix="bench:ours:")
     try:
         figures = await _ours_and_floor("redis", client, backend, scale, url=url, notes=notes)
+        for name, limits in GATE_LIMITS.items():
+            trips = await frame_round_trips(backend, limits, 100)
+            notes.append(f"{name}: {trips:.2f} round trips per frame, one caller")
         round_trips, sent = backend.coalescer.round_trips, backend.coalescer.calls_sent
         per_trip = sent / max(1, round_trips)
         notes.append(f"ours on Redis: {sent} script calls in {round_trips} round trips ({per_trip:.1f} a trip)")

@@ -29,7 +29,15 @@ from fractions import Fraction
 from .arguments import check_count
 from .errors import InvalidArgument
 
-__all__ = ["BucketSpec", "BucketSpecCache", "BucketStep", "bucket_peek_step", "bucket_spec", "bucket_step"]
+__all__ = [
+    "BucketSpec",
+    "BucketSpecCache",
+    "BucketStep",
+    "bucket_peek_step",
+    "bucket_spec",
+    "bucket_step",
+    "burst_in_effect",
+]
 
 MIN_RATE = Fraction(1, 10**6)
 MAX_RATE = 10**9
@@ -184,3 +192,11 @@ def bucket_peek_step(spec: BucketSpec, level: int | None, updated_ms: int | None
         level = full if elapsed >= -((level - full) // per_ms) else level + elapsed * per_ms
     shortfall = spec.cost - level
     return shortfall <= 0, level, 0 if shortfall <= 0 else -(-shortfall // per_ms), -((level - full) // per_ms)
+
+
+def burst_in_effect(rate: float | None, burst: int | None) -> int:
+    """`burst` when given, else the rate rounded up (at least 1): the default burst of every rate limit."""
+    if burst is not None:
+        return burst
+    value = rate if isinstance(rate, int | float) else 1
+    return max(1, math.ceil(value)) if math.isfinite(value) else 1

@@ -22,9 +22,10 @@ __all__ = ["LIMITS", "Decision", "DecisionHook", "DecisionHooks", "Limit"]
 
 logger = logging.getLogger("ratelimit_core.observe")
 
-Limit = Literal["connect", "user", "ip", "room", "payload", "rate"]
+Limit = Literal["connect", "user", "ip", "room", "payload", "rate", "type", "quota"]
 """The limits a `Decision` may name: connection attempt rate, connection slots
-per user, per IP, room capacity, frame size and message rate."""
+per user, per IP, room capacity, frame size, message rate, a message type's rate
+and the message quota."""
 
 LIMITS: Final[tuple[Limit, ...]] = get_args(Limit)
 """Every `Limit`, e.g. to pre-create metric labels."""

@@ -144,7 +144,13 @@ class LimitedConnection:
         heartbeat = None
         # From here on the slots are this connection's: every way out goes through the release below.
         try:
-            messages = MessagePolicy(self._backend, settings.messages, on_error=on_error, hooks=self._hooks)
+            messages = MessagePolicy(
+                self._backend,
+                settings.messages,
+                on_error=on_error,
+                hooks=self._hooks,
+                type_resolver=settings.message_type_resolver,
+            )
             self._gate = messages.gate(identity)
             self._scope[SCOPE_KEY] = ConnectionInfo(identity, room, verdict.degraded)
             self._pending = first

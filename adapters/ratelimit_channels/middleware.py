@@ -10,6 +10,7 @@ from .backends import BackendCache, default_backend_cache
 from .config_warnings import ConfigWarnings
 from .connection import LimitedConnection
 from .settings import SettingsReader
+from .tiers import TierLimits
 
 __all__ = ["RateLimitMiddleware"]
 
@@ -22,7 +23,8 @@ class RateLimitMiddleware:
     `settings.SETTINGS`). One instance serves every connection; each connection's
     state lives in its own ``LimitedConnection``. Non-WebSocket scopes pass through.
     A misconfiguration seen from a connection (no user in the scope, no room on a
-    route) is logged once per instance (`config_warnings`).
+    route) is logged once per instance (`config_warnings`). ``WS_RATE_LIMITS_RESOLVER``
+    gives each connection its own limits (`tiers`), read when the connection starts.
     Raises `ImproperlyConfigured` naming the setting for a bad value, and
     `TypeError` for an unknown keyword.
     """
@@ -41,6 +43,8 @@ class RateLimitMiddleware:
         """Where every decision is reported (`ratelimit_core.observe`); None: nowhere, at no cost."""
         self._settings = SettingsReader(overrides)
         self._settings.current()  # fail at start-up, not at the first connection
+        self.tiers = TierLimits(self._settings)
+        """The limits per connection from ``WS_RATE_LIMITS_RESOLVER``, validated once per distinct override."""
         self._config_warnings = ConfigWarnings()
 
     def __repr__(self) -> str:
@@ -50,6 +54,8 @@ class RateLimitMiddleware:
         if scope.get("type") == "websocket":
             settings = self._settings.current()
             if settings.enabled:
+                scope = dict(scope)
+                settings = self.tiers.for_connection(settings, scope)
                 backend: Backend
                 if isinstance(settings.backend, str):
                     backend = self.backend_cache.get(settings.backend, settings.backend_options)
@@ -57,7 +63,7 @@ class RateLimitMiddleware:
                     backend = settings.backend
                 await LimitedConnection(
                     self.inner,
-                    dict(scope),
+                    scope,
                     receive,
                     send,
                     settings=settings,

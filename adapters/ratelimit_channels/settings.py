@@ -16,7 +16,7 @@ import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Final, TypeGuard
+from typing import Any, Final, TypeGuard
 
 from django.core.exceptions import ImproperlyConfigured
 
@@ -24,7 +24,15 @@ from ratelimit_core import Backend, InvalidArgument
 from ratelimit_core.arguments import Count
 from ratelimit_core.failure_modes import ON_ERROR_CHOICES
 from ratelimit_core.fallback import DEFAULT_COOLDOWN_MS, DEFAULT_TIMEOUT_MS
-from ratelimit_core.policies import ConnectionLimits, MessageLimits, OnError, TrustedProxies
+from ratelimit_core.policies import (
+    ConnectionLimits,
+    MessageLimits,
+    MessageQuota,
+    MessageTypeResolver,
+    OnError,
+    TrustedProxies,
+    TypeRate,
+)
 from ratelimit_core.policies.connections import DEFAULT_CONN_RETRY_MS
 from ratelimit_core.policies.identity import DEFAULT_IPV6_PREFIX, check_ipv6_prefix
 from ratelimit_core.policies.leases import DEFAULT_LEASE_MS
@@ -37,6 +45,8 @@ from .backends import BackendOptions
 
 __all__ = [
     "SETTINGS",
+    "TIER_FIELDS",
+    "LimitsResolver",
     "RateLimitSettings",
     "RoomResolver",
     "SettingProblem",
@@ -61,10 +71,14 @@ SETTINGS: Final[Mapping[str, tuple[str, object]]] = MappingProxyType(
         "msg_burst": ("WS_RATE_MSG_BURST", None),
         "max_payload_bytes": ("WS_MAX_PAYLOAD_BYTES", None),
         "msg_strikes": ("WS_RATE_MSG_STRIKES", DEFAULT_STRIKES),
+        "msg_types": ("WS_RATE_MSG_TYPES", None),
+        "msg_type_resolver": ("WS_RATE_MSG_TYPE_RESOLVER", None),
+        "msg_quota": ("WS_RATE_MSG_QUOTA", None),
         "trusted_proxies": ("WS_RATE_TRUSTED_PROXIES", ()),
         "ipv6_prefix": ("WS_RATE_IPV6_PREFIX", DEFAULT_IPV6_PREFIX),
         "room_kwarg": ("WS_RATE_ROOM_KWARG", "room_id"),
         "room_resolver": ("WS_RATE_ROOM_RESOLVER", None),
+        "limits_resolver": ("WS_RATE_LIMITS_RESOLVER", None),
         "conn_retry_ms": ("WS_RATE_CONN_RETRY_MS", DEFAULT_CONN_RETRY_MS),
         "lease_ms": ("WS_RATE_LEASE_MS", DEFAULT_LEASE_MS),
         "heartbeat_ms": ("WS_RATE_HEARTBEAT_MS", None),
@@ -77,6 +91,27 @@ SETTINGS: Final[Mapping[str, tuple[str, object]]] = MappingProxyType(
     }
 )
 """Keyword override -> (Django setting, default)."""
+
+TIER_FIELDS: Final = (
+    "conn_per_user",
+    "conn_per_ip",
+    "room_max_members",
+    "connect_rps",
+    "connect_burst",
+    "msg_rps",
+    "msg_burst",
+    "max_payload_bytes",
+    "msg_strikes",
+    "msg_types",
+    "msg_quota",
+)
+"""The limits ``WS_RATE_LIMITS_RESOLVER`` may override for one connection (keys of `SETTINGS`)."""
+
+_BURST_OF: Final = {"msg_rps": "msg_burst", "connect_rps": "connect_burst"}
+"""A rate's burst: a tier that sets the rate alone gets the rate's default burst, not the site's."""
+
+LimitsResolver = Callable[[Scope], "Mapping[str, object] | None"]
+"""``limits_resolver(scope)``: this connection's overrides of `TIER_FIELDS`, or None for the defaults."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +128,10 @@ class RateLimitSettings:
     """The prefix length IPv6 clients are grouped by for per-IP limits and anonymous identities."""
     room_kwarg: str
     room_resolver: RoomResolver | None
+    message_type_resolver: MessageTypeResolver | None
+    """What gives a frame its type (None: the JSON ``"type"`` field), when `messages` has types."""
+    limits_resolver: LimitsResolver | None
+    """Per-connection overrides of the limits (tiers; see `tiers`)."""
     heartbeat_ms: int
     """How often a live connection refreshes its leases (a third of the lease by default)."""
     http_denial: bool
@@ -121,10 +160,33 @@ class SettingsReader:
         self._last: tuple[tuple[object, ...], RateLimitSettings] | None = None
 
     def current(self) -> RateLimitSettings:
+        return self._current()[1]
+
+    def _current(self) -> tuple[tuple[object, ...], RateLimitSettings]:
         raw = _snapshot(self._overrides)
         if self._last is None or self._last[0] != raw:
             self._last = (raw, _validate(dict(zip(SETTINGS, raw, strict=True)), self._overrides))
-        return self._last[1]
+        return self._last
+
+    def overridden(self, limits: Mapping[str, object], source: str) -> RateLimitSettings:
+        """The current settings with `limits` (keys of `TIER_FIELDS`) replacing theirs.
+
+        A rate given without its burst gets the rate's default burst. Raises
+        `ImproperlyConfigured` naming `source` and the key for a key that is not a
+        limit or a bad value (every problem, the first one leading).
+        """
+        not_limits = [key for key in limits if key not in TIER_FIELDS]
+        if not_limits:
+            raise ImproperlyConfigured(
+                f"{source} returned {not_limits[0]!r:.80}, which is not a limit it may override; "
+                f"valid keys: {', '.join(TIER_FIELDS)}"
+            )
+        values = dict(zip(SETTINGS, self._current()[0], strict=True))
+        values.update(limits)
+        for rate, burst in _BURST_OF.items():
+            if rate in limits and burst not in limits:
+                values[burst] = None
+        return _validate(values, limits, source=source)
 
 
 def _django_settings() -> object | None:
@@ -140,8 +202,12 @@ def _snapshot(overrides: Mapping[str, object]) -> tuple[object, ...]:
     values: list[object] = []
     for field, (setting, default) in SETTINGS.items():
         value = overrides[field] if field in overrides else getattr(source, setting, default)
-        # A list is copied, so that changing it in place is seen as a change.
-        values.append(tuple(value) if isinstance(value, list | set | frozenset) else value)
+        # A list or a dict is copied, so that changing it in place is seen as a change.
+        if isinstance(value, list | set | frozenset):
+            value = tuple(value)
+        elif isinstance(value, dict):
+            value = {k: dict(v) if isinstance(v, dict) else v for k, v in value.items()}
+        values.append(value)
     return tuple(values)
 
 
@@ -172,11 +238,13 @@ class _Raw:
     validation goes on and reports every problem, not only the first.
     """
 
-    __slots__ = ("_overrides", "_values", "problems")
+    __slots__ = ("_overrides", "_source", "_values", "problems")
 
-    def __init__(self, values: Mapping[str, object], overrides: Mapping[str, object]) -> None:
+    def __init__(self, values: Mapping[str, object], overrides: Mapping[str, object], source: str | None) -> None:
         self._values = values
         self._overrides = overrides
+        self._source = source
+        """What gave the overrides when not keywords (``WS_RATE_LIMITS_RESOLVER`` and its callable)."""
         self.problems: list[SettingProblem] = []
 
     def __getitem__(self, field: str) -> object:
@@ -185,7 +253,9 @@ class _Raw:
     def label(self, field: str) -> str:
         """The Django setting `field` comes from, or the keyword override that replaced it."""
         setting = SETTINGS[field][0]
-        return f"{field} (overriding {setting})" if field in self._overrides else setting
+        if field not in self._overrides:
+            return setting
+        return f"{field if self._source is None else f'{self._source}[{field!r}]'} (overriding {setting})"
 
     def report(self, field: str, message: str, expected: str, *, conflict: bool = False) -> None:
         label = self.label(field)
@@ -223,13 +293,15 @@ class _Raw:
 
 def setting_problems() -> list[SettingProblem]:
     """Every problem of the Django settings as they are now (no keyword overrides), in `SETTINGS` order."""
-    raw = _Raw(dict(zip(SETTINGS, _snapshot({}), strict=True)), {})
+    raw = _Raw(dict(zip(SETTINGS, _snapshot({}), strict=True)), {}, None)
     _read(raw)
     return raw.problems
 
 
-def _validate(values: Mapping[str, object], overrides: Mapping[str, object]) -> RateLimitSettings:
-    raw = _Raw(values, overrides)
+def _validate(
+    values: Mapping[str, object], overrides: Mapping[str, object], source: str | None = None
+) -> RateLimitSettings:
+    raw = _Raw(values, overrides, source)
     settings = _read(raw)
     if raw.problems:
         # The first problem leads, so the message starts with its setting's name.
@@ -248,7 +320,13 @@ def _read(raw: _Raw) -> RateLimitSettings:
         trusted_proxies=_trusted_proxies(raw),
         ipv6_prefix=_ipv6_prefix(raw),
         room_kwarg=_room_kwarg(raw),
-        room_resolver=_room_resolver(raw),
+        room_resolver=_resolver(raw, "room_resolver", "a callable room_resolver(scope), its dotted path, or None"),
+        message_type_resolver=_resolver(
+            raw, "msg_type_resolver", "a callable resolver(text, bytes) -> str | None, its dotted path, or None"
+        ),
+        limits_resolver=_resolver(
+            raw, "limits_resolver", "a callable resolver(scope) -> dict | None, its dotted path, or None"
+        ),
         heartbeat_ms=_heartbeat_ms(raw, lease_ms),
         http_denial=raw.flag("http_denial"),
         on_backend_error=on_backend_error,
@@ -293,19 +371,74 @@ def _messages(raw: _Raw) -> MessageLimits:
     rate, burst = _rate_and_burst(raw, "msg_rps", "msg_burst", "messages")
     max_payload_bytes = raw.count("max_payload_bytes", _NON_NEGATIVE_OR_NONE)
     strikes = raw.required("msg_strikes", _POSITIVE)
+    limits = MessageLimits(max_payload_bytes, strikes=strikes, types=_msg_types(raw), quota=_msg_quota(raw))
     try:
-        return MessageLimits(max_payload_bytes=max_payload_bytes, rate=rate, burst=burst, strikes=strikes)
+        return dataclasses.replace(limits, rate=rate, burst=burst)
     except InvalidArgument as exc:  # a rate and burst beyond the bucket's precision
         message = f"{raw.label('msg_rps')} and {raw.label('msg_burst')}: {exc}"
         raw.report("msg_burst", message, "a burst the rate can refill exactly", conflict=True)
-        return MessageLimits(max_payload_bytes=max_payload_bytes, strikes=strikes)
+        return limits
+
+
+_MSG_TYPES_EXPECTED: Final = 'a dict of message type -> {"rps": number, "burst": int} ("burst" optional), or None'
+
+
+def _msg_types(raw: _Raw) -> tuple[TypeRate, ...]:
+    value = raw["msg_types"]
+    if value is None:
+        return ()
+    if not isinstance(value, Mapping):
+        raw.fail("msg_types", _MSG_TYPES_EXPECTED)
+        return ()
+    rates = (_type_rate(raw, name, spec) for name, spec in value.items())
+    return tuple(rate for rate in rates if rate is not None)
+
+
+def _type_rate(raw: _Raw, name: object, spec: object) -> TypeRate | None:
+    """One entry of ``WS_RATE_MSG_TYPES``; a bad one is reported under the setting's name and its type."""
+    label = f"{raw.label('msg_types')}[{name!r:.80}]"
+    problem = None
+    if not isinstance(name, str) or not name:
+        problem = f"{label}: a message type must be a non-empty str"
+    elif not isinstance(spec, Mapping) or "rps" not in spec or not set(spec) <= {"rps", "burst"}:
+        problem = f"{label} must be {{'rps': number, 'burst': int}} ('burst' optional), got {spec!r:.200}"
+    elif not _is_rate(spec["rps"]):
+        problem = f"{label}['rps'] must be a positive number of messages per second, got {spec['rps']!r:.80}"
+    else:
+        try:
+            return TypeRate(name, spec["rps"], Count(1, optional=True).check(f"{label}['burst']", spec.get("burst")))
+        except InvalidArgument as exc:
+            problem = str(exc) if str(exc).startswith(label) else f"{label}: {exc}"
+    raw.report("msg_types", problem, _MSG_TYPES_EXPECTED)
+    return None
+
+
+_QUOTA_EXPECTED: Final = "(count, seconds), e.g. (1000, 3600), or None (no quota)"
+
+
+def _msg_quota(raw: _Raw) -> MessageQuota | None:
+    value = raw["msg_quota"]
+    if value is None:
+        return None
+    if isinstance(value, tuple | list) and len(value) == 2 and _is_rate(value[1]):
+        count, seconds = value
+        try:
+            return MessageQuota(count, round(seconds * 1000))
+        except InvalidArgument as exc:
+            raw.report("msg_quota", f"{raw.label('msg_quota')}: {exc}", _QUOTA_EXPECTED)
+            return None
+    raw.fail("msg_quota", _QUOTA_EXPECTED)
+    return None
+
+
+def _is_rate(value: object) -> TypeGuard[float]:
+    """A positive finite int or float (a bool is not a number here)."""
+    return not isinstance(value, bool) and isinstance(value, int | float) and math.isfinite(value) and value > 0
 
 
 def _rate(raw: _Raw, field: str, what: str) -> float | None:
     rate = raw[field]
-    if rate is None or (
-        not isinstance(rate, bool) and isinstance(rate, int | float) and math.isfinite(rate) and rate > 0
-    ):
+    if rate is None or _is_rate(rate):
         return rate
     raw.fail(field, f"a positive number of {what} per second or None (unlimited)")
     return None
@@ -395,20 +528,20 @@ def _room_kwarg(raw: _Raw) -> str:
     return "room_id"
 
 
-def _room_resolver(raw: _Raw) -> RoomResolver | None:
-    value = raw["room_resolver"]
+def _resolver(raw: _Raw, field: str, expected: str) -> Any:
+    """A callable setting: the callable, or the one its dotted path names; None when unset or bad (reported)."""
+    value = raw[field]
     if value is None or callable(value):
         return value
-    expected = "a callable room_resolver(scope), its dotted path, or None"
     if isinstance(value, str):
         from django.utils.module_loading import import_string
 
         try:
             resolver = import_string(value)
         except ImportError as exc:
-            raw.report("room_resolver", f"{raw.label('room_resolver')}: cannot import {value!r} ({exc})", expected)
+            raw.report(field, f"{raw.label(field)}: cannot import {value!r} ({exc})", expected)
             return None
         if callable(resolver):
-            return resolver  # type: ignore[no-any-return]
-    raw.fail("room_resolver", expected)
+            return resolver
+    raw.fail(field, expected)
     return None

@@ -44,14 +44,21 @@ __all__ = [
 DEFAULT_CLOSE_CODES: Final[dict[str, int | None]] = {
     ErrorCode.CONNECTION_LIMIT_EXCEEDED: CloseCode.CONNECTION_REFUSED,
     ErrorCode.ROOM_FULL: CloseCode.CONNECTION_REFUSED,
+    ErrorCode.CONNECTION_RATE_EXCEEDED: CloseCode.CONNECTION_REFUSED,
     ErrorCode.PAYLOAD_TOO_LARGE: CloseCode.PAYLOAD_TOO_LARGE,
     ErrorCode.RATE_LIMIT_EXCEEDED: None,
+    ErrorCode.QUOTA_EXCEEDED: None,
     ErrorCode.BACKEND_UNAVAILABLE: CloseCode.TRY_AGAIN_LATER,
 }
 """Error code -> the close code that follows its frame (None: the socket stays open), as `assert_refused` expects."""
 
 _CONNECT_CODES: Final = frozenset(
-    {ErrorCode.CONNECTION_LIMIT_EXCEEDED, ErrorCode.ROOM_FULL, ErrorCode.BACKEND_UNAVAILABLE}
+    {
+        ErrorCode.CONNECTION_LIMIT_EXCEEDED,
+        ErrorCode.ROOM_FULL,
+        ErrorCode.CONNECTION_RATE_EXCEEDED,
+        ErrorCode.BACKEND_UNAVAILABLE,
+    }
 )
 
 
@@ -128,7 +135,7 @@ async def assert_message_refused(
 ) -> dict[str, Any]:
     """Fail unless the next output of an open socket is the error frame `code`, then (if given) the close `close_code`.
 
-    For denials of a message (``rate_limit_exceeded``, ``payload_too_large``): send
+    For denials of a message (``rate_limit_exceeded``, ``quota_exceeded``, ``payload_too_large``): send
     the frame first. Returns the error frame; raises `AssertionError` otherwise.
     """
     frame = await _next_error_frame(communicator, code, wait_s, waiting_for="for the next output")

@@ -2,7 +2,8 @@
 
 Clients rely on these values; they change only with a new major version. Every
 denial sends one JSON text frame ``{"type": "error", "code": ..., "message": ...,
-"retry_after_ms": ...}`` and, for the codes that end the connection, closes with
+"retry_after_ms": ...}`` (plus ``"limit"``, the message type, when a type's bucket
+refused) and, for the codes that end the connection, closes with
 the matching close code and the error code as the close reason. The enums are
 `str` and `int` subclasses, so a frame holding one serialises to the plain value.
 """
@@ -27,7 +28,10 @@ class ErrorCode(StrEnum):
     PAYLOAD_TOO_LARGE = "payload_too_large"
     """A frame (text counted as UTF-8 bytes) was larger than the limit."""
     RATE_LIMIT_EXCEEDED = "rate_limit_exceeded"
-    """A message came faster than the token bucket allows."""
+    """A message came faster than a token bucket allows (the identity's, or its type's: then the frame's
+    ``limit`` names the type)."""
+    QUOTA_EXCEEDED = "quota_exceeded"
+    """The identity sent its quota of messages for the current window; the message was dropped."""
     BACKEND_UNAVAILABLE = "backend_unavailable"
     """The limits could not be checked (storage down) and ``on_error="deny"`` refuses what cannot be checked."""
 

@@ -1,30 +1,50 @@
-"""`MessagePolicy`: admit each incoming message by size, then by rate.
+"""`MessagePolicy`: admit each incoming message by size, then by its rate limits and quota.
 
 A frame larger than `max_payload_bytes` (text counted as UTF-8 bytes) ends the
-connection. Otherwise it costs one token from the sender identity's bucket, which
-all of that identity's sockets share; a refused message is dropped and counts as
-a strike, and the `strikes`-th refusal in a row ends the connection. The size
-check needs no storage, so an allowed message costs exactly one backend call.
-When the storage fails, `on_error` decides (see `failures`); a refusal the
-backend marks `unavailable` (its primary is down) drops the message with
-`ErrorCode.BACKEND_UNAVAILABLE`. A message dropped for either reason is not a strike.
+connection; the size check needs no storage. Otherwise the frame must pass every
+limit that applies to it: a token from the sender identity's bucket (`rate`, shared
+by all of that identity's sockets), a token from its type's bucket (`types`, see
+`message_types`) and one message of the identity's `quota` (see `quotas`).
+
+The checks a frame needs are started together, in the same turn of the event loop,
+so the calls a driver can pipeline leave in one round trip; each is atomic on its own
+key, but they are not one transaction: a frame refused by one check has still been
+counted by the others (a frame a bucket refused still counts toward the quota, and a
+frame over the quota still took its tokens), since each decides without seeing the
+others' answers. No check is ever counted twice, and each answer is exact for its own
+key.
+
+A frame a bucket refused is dropped and counts as a strike (strikes count across
+the identity's bucket and every type's); the `strikes`-th refusal in a row ends the
+connection. A frame over the quota is dropped with `ErrorCode.QUOTA_EXCEEDED` and is
+no strike. When several checks refuse, the quota is reported first (its wait is the
+one that matters), else the bucket with the longest wait. When the storage fails,
+`on_error` decides (see `failures`); a refusal the backend marks `unavailable` (its
+primary is down) drops the message with `ErrorCode.BACKEND_UNAVAILABLE`. A message
+dropped for either reason is not a strike.
 """
 
 from __future__ import annotations
 
-import math
+import asyncio
+import logging
+import sys
+from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass
-from typing import Final
+from types import MappingProxyType
+from typing import Any, Final
 
 from ..arguments import check_count, check_optional_count
-from ..backend import Backend, BucketResult
-from ..bucket import bucket_spec
+from ..backend import Backend, BucketResult, CounterResult
+from ..bucket import bucket_spec, burst_in_effect
 from ..errors import BackendError, InvalidArgument
 from ..failure_modes import OnError, check_on_error
 from ..observe import Decision, DecisionHooks
 from .codes import CloseCode, ErrorCode
 from .failures import DEFAULT_UNAVAILABLE_RETRY_MS, message_unavailable, report_failure
 from .identity import ClientIdentity
+from .message_types import MessageTypeResolver, TypeRate, json_message_type, message_type_key
+from .quotas import MessageQuota, quota_key
 from .verdicts import Allowed, Denial, MessageVerdict
 
 __all__ = [
@@ -36,6 +56,8 @@ __all__ = [
     "message_bucket_key",
     "payload_exceeds",
 ]
+
+logger = logging.getLogger(__name__)
 
 DEFAULT_STRIKES: Final = 10
 
@@ -74,10 +96,21 @@ class MessageLimits:
     """Bucket size; defaults to the rate rounded up (at least 1). Needs `rate`."""
     strikes: int = DEFAULT_STRIKES
     """Refused messages in a row that close the connection."""
+    types: tuple[TypeRate, ...] = ()
+    """A bucket per message type and identity, on top of `rate` (see `message_types`)."""
+    quota: MessageQuota | None = None
+    """At most `quota.count` messages per identity per fixed window (see `quotas`)."""
 
     def __post_init__(self) -> None:
         check_optional_count("max_payload_bytes", self.max_payload_bytes, minimum=0)
         check_count("strikes", self.strikes)
+        if not isinstance(self.types, tuple) or not all(isinstance(t, TypeRate) for t in self.types):
+            raise InvalidArgument(f"types must be a tuple of TypeRate, got {self.types!r:.200}")
+        names = [t.name for t in self.types]
+        if len(set(names)) != len(names):
+            raise InvalidArgument(f"types must name each message type once, got {names!r:.200}")
+        if self.quota is not None and not isinstance(self.quota, MessageQuota):
+            raise InvalidArgument(f"quota must be a MessageQuota or None, got {self.quota!r:.200}")
         if self.rate is None:
             if self.burst is not None:
                 raise InvalidArgument(f"burst={self.burst!r} needs a rate")
@@ -91,22 +124,17 @@ class MessageLimits:
         return burst_in_effect(self.rate, self.burst)
 
 
-def burst_in_effect(rate: float | None, burst: int | None) -> int:
-    """`burst` when given, else the rate rounded up (at least 1): the default burst of every rate limit."""
-    if burst is not None:
-        return burst
-    value = rate if isinstance(rate, int | float) else 1
-    return max(1, math.ceil(value)) if math.isfinite(value) else 1
-
-
 class MessagePolicy:
     """Message admission on top of any `Backend`; `gate()` gives one connection its view.
 
     `on_error` decides when the backend fails (``"fallback"``, ``"allow"``,
     ``"deny"``; see `failures`); None lets the `BackendError` through.
+    `type_resolver` gives a frame's type when `limits.types` is set
+    (`message_types.json_message_type` by default); an exception it raises is
+    logged and the frame has no type.
     """
 
-    __slots__ = ("backend", "hooks", "limits", "on_error")
+    __slots__ = ("backend", "hooks", "limits", "on_error", "type_resolver", "types")
 
     def __init__(
         self,
@@ -115,6 +143,7 @@ class MessagePolicy:
         *,
         on_error: OnError | None = None,
         hooks: DecisionHooks | None = None,
+        type_resolver: MessageTypeResolver | None = None,
     ) -> None:
         self.backend = backend
         """Where the limits are counted."""
@@ -124,6 +153,10 @@ class MessagePolicy:
         """What to decide when the backend fails; None raises the `BackendError`."""
         self.hooks = hooks
         """Where decisions are reported, if anywhere."""
+        self.type_resolver: MessageTypeResolver = json_message_type if type_resolver is None else type_resolver
+        """How a frame's type is read (by default a JSON text frame's ``"type"`` field)."""
+        self.types: Mapping[str, TypeRate] = MappingProxyType({t.name: t for t in limits.types})
+        """`limits.types` by name."""
 
     def __repr__(self) -> str:
         return f"MessagePolicy({self.backend!r}, {self.limits!r}, on_error={self.on_error!r})"
@@ -140,16 +173,29 @@ class MessagePolicy:
         message = f"message larger than {limit} bytes"
         return Denial(ErrorCode.PAYLOAD_TOO_LARGE, message, None, CloseCode.PAYLOAD_TOO_LARGE)
 
+    def type_rate(self, text: str | None = None, data: bytes | None = None) -> TypeRate | None:
+        """The `TypeRate` of this frame's type, or None (no types set, no type, or a type without a rate)."""
+        if not self.types:
+            return None
+        try:
+            kind = self.type_resolver(text, data)
+        except Exception:
+            # A bug in the site's resolver must not end the connection: the frame is untyped.
+            logger.exception("message type resolver %r failed; the frame counts as untyped", self.type_resolver)
+            return None
+        return self.types.get(kind) if isinstance(kind, str) else None
+
 
 class MessageGate:
     """One connection's message admission: its identity and its refusals in a row."""
 
-    __slots__ = ("_failing", "_identity", "_key", "_policy", "_strikes")
+    __slots__ = ("_failing", "_identity", "_key", "_policy", "_quota_key", "_strikes")
 
     def __init__(self, policy: MessagePolicy, identity: ClientIdentity) -> None:
         self._policy = policy
         self._identity = identity
         self._key = message_bucket_key(identity)
+        self._quota_key = quota_key(identity)
         self._strikes = 0
         self._failing = False
         """The last storage call failed: an outage is logged once per connection, not once per frame."""
@@ -173,21 +219,85 @@ class MessageGate:
                 policy.hooks.emit(Decision("payload", False, too_large.code, self._identity.key))
             return too_large
         limits = policy.limits
-        if limits.rate is None:
+        type_rate = policy.type_rate(text, data)
+        if limits.rate is None and type_rate is None and limits.quota is None:
+            self._strikes = 0  # an allowed frame ends the refusals in a row, limited or not
             return Allowed(None)
         try:
-            result = await policy.backend.bucket_consume(self._key, rate=limits.rate, burst=limits.bucket_burst)
+            rate, typed, quota = await self._checks(limits, type_rate)
         except BackendError as exc:
             if policy.on_error is None:
                 raise
             return self._unchecked(exc, policy.on_error)
         self._failing = False
         if policy.hooks:
-            policy.hooks.emit(Decision("rate", result.allowed, _code(result), self._identity.key, result.degraded))
-        if result.allowed:
+            self._emit(policy.hooks, rate, typed, quota)
+        return self._verdict(rate, typed, type_rate, quota)
+
+    async def _checks(
+        self, limits: MessageLimits, type_rate: TypeRate | None
+    ) -> tuple[BucketResult | None, BucketResult | None, CounterResult | None]:
+        """Every check this frame needs, started in the same turn of the event loop (one round trip
+        where the driver pipelines): the identity's bucket, the type's bucket, the quota."""
+        backend = self._policy.backend
+        calls: list[Coroutine[Any, Any, object]] = []
+        if limits.rate is not None:
+            calls.append(backend.bucket_consume(self._key, rate=limits.rate, burst=limits.bucket_burst))
+        if type_rate is not None:
+            key = message_type_key(self._identity, type_rate.name)
+            calls.append(backend.bucket_consume(key, rate=type_rate.rate, burst=type_rate.bucket_burst))
+        if limits.quota is not None:
+            quota = limits.quota
+            calls.append(backend.counter_incr(self._quota_key, 1, limit=quota.count, window_ms=quota.window_ms))
+        answers = await _together(calls)
+        found = iter(answers)
+        rate = next(found) if limits.rate is not None else None
+        typed = next(found) if type_rate is not None else None
+        counted = next(found) if limits.quota is not None else None
+        assert rate is None or isinstance(rate, BucketResult)
+        assert typed is None or isinstance(typed, BucketResult)
+        assert counted is None or isinstance(counted, CounterResult)
+        return rate, typed, counted
+
+    def _emit(
+        self, hooks: DecisionHooks, rate: BucketResult | None, typed: BucketResult | None, quota: CounterResult | None
+    ) -> None:
+        key = self._identity.key
+        if rate is not None:
+            hooks.emit(Decision("rate", rate.allowed, _code(rate), key, rate.degraded))
+        if typed is not None:
+            hooks.emit(Decision("type", typed.allowed, _code(typed), key, typed.degraded))
+        if quota is not None:
+            hooks.emit(Decision("quota", quota.allowed, _quota_code(quota), key, quota.degraded))
+
+    def _verdict(
+        self,
+        rate: BucketResult | None,
+        typed: BucketResult | None,
+        type_rate: TypeRate | None,
+        quota: CounterResult | None,
+    ) -> MessageVerdict:
+        """One verdict from the checks' answers (see the module's docstring for which refusal is reported)."""
+        answers = [answer for answer in (rate, typed, quota) if answer is not None]
+        degraded = any(answer.degraded for answer in answers)
+        unavailable = [_wait(answer) for answer in answers if answer.unavailable and not answer.allowed]
+        if unavailable:
+            return message_unavailable(max(unavailable))
+        if quota is not None and not quota.allowed:
+            wait = quota.reset_after_ms or 0
+            message = f"message quota used up: this one was dropped, the quota starts again in {wait} ms"
+            return Denial(ErrorCode.QUOTA_EXCEEDED, message, wait, None, degraded)
+        refused: list[tuple[BucketResult, str | None]] = []
+        if rate is not None and not rate.allowed:
+            refused.append((rate, None))
+        if typed is not None and not typed.allowed and type_rate is not None:
+            refused.append((typed, type_rate.name))
+        if not refused:
             self._strikes = 0
-            return Allowed(result.remaining, result.degraded)
-        return self._refused(result)
+            bucket = rate if rate is not None else typed
+            return Allowed(None if bucket is None else bucket.remaining, degraded)
+        result, limit = max(refused, key=lambda pair: pair[0].retry_after_ms)
+        return self._refused(result, limit, degraded)
 
     def _unchecked(self, exc: BackendError, on_error: OnError) -> MessageVerdict:
         """The verdict `on_error` gives when the storage failed; an outage is logged once per connection."""
@@ -197,19 +307,62 @@ class MessageGate:
             return message_unavailable(DEFAULT_UNAVAILABLE_RETRY_MS)
         return Allowed(None, degraded=True)
 
-    def _refused(self, result: BucketResult) -> Denial:
-        """The denial of a message the bucket refused: a strike, unless only the primary storage was down."""
+    def _refused(self, result: BucketResult, limit: str | None, degraded: bool) -> Denial:
+        """The denial of a message a bucket refused (`limit`: its type, None for the identity's): a strike."""
         retry = result.retry_after_ms
-        if result.unavailable:
-            # Refused only because the primary is down, not a strike: retry_after_ms is
-            # then the time until the backend tries its primary again.
-            return message_unavailable(retry)
         self._strikes += 1
+        what = "messages" if limit is None else f"{limit!r} messages"
         if self._strikes >= self._policy.limits.strikes:
-            message = f"too many messages: {self._strikes} refused in a row, closing"
-            return Denial(ErrorCode.RATE_LIMIT_EXCEEDED, message, retry, CloseCode.RATE_LIMITED, result.degraded)
-        message = f"too many messages: this one was dropped, retry in {retry} ms"
-        return Denial(ErrorCode.RATE_LIMIT_EXCEEDED, message, retry, None, result.degraded)
+            message = f"too many {what}: {self._strikes} refused in a row, closing"
+            return Denial(ErrorCode.RATE_LIMIT_EXCEEDED, message, retry, CloseCode.RATE_LIMITED, degraded, limit)
+        message = f"too many {what}: this one was dropped, retry in {retry} ms"
+        return Denial(ErrorCode.RATE_LIMIT_EXCEEDED, message, retry, None, degraded, limit)
+
+
+_start: Callable[[Coroutine[Any, Any, object]], asyncio.Task[object]]
+if sys.version_info >= (3, 12):
+
+    def _start(call: Coroutine[Any, Any, object]) -> asyncio.Task[object]:
+        # Eager: a call that never suspends (the memory backend) ends here, with no turn of the loop.
+        return asyncio.Task(call, loop=asyncio.get_running_loop(), eager_start=True)
+
+else:
+    _start = asyncio.ensure_future
+
+
+async def _together(calls: list[Coroutine[Any, Any, object]]) -> list[object]:
+    """Run `calls` concurrently, all started before any is awaited; each answer in order.
+
+    The first runs in the caller's task and the others in tasks of their own (cheaper
+    than `asyncio.gather`, which makes a task of each). Every call has ended when this
+    returns; a `BackendError` is raised only then (the first one, in order), and if the
+    caller is cancelled, or a call raises anything else, the calls still running are
+    cancelled.
+    """
+    first, *rest = calls
+    if not rest:
+        return [await first]
+    tasks = [_start(call) for call in rest]
+    answers: list[object] = []
+    try:
+        for pending in (first, *tasks):
+            try:
+                answers.append(await pending)
+            except BackendError as exc:
+                answers.append(exc)
+    finally:
+        for task in tasks:
+            task.cancel()  # a no-op for a task that has ended
+    failed = next((answer for answer in answers if isinstance(answer, BackendError)), None)
+    if failed is not None:
+        raise failed
+    return answers
+
+
+def _wait(answer: BucketResult | CounterResult) -> int:
+    """The wait an `unavailable` refusal reports: the time until the backend tries its primary again."""
+    wait = answer.retry_after_ms if isinstance(answer, BucketResult) else answer.reset_after_ms
+    return DEFAULT_UNAVAILABLE_RETRY_MS if wait is None else wait
 
 
 def _code(result: BucketResult) -> ErrorCode | None:
@@ -217,3 +370,10 @@ def _code(result: BucketResult) -> ErrorCode | None:
     if result.allowed:
         return None
     return ErrorCode.BACKEND_UNAVAILABLE if result.unavailable else ErrorCode.RATE_LIMIT_EXCEEDED
+
+
+def _quota_code(result: CounterResult) -> ErrorCode | None:
+    """The wire code a quota answer reports to the hooks; None when the message was within the quota."""
+    if result.allowed:
+        return None
+    return ErrorCode.BACKEND_UNAVAILABLE if result.unavailable else ErrorCode.QUOTA_EXCEEDED

@@ -31,15 +31,20 @@ class Denial:
     """The WebSocket close code, or None when the socket stays open (the message is dropped)."""
     degraded: bool = False
     """True when the backend answered without its primary storage (see `FallbackBackend`)."""
+    limit: str | None = None
+    """The message type whose bucket refused; None for every other denial (the frame then has no ``limit``)."""
 
     def frame(self) -> dict[str, object]:
-        """The error frame as a dict: ``type``, ``code``, ``message``, ``retry_after_ms``."""
-        return {
+        """The error frame as a dict: ``type``, ``code``, ``message``, ``retry_after_ms``, and ``limit`` when set."""
+        frame: dict[str, object] = {
             "type": ERROR_FRAME_TYPE,
             "code": self.code,
             "message": self.message,
             "retry_after_ms": self.retry_after_ms,
         }
+        if self.limit is not None:
+            frame["limit"] = self.limit
+        return frame
 
     def frame_text(self) -> str:
         """The error frame as the JSON text sent to the client."""

@@ -1,8 +1,10 @@
 """`Coalescer`: concurrent script calls on one event loop share pipelined round trips.
 
-A call made while no round trip is in flight is sent at once, on its own: a lone
-caller pays no extra latency. Calls made while one is in flight wait for the next
-one to end, and then all go together, as one pipeline of EVALSHAs. So a call waits
+A call made while no round trip is in flight is sent after the rest of the current
+turn of the event loop (no timer: the calls other tasks make in that same turn, such
+as the checks of one message started together, go with it); a lone caller pays one
+turn of the loop, microseconds, and no round trip more. Calls made while one is in
+flight wait for the next one to end, and then all go together, as one pipeline of EVALSHAs. So a call waits
 for at most one in-flight round trip, and under load each round trip carries what
 queued during the one before: the per-command cost of redis-py (and of the network)
 is shared, which is where the throughput comes from. There is no timer and no
@@ -153,7 +155,8 @@ class Coalescer:
         return call.result()
 
     async def run_all(self, calls: Sequence[ScriptCall[Any]]) -> None:
-        """Run `calls` in one round trip: now if none is in flight, else when the next one ends.
+        """Run `calls` in one round trip: at the end of this turn of the event loop if none is in flight
+        (with the calls made in the same turn), else when the next one ends.
 
         Never raises for a Redis failure: each call holds its own outcome afterwards.
         """
@@ -163,6 +166,20 @@ class Coalescer:
             await waiter
             return
         self._in_flight += 1
+        try:
+            # The rest of this turn of the event loop first: calls other tasks make in it (the checks
+            # of one message, started together) queue behind this one, and all go in one round trip.
+            await asyncio.sleep(0)
+        except BaseException:
+            self._ended(callers=1)  # what queued meanwhile goes without this call
+            raise
+        if self._queue:
+            # From a task of its own, like any queue: cancelling this caller cannot cut the others' trip short.
+            waiter = asyncio.get_running_loop().create_future()
+            self._queue.insert(0, (calls, waiter))
+            self._spawn(self._send_queue())  # the round trip counted in flight above
+            await waiter
+            return
         try:
             await self._round_trip(calls)
         finally:

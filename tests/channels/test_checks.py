@@ -132,7 +132,7 @@ def test_an_unknown_setting_name_is_e003_with_the_closest_valid_name() -> None:
 
 
 def test_an_unknown_name_far_from_any_lists_the_valid_ones() -> None:
-    [error] = ours(WS_RATE_XYZZY=1)
+    [error] = ours(WS_MAX_XYZZY=1)
     assert error.id == E003
     assert error.hint is not None and "WS_RATE_CONN_PER_IP" in error.hint
 

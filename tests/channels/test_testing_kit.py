@@ -218,3 +218,19 @@ async def test_reset_limits_in_a_coroutine_points_to_clear_limits() -> None:
     with pytest.raises(RuntimeError, match="await clear_limits"):
         reset_limits()
     await clear_limits()  # the coroutine form works there
+
+
+async def test_the_kit_knows_the_close_codes_of_a_connect_rate_refusal_and_a_quota_refusal() -> None:
+    limited = app(connect_rps=0.001, msg_quota=(1, 60))
+    socket = limited_communicator(limited, "/ws/echo/")
+    await assert_admitted(socket)
+    assert await socket.receive_from() == "welcome"
+    await socket.send_to(text_data="one")
+    assert await socket.receive_from() == "one"
+    await socket.send_to(text_data="two")
+    frame = await assert_message_refused(socket, "quota_exceeded")
+    assert frame["retry_after_ms"] > 0
+    await socket.disconnect()
+    with pytest.raises(AssertionError, match="refused it with 'connection_rate_exceeded'"):
+        await assert_admitted(limited_communicator(limited, "/ws/echo/"))
+    await assert_refused(limited_communicator(limited, "/ws/echo/"), "connection_rate_exceeded")

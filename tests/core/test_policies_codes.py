@@ -18,6 +18,7 @@ def test_wire_codes_are_the_documented_values() -> None:
         "CONNECTION_RATE_EXCEEDED": "connection_rate_exceeded",
         "PAYLOAD_TOO_LARGE": "payload_too_large",
         "RATE_LIMIT_EXCEEDED": "rate_limit_exceeded",
+        "QUOTA_EXCEEDED": "quota_exceeded",
         "BACKEND_UNAVAILABLE": "backend_unavailable",
     }
     assert {code.name: code.value for code in CloseCode} == {
@@ -32,6 +33,19 @@ def test_typed_codes_serialise_as_their_plain_values() -> None:
     frame = {"code": ErrorCode.ROOM_FULL, "close": CloseCode.CONNECTION_REFUSED}
     assert json.dumps(frame, separators=(",", ":")) == '{"code":"room_full","close":4008}'
     assert f"{ErrorCode.ROOM_FULL} {CloseCode.CONNECTION_REFUSED}" == "room_full 4008"
+
+
+def test_the_frame_names_the_limit_only_when_a_types_bucket_refused() -> None:
+    typed = Denial(ErrorCode.RATE_LIMIT_EXCEEDED, "too many 'chat' messages", 250, None, limit="chat")
+    plain = Denial(ErrorCode.RATE_LIMIT_EXCEEDED, "too many messages", 250, None)
+    assert json.loads(typed.frame_text()) == {
+        "type": "error",
+        "code": "rate_limit_exceeded",
+        "message": "too many 'chat' messages",
+        "retry_after_ms": 250,
+        "limit": "chat",
+    }
+    assert "limit" not in json.loads(plain.frame_text())
 
 
 def test_a_connect_denial_over_http_is_503_when_the_storage_failed_else_429() -> None:

@@ -55,6 +55,9 @@ LIMITS = {
     "WS_RATE_MSG_STRIKES": 100,  # a burst of 20 is refused 15 times and the socket stays open
     "WS_MAX_PAYLOAD_BYTES": 1024,
     "WS_RATE_CONN_RETRY_MS": 5000,
+    # An "emote" token comes back after 50 s: the second one below is refused however slow the machine is.
+    "WS_RATE_MSG_TYPES": {"chat": {"rps": 1, "burst": 3}, "emote": {"rps": 0.02, "burst": 1}},
+    "WS_RATE_MSG_QUOTA": [100, 60],
 }
 _BURST = 20  # what the page's "Send burst of 20" button sends
 
@@ -171,3 +174,28 @@ async def test_a_burst_past_the_bucket_shows_rate_limit_exceeded_with_a_retry_ti
     await page.click("#send")
     await expect(card.locator(".last")).to_have_text("chat alice: after the wait", timeout=_WAIT_MS)
     await expect(page.locator("#log .error")).to_have_count(refused)
+
+
+async def test_a_message_type_has_its_own_rate_shown_and_its_refusal_names_the_type(page: Page) -> None:
+    await expect(page.locator("#limits")).to_contain_text('"emote":{"rps":0.02,"burst":1}')
+    await expect(page.locator("#limits")).to_contain_text("[100,60]")
+    await page.fill("#user", "alice")
+    await page.fill("#room", "arena")
+    await _open_socket(page, 1)
+    await page.select_option("#msgtype", "emote")
+    await expect(page.locator("#type-rate")).to_have_text("0.02/s, burst 1, on top of the per-user rate")
+    await page.fill("#text", "waves")
+    await page.click("#send")
+    card = _card(page, 1)
+    await expect(card.locator(".last")).to_have_text("chat [emote] alice: waves", timeout=_WAIT_MS)
+    await page.click("#send")
+    refusal = page.locator("#log .error")
+    await expect(refusal).to_have_count(1)
+    await expect(refusal).to_contain_text(f"#1 <- error {ErrorCode.RATE_LIMIT_EXCEEDED} retry_after_ms=")
+    await expect(refusal).to_contain_text("limit=emote")
+    # The emote bucket is empty, the per-user one is not: an untyped message passes.
+    await page.select_option("#msgtype", "")
+    await page.fill("#text", "plain")
+    await page.click("#send")
+    await expect(card.locator(".last")).to_have_text("chat alice: plain", timeout=_WAIT_MS)
+    await _screenshot(page, "message-type-refused")

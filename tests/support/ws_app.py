@@ -91,6 +91,11 @@ def query_room(scope: Any) -> str | None:
     return scope["query_string"].decode() or None
 
 
+def prefix_type(text: str | None, data: bytes | None) -> str | None:
+    """A message type resolver (WS_RATE_MSG_TYPE_RESOLVER by dotted path): the text before the first colon."""
+    return None if text is None else text.partition(":")[0]
+
+
 def router(log: list[Any] | None = None) -> URLRouter:
     echo = Echo.as_asgi(log=log)
     return URLRouter(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from typing import Any
 
@@ -40,15 +41,30 @@ class MatchConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None, **kwargs: Any) -> None:
         if text_data is not None:
+            text, kind = _typed(text_data)
             await self.channel_layer.group_send(
-                self.group, {"type": "chat.message", "user": self.player, "text": text_data}
+                self.group, {"type": "chat.message", "user": self.player, "text": text, "kind": kind}
             )
         elif bytes_data is not None:
             await self.send_json({"type": "binary", "bytes": len(bytes_data)})
 
     async def chat_message(self, event: dict[str, Any]) -> None:
-        await self.send_json({"type": "chat", "user": event["user"], "text": event["text"]})
+        chat = {"type": "chat", "user": event["user"], "text": event["text"]}
+        if event.get("kind") is not None:
+            chat["kind"] = event["kind"]  # the message type of a typed frame (see the page's type selector)
+        await self.send_json(chat)
 
     async def disconnect(self, code: int) -> None:
         if hasattr(self, "group"):
             await self.channel_layer.group_discard(self.group, self.channel_name)
+
+
+def _typed(text: str) -> tuple[str, str | None]:
+    """A typed frame ``{"type": "emote", "text": "..."}`` as its text and type; any other text as itself, untyped."""
+    try:
+        frame = json.loads(text)
+    except ValueError:
+        return text, None
+    if isinstance(frame, dict) and isinstance(frame.get("type"), str) and isinstance(frame.get("text"), str):
+        return frame["text"], frame["type"]
+    return text, None

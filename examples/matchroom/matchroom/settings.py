@@ -29,6 +29,8 @@ WS_RATE_ROOM_MAX_MEMBERS = 4
 WS_RATE_MSG_RPS = 5
 WS_RATE_MSG_BURST = 5
 WS_RATE_MSG_STRIKES = 10  # refusals in a row before the socket is closed with 4010
+WS_RATE_MSG_TYPES = {"chat": {"rps": 1, "burst": 3}, "emote": {"rps": 0.2, "burst": 1}}  # on top of WS_RATE_MSG_RPS
+WS_RATE_MSG_QUOTA = (100, 60)  # 100 messages per user per minute, however fast
 WS_MAX_PAYLOAD_BYTES = 1024
 WS_RATE_CONN_RETRY_MS = 5000
 

@@ -20,6 +20,8 @@ _SHOWN: Final = (
     "msg_rps",
     "msg_burst",
     "msg_strikes",
+    "msg_types",
+    "msg_quota",
     "max_payload_bytes",
     "conn_retry_ms",
     "lease_ms",
