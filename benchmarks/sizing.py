@@ -111,7 +111,7 @@ def constants_from(document: dict[str, Any], source: str) -> Constants:
         middleware_us_per_message=added("server CPU per echo"),
         middleware_us_per_connection=added("server CPU per connect") + added("server CPU per disconnect"),
         idle_cpu_us_per_socket_s=idle_cpu_per_socket,
-        heartbeat_ms=int(document["scale"]["lease_ms"]) // 3,
+        heartbeat_ms=max(1, int(document["scale"]["lease_ms"]) // 3),
         source=source,
     )
 
@@ -242,7 +242,11 @@ def _check(path: Path, constants: Constants, parser: argparse.ArgumentParser) ->
     predicted = size(Deployment(sockets, rate / sockets, lease_ms, 0, 1e12, 1.0), constants)
     idle_model = size(Deployment(sockets, 0, lease_ms, 0, 1e12, 1.0), constants)
     rows = (
-        ("Redis calls/s at saturation", predicted.message_calls_per_s, rate * medians["Redis calls per echo"]["value"]),
+        (
+            "Redis calls/s at saturation",
+            predicted.message_calls_per_s,
+            rate * medians["Redis calls per echo"]["value"],
+        ),
         (
             "idle Redis calls/s, all sockets",
             idle_model.heartbeat_calls_per_s,

@@ -168,7 +168,7 @@ def test_the_quick_load_run_measures_every_figure_and_both_restart_scenarios(tmp
     assert "Targets of issue 11" in done.stdout
 
 
-@pytest.mark.redis
+@pytest.mark.memory
 def test_the_sizing_command_reproduces_a_load_run_at_its_own_size(tmp_path: Path) -> None:
     """The model built from a run, applied to that same run's size, gives back what the run measured."""
     document = {

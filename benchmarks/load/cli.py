@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import signal
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -56,9 +57,9 @@ def _fields(scale: LoadScale) -> dict[str, Any]:
     return {name: getattr(scale, name) for name in LoadScale.__dataclass_fields__}
 
 
-def _subject_settings(subject: str, redis_url: str, scale: LoadScale) -> dict[str, object]:
-    backend = {"off": "memory://", "memory": "memory://", "redis": redis_url}[subject]
-    return {**LIMITS, "WS_RATE_BACKEND": backend, "WS_RATE_LEASE_MS": scale.lease_ms}
+def _subject_settings(subject: str, redis_url: str) -> dict[str, object]:
+    """The rounds' servers: the default lease, so that no heartbeat falls in a turn."""
+    return {**LIMITS, "WS_RATE_BACKEND": redis_url if subject == "redis" else "memory://"}
 
 
 def _measure(scale: LoadScale, redis_binary: str, restart_servers: list[str]) -> dict[str, Any]:
@@ -69,12 +70,14 @@ def _measure(scale: LoadScale, redis_binary: str, restart_servers: list[str]) ->
                     AppProcess(
                         "uvicorn",
                         middleware=subject != "off",
-                        settings=_subject_settings(subject, redis_server.url, scale),
+                        settings=_subject_settings(subject, redis_server.url),
                     )
                 )
                 for subject in SUBJECTS
             }
-            metrics, notes = run_rounds(apps, clients, redis_server.url, scale)
+            idle_settings = {**LIMITS, "WS_RATE_BACKEND": redis_server.url, "WS_RATE_LEASE_MS": scale.lease_ms}
+            idle = stack.enter_context(AppProcess("uvicorn", middleware=True, settings=idle_settings))
+            metrics, notes = run_rounds(apps, idle, clients, redis_server.url, scale)
         restarts = [graceful_restart(server, redis_server.url, clients, scale) for server in restart_servers]
         crashed = crash("uvicorn", redis_server.url, clients, scale)
     found = medians(metrics)
@@ -104,6 +107,10 @@ def _print(document: dict[str, Any], scale: LoadScale, goals: Sequence[Any]) -> 
         print(f"  note: {note}")
 
 
+def _exit_on_sigterm(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
 def load_main(argv: Sequence[str]) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
@@ -117,6 +124,8 @@ def load_main(argv: Sequence[str]) -> int:
         parser.error("no redis-server found: pass --redis-server or set $RATELIMIT_REDIS_SERVER")
     if not proc_readable():
         parser.error("the load suite reads process CPU and memory from /proc: it runs on Linux only")
+    # Stopped by SIGTERM, the run still stops every process it started (the `with` blocks' exits).
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     started = time.perf_counter()
     document = _measure(scale, redis_binary, restart_servers)
     goals = load_targets(document["medians"], document["restarts"], document["crash"])

@@ -194,11 +194,13 @@ class Worker:
         socket = self.held.pop(index).socket
         attempts: list[str] = []
         while True:
+            # When the attempt that got in started: its handshake on a busy server is not lockout.
+            started_at = time.monotonic()
             attempt = await _attempt(base, socket, max(0.1, min(5.0, deadline - time.perf_counter())))
             attempts.append(attempt.outcome if attempt.code is None else f"{attempt.outcome}:{attempt.code}")
             if attempt.connection is not None:
                 self.held[index] = Held(socket, attempt.connection)
-                return {"admitted_at": time.monotonic(), "attempts": attempts}
+                return {"admitted_at": started_at, "attempts": attempts}
             if retry_s is None or time.perf_counter() >= deadline:
                 return {"admitted_at": None, "attempts": attempts}
             await asyncio.sleep(retry_s * random.uniform(0.5, 1.5))

@@ -38,7 +38,7 @@ class LoadScale:
     window_s: float
     """Length of the throughput and the latency windows."""
     lease_ms: int
-    """The lease of the rounds' servers; heartbeats come every third of it, so idle windows span several."""
+    """The lease of the idle windows' server; heartbeats come every third of it, so a window spans several."""
     idle_window_s: float
     connect_concurrency: int
     """Sockets opening at once, over all client workers."""

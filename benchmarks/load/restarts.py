@@ -5,7 +5,9 @@ per-user limit (2 sockets each) on the first one. Graceful: the first process is
 sent SIGTERM and each client reconnects to the second the moment its socket is
 closed: every refusal there is a slot the stopped process left behind. Crash:
 the first process is killed with a short lease, and each client tries again every
-``retry_s`` (jittered) until it is admitted: how long a user stays locked out.
+``retry_s`` (jittered) until it is admitted: how long a user stays locked out,
+from the kill to the start of the attempt that got in (so it is late by up to
+1.5 retry intervals, never early).
 """
 
 from __future__ import annotations
