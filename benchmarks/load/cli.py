@@ -77,7 +77,7 @@ def _measure(scale: LoadScale, redis_binary: str, restart_servers: list[str]) ->
             }
             idle_settings = {**LIMITS, "WS_RATE_BACKEND": redis_server.url, "WS_RATE_LEASE_MS": scale.lease_ms}
             idle = stack.enter_context(AppProcess("uvicorn", middleware=True, settings=idle_settings))
-            metrics, notes = run_rounds(apps, idle, clients, redis_server.url, scale)
+            metrics, notes, commands = run_rounds(apps, idle, clients, redis_server.url, scale)
         restarts = [graceful_restart(server, redis_server.url, clients, scale) for server in restart_servers]
         crashed = crash("uvicorn", redis_server.url, clients, scale)
     found = medians(metrics)
@@ -87,6 +87,7 @@ def _measure(scale: LoadScale, redis_binary: str, restart_servers: list[str]) ->
         "restarts": restarts,
         "crash": crashed,
         "notes": notes,
+        "redis commands": commands,
     }
 
 
@@ -99,6 +100,8 @@ def _print(document: dict[str, Any], scale: LoadScale, goals: Sequence[Any]) -> 
     for restart in document["restarts"]:
         print(f"graceful restart: {restart}")
     print(f"crash: {document['crash']}")
+    for stretch, commands in document["redis commands"].items():
+        print(f"Redis calls by command, {stretch} (first round): {commands}")
     print()
     print(f"Targets of issue 11 ({scale.sockets:,} sockets, medians of {scale.rounds} rounds):")
     for goal in goals:

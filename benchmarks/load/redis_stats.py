@@ -46,17 +46,20 @@ class RedisSnapshot:
     bytes_in: int
     bytes_out: int
     used_memory: int
+    by_command: tuple[tuple[str, int], ...]
+    """(command, calls) of every call counted in `commands`."""
 
     @classmethod
     def take(cls, client: redis.Redis) -> Self:
         info = client.info("all")
-        commands = sum(
-            int(value["calls"])
+        by_command = tuple(
+            (name.removeprefix("cmdstat_"), int(value["calls"]))
             for name, value in info.items()
             if name.startswith("cmdstat_") and name.removeprefix("cmdstat_") not in _NOT_CALLS
         )
         return cls(
-            commands=commands,
+            by_command=by_command,
+            commands=sum(calls for _, calls in by_command),
             reads=int(info.get("total_reads_processed", 0)),
             bytes_in=int(info["total_net_input_bytes"]),
             bytes_out=int(info["total_net_output_bytes"]),
@@ -73,10 +76,15 @@ class RedisWindow:
     bytes_in: int
     bytes_out: int
     memory: int
+    by_command: dict[str, int]
+    """Calls per command (``evalsha``, ...), those that ran in the window only."""
 
     @classmethod
     def between(cls, before: RedisSnapshot, after: RedisSnapshot) -> Self:
+        earlier = dict(before.by_command)
+        by_command = {name: calls - earlier.get(name, 0) for name, calls in after.by_command}
         return cls(
+            by_command={name: calls for name, calls in by_command.items() if calls},
             commands=after.commands - before.commands,
             reads=max(0, after.reads - before.reads - 1),
             bytes_in=max(0, after.bytes_in - before.bytes_in - _INFO_REQUEST_BYTES),

@@ -44,6 +44,11 @@ class _Subject:
     app: AppProcess
     metrics: Metrics = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    commands: dict[str, dict[str, int]] = field(default_factory=dict)
+    """Redis calls per command in each stretch of the first round (``connect``, ``echoes``, ...)."""
+
+    def commands_of(self, stretch: str, window: RedisWindow) -> None:
+        self.commands.setdefault(stretch, window.by_command)
 
     def record(self, metric: str, value: float) -> None:
         self.metrics.setdefault(metric, []).append(value)
@@ -106,6 +111,7 @@ class _Round:
         meter = _Meter(self.subject.app, self.client)
         admitted, answers = self.open()
         cpu, window, _ = meter.read()
+        self.subject.commands_of("connect", window)
         record = self.subject.record
         record("connect rate", admitted / max(a["seconds"] for a in answers))
         record("degraded admissions", sum(a["degraded"] for a in answers))
@@ -131,8 +137,11 @@ class _Round:
         throughput: float = echoes / self.scale.window_s
         self.subject.record("echo throughput at saturation", throughput)
         self.subject.record("server CPU per echo", cpu / echoes * 1e6)
-        self.subject.record("Redis calls per echo", window.commands / echoes)
-        self.subject.record("Redis round trips per echo", window.reads / echoes)
+        self.subject.commands_of("echoes at saturation", window)
+        # Per frame sent, the last ones (echoed after the window closed) included.
+        frames = int(sum(a["frames"] for a in answers))
+        self.subject.record("Redis calls per echo", window.commands / frames)
+        self.subject.record("Redis round trips per echo", window.reads / frames)
         held = RedisSnapshot.take(self.client).used_memory - self.before.used_memory
         self.subject.record("Redis memory per socket, message bucket included", held / sum(self._held()))
         return throughput
@@ -157,6 +166,7 @@ class _Round:
         time.sleep(self.scale.idle_window_s)
         cpu, window, wall = meter.read()
         intervals = wall / (self.scale.heartbeat_ms / 1000)
+        self.subject.commands_of(f"idle, {label}", window)
         record = self.subject.record
         record(f"idle Redis calls per socket per s ({label})", window.commands / open_sockets / wall)
         record(f"idle Redis round trips per socket per s ({label})", window.reads / open_sockets / wall)
@@ -170,6 +180,7 @@ class _Round:
         answers = self.clients.call_all("close", 60, indices=indices, timeout_s=50)
         time.sleep(_SETTLE_S)
         cpu, window, _ = meter.read()
+        self.subject.commands_of("close", window)
         self.closed += sum(answer["closed"] for answer in answers)
         self.close_calls += window.commands
         self.close_cpu += cpu
@@ -201,7 +212,7 @@ def _turn(
 
 def _idle_turn(app: AppProcess, into: _Subject, clients: ClientPool, client: redis.Redis, scale: LoadScale) -> None:
     """The idle windows, on the short-lease server; recorded as figures of `into` (the Redis subject)."""
-    turn = _Round(_Subject(into.name, app, into.metrics, into.notes), clients, client, scale)
+    turn = _Round(_Subject(into.name, app, into.metrics, into.notes, into.commands), clients, client, scale)
     try:
         admitted, _ = turn.open()
         time.sleep(_SETTLE_S)
@@ -214,7 +225,7 @@ def _idle_turn(app: AppProcess, into: _Subject, clients: ClientPool, client: red
 
 def run_rounds(
     apps: dict[str, AppProcess], idle: AppProcess, clients: ClientPool, redis_url: str, scale: LoadScale
-) -> tuple[dict[str, Metrics], list[str]]:
+) -> tuple[dict[str, Metrics], list[str], dict[str, dict[str, int]]]:
     """Every subject in turn, then the idle windows on `idle`, `scale.rounds` times; metrics by round, and notes."""
     subjects = {name: _Subject(name, app) for name, app in apps.items()}
     with redis.Redis.from_url(redis_url) as client:
@@ -226,7 +237,7 @@ def run_rounds(
                     rate = throughput / 2
             _idle_turn(idle, subjects["redis"], clients, client, scale)
     notes = [note for subject in subjects.values() for note in subject.notes]
-    return {name: subject.metrics for name, subject in subjects.items()}, notes
+    return {name: subject.metrics for name, subject in subjects.items()}, notes, subjects["redis"].commands
 
 
 def medians(metrics: dict[str, Metrics]) -> dict[str, dict[str, Any]]:
