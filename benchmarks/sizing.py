@@ -52,17 +52,17 @@ class Constants:
 
 
 MEASURED: Final = Constants(
-    # The README's run: python -m benchmarks load, 1,000 sockets, 3 rounds, on a shared 2-core VM.
-    calls_per_message=1.118,
+    # The README's run 1: python -m benchmarks load, 1,000 sockets, 3 rounds, on a shared 2-core VM.
+    calls_per_message=1.0,
     calls_per_connection=6.0,
-    idle_calls_per_process=0.0,
-    idle_calls_per_socket=3.044,
-    redis_bytes_per_socket=376.9,
-    cpu_us_per_message=343.0,
-    cpu_us_per_connection=1_940.0,
-    middleware_us_per_message=58.9,
-    middleware_us_per_connection=570.0,
-    idle_cpu_us_per_socket_s=113.2,
+    idle_calls_per_process=1.37,
+    idle_calls_per_socket=2.997,
+    redis_bytes_per_socket=379.9,
+    cpu_us_per_message=416.3,
+    cpu_us_per_connection=1_900.0,
+    middleware_us_per_message=106.8,
+    middleware_us_per_connection=450.0,
+    idle_cpu_us_per_socket_s=75.1,
     heartbeat_ms=2_000,
 )
 

@@ -95,18 +95,21 @@ class Worker:
         """Open `sockets`, `concurrency` at a time; those welcomed are held."""
         gate = asyncio.Semaphore(max(1, concurrency))
         outcomes: dict[str, int] = {"admitted": 0, "refused": 0, "failed": 0, "degraded": 0}
+        codes: dict[str, int] = {}
 
         async def one(socket: Socket) -> None:
             async with gate:
                 attempt = await _attempt(base, socket, timeout_s)
             outcomes[attempt.outcome] += 1
             outcomes["degraded"] += attempt.degraded
+            if attempt.code is not None:
+                codes[attempt.code] = codes.get(attempt.code, 0) + 1
             if attempt.connection is not None:
                 self.held[socket.index] = Held(socket, attempt.connection)
 
         started = time.perf_counter()
         await asyncio.gather(*(one(socket) for socket in sockets))
-        return {**outcomes, "seconds": time.perf_counter() - started}
+        return {**outcomes, "codes": codes, "seconds": time.perf_counter() - started}
 
     async def close(self, indices: list[int] | None, timeout_s: float) -> Result:
         chosen = list(self.held) if indices is None else [i for i in indices if i in self.held]

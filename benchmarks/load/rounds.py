@@ -98,7 +98,10 @@ class _Round:
         answers = self.clients.call("open", shares, wait_s=len(everyone) * _OPEN_TIMEOUT_S)
         admitted = int(sum(a["admitted"] for a in answers))
         if admitted < len(everyone):
-            outcomes = {k: sum(a[k] for a in answers) for k in ("refused", "failed")}
+            outcomes: dict[str, int] = {}
+            for answer in answers:
+                for code, count in answer["codes"].items():
+                    outcomes[code] = outcomes.get(code, 0) + count
             self.subject.notes.append(f"{self.subject.name}: {admitted} of {len(everyone)} admitted, {outcomes}")
         if admitted == 0:
             raise RuntimeError(
