@@ -14,4 +14,8 @@ run under a minute). It measures, in one process run:
 
 Each figure is the median of several runs; ratios compare figures of the same
 run. It prints a table and writes JSON and a PNG chart to ``benchmarks/results/``.
+
+``python -m benchmarks load`` runs the end-to-end load suite (`benchmarks.load`:
+real server, Redis and client processes) and ``python -m benchmarks sizing``
+the capacity model built on its figures (`benchmarks.sizing`).
 """

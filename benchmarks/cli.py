@@ -1,9 +1,14 @@
-"""``python -m benchmarks [--quick]``: run the suite, print the table, write JSON and a PNG chart."""
+"""``python -m benchmarks [--quick]``: run the suite, print the table, write JSON and a PNG chart.
+
+``python -m benchmarks load [--quick]`` runs the end-to-end load suite instead (`benchmarks.load`), and
+``python -m benchmarks sizing ...`` computes a deployment's size from its figures (`benchmarks.sizing`).
+"""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import sys
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
@@ -78,6 +83,15 @@ async def _run(scale: Scale, sections: Sequence[str], redis_binary: str | None, 
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv and argv[0] == "load":
+        from .load.cli import load_main
+
+        return load_main(argv[1:])
+    if argv and argv[0] == "sizing":
+        from .sizing import sizing_main
+
+        return sizing_main(argv[1:])
     args = _parser().parse_args(argv)
     sections = [name.strip() for name in args.only.split(",") if name.strip()]
     unknown = set(sections) - set(SECTIONS)

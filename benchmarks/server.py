@@ -11,7 +11,7 @@ import time
 from types import TracebackType
 from typing import Self
 
-__all__ = ["RedisServer", "find_redis_server"]
+__all__ = ["RedisServer", "find_redis_server", "free_port"]
 
 _START_TIMEOUT_S = 10.0
 
@@ -21,7 +21,8 @@ def find_redis_server() -> str | None:
     return os.environ.get("RATELIMIT_REDIS_SERVER") or shutil.which("redis-server")
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A loopback TCP port free at the time of asking."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
         probe.bind(("127.0.0.1", 0))
         port: int = probe.getsockname()[1]
@@ -51,7 +52,7 @@ class RedisServer:
         return f"redis://127.0.0.1:{self.port}/0"
 
     def start(self) -> Self:
-        self.port = _free_port()
+        self.port = free_port()
         command = [
             self.binary, "--port", str(self.port), "--bind", "127.0.0.1",
             "--save", "", "--appendonly", "no", "--dir", self._dir.name,

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import math
 import subprocess
 import sys
 from pathlib import Path
@@ -96,3 +97,115 @@ def test_the_recovery_benchmark_replays_onto_its_own_server_and_leaves_redis_rig
     assert targets["FallbackBackend recovery leaves Redis right"]["met"] is True
     assert {"FallbackBackend recovery CPU", "FallbackBackend recovery round trips"} <= set(targets)
     assert "no redis-server found" not in printed
+
+
+# The quick load run: real uvicorn and daphne processes, a redis-server, two client processes.
+_LOAD_TIMEOUT_S = 400
+_LOAD_SUBJECTS = ("off", "memory", "redis")
+_EVERY_SUBJECT = (
+    "connect rate",
+    "echo throughput at saturation",
+    "server CPU per echo",
+    "p50 latency at the offered load",
+    "p99 latency at the offered load",
+    "offered load",
+)
+_ON_REDIS = (
+    "Redis calls per connect",
+    "Redis calls per disconnect",
+    "Redis calls per echo",
+    "Redis memory per slot",
+    "Redis memory per socket, message bucket included",
+    "idle Redis calls per socket per s (all sockets)",
+    "idle Redis calls per process per heartbeat (all sockets)",
+    "idle Redis calls per process per heartbeat (half the sockets)",
+    "idle Redis bytes in per socket per s (all sockets)",
+)
+
+
+def _finite_positive(value: float) -> bool:
+    return math.isfinite(value) and value > 0
+
+
+@pytest.mark.redis
+def test_the_quick_load_run_measures_every_figure_and_both_restart_scenarios(tmp_path: Path) -> None:
+    if find_server_binary("redis") is None:
+        missing_server("no redis-server binary found for the load benchmark")
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks", "load", "--quick", "--out", str(tmp_path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=_LOAD_TIMEOUT_S,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    report: dict[str, Any] = json.loads((tmp_path / "load-quick.json").read_text(encoding="utf-8"))
+    if importlib.util.find_spec("matplotlib") is not None:
+        assert (tmp_path / "load-quick.png").stat().st_size > 0
+    medians = report["medians"]
+    assert set(medians) == set(_LOAD_SUBJECTS)
+    for subject in _LOAD_SUBJECTS:
+        for metric in _EVERY_SUBJECT:
+            assert _finite_positive(medians[subject][metric]["value"]), (subject, metric, medians[subject][metric])
+        # Every socket opened was welcomed (the limits are set never to refuse in the rounds).
+        assert medians[subject]["echoes lost at the offered load"]["value"] == 0
+    for metric in _ON_REDIS:
+        assert _finite_positive(medians["redis"][metric]["value"]), (metric, medians["redis"][metric])
+    assert medians["off"]["Redis calls per echo"]["value"] == 0, "the middleware-off server never calls Redis"
+    for subject in ("memory", "redis"):
+        assert all(math.isfinite(value) for value in report["ratios"][subject].values())
+    assert [restart["server"] for restart in report["restarts"]] == ["uvicorn", "daphne"]
+    for restart in report["restarts"]:
+        assert restart["sockets"] == restart["reconnected"] > 0, restart
+        assert 0 <= restart["refused"] <= restart["sockets"]
+    crash = report["crash"]
+    assert crash["never admitted"] == 0, crash
+    # Locked out at least until the lease of the killed process's slots ran out, and not forever.
+    assert 0 < crash["lockout max s"] < 3 * crash["lease_ms"] / 1000, crash
+    targets = {target["name"] for target in report["targets"]}
+    assert {"Redis echo throughput", "Redis connect rate", "Redis idle cost"} <= targets
+    assert "Targets of issue 11" in done.stdout
+
+
+@pytest.mark.memory
+def test_the_sizing_command_reproduces_a_load_run_at_its_own_size(tmp_path: Path) -> None:
+    """The model built from a run, applied to that same run's size, gives back what the run measured."""
+    document = {
+        "scale": {"sockets": 1000, "lease_ms": 6000},
+        "medians": {
+            "off": {"server CPU per echo": {"value": 150.0}, "server CPU per connect": {"value": 1000.0}},
+            "redis": {
+                "echo throughput at saturation": {"value": 3000.0},
+                "Redis calls per echo": {"value": 1.0},
+                "Redis calls per connect": {"value": 3.0},
+                "Redis calls per disconnect": {"value": 3.0},
+                "Redis memory per socket, message bucket included": {"value": 600.0},
+                "server CPU per echo": {"value": 200.0},
+                "server CPU per connect": {"value": 2000.0},
+                "idle Redis calls per process per heartbeat (all sockets)": {"value": 3000.0},
+                "idle Redis calls per process per heartbeat (half the sockets)": {"value": 1500.0},
+                "idle server CPU per socket per s (all sockets)": {"value": 5.0},
+                "idle server CPU per socket per s (half the sockets)": {"value": 5.0},
+            },
+        },
+    }
+    run = tmp_path / "run.json"
+    run.write_text(json.dumps(document), encoding="utf-8")
+    deployment = ["--sockets", "1000000", "--messages-per-socket", "0.5", "--lease-ms", "60000"]
+    deployment += ["--churn-per-s", "1000", "--shard-ops", "100000"]
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks", "sizing", *deployment, "--from", str(run), "--check", str(run)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=_TIMEOUT_S,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    # 1M sockets: 500,000 frames/s at 1 call each, 1,000 connects/s at 6 calls, 3 calls per socket per 20 s.
+    assert "Redis calls/s, total                     656,000" in done.stdout, done.stdout
+    assert "Redis Cluster shards                           7" in done.stdout
+    checks = [line for line in done.stdout.splitlines() if "model/measured" in line]
+    assert len(checks) == 4
+    assert all(line.endswith("model/measured 1.00") for line in checks), checks

@@ -1,0 +1,99 @@
+"""The app the load suite serves: a Channels echo consumer, behind `RateLimitMiddleware` or not.
+
+Served as ``benchmarks.load.echo_app:application`` by uvicorn or daphne. The
+environment says how: ``RATELIMIT_LOAD_MIDDLEWARE`` is ``on`` or ``off``, and
+``RATELIMIT_LOAD_SETTINGS`` holds the ``WS_RATE_*`` settings as JSON (the backend
+URL among them). ``/ws/echo/<room_id>/?user=NAME`` is a socket of user NAME in
+that room; it is welcomed with ``{"type": "welcome", "degraded": ..., "pid": ...}``
+and every frame after that is sent back. Any HTTP request answers ``ok`` (the
+readiness probe).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import parse_qs
+
+import django
+from django.conf import settings
+
+settings.configure(
+    DEBUG=False,
+    SECRET_KEY="load-benchmark-not-secret",
+    ALLOWED_HOSTS=["127.0.0.1"],
+    INSTALLED_APPS=[],
+    USE_TZ=True,
+    LOGGING_CONFIG=None,
+    **json.loads(os.environ.get("RATELIMIT_LOAD_SETTINGS", "{}")),
+)
+django.setup()
+
+from channels.generic.websocket import AsyncWebsocketConsumer  # noqa: E402
+from channels.routing import URLRouter  # noqa: E402
+from django.urls import path  # noqa: E402
+
+from ratelimit_channels import SCOPE_KEY, RateLimitMiddleware  # noqa: E402
+
+__all__ = ["application"]
+
+Scope = dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class LoadUser:
+    """Enough of a Django user for the limits: a primary key, signed in."""
+
+    pk: str
+    is_authenticated: bool = True
+
+
+class Echo(AsyncWebsocketConsumer):  # type: ignore[misc]
+    """Welcomes the socket (saying whether it was admitted without Redis), then echoes every frame."""
+
+    async def connect(self) -> None:
+        await self.accept()
+        info = self.scope.get(SCOPE_KEY)
+        degraded = None if info is None else info.degraded
+        await self.send(text_data=json.dumps({"type": "welcome", "degraded": degraded, "pid": os.getpid()}))
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        await self.send(text_data=text_data, bytes_data=bytes_data)
+
+
+class QueryUser:
+    """``?user=NAME`` signs the socket in as NAME (a benchmark stand-in for AuthMiddlewareStack)."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+
+    async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
+        scope = dict(scope)
+        name = (parse_qs(scope.get("query_string", b"").decode("latin-1")).get("user") or [""])[-1]
+        if name:
+            scope["user"] = LoadUser(name)
+        await self.inner(scope, receive, send)
+
+
+async def _http_ok(scope: Scope, receive: Any, send: Any) -> None:
+    await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/plain")]})
+    await send({"type": "http.response.body", "body": b"ok"})
+
+
+def _websocket_app() -> Any:
+    router = URLRouter([path("ws/echo/<str:room_id>/", Echo.as_asgi())])
+    if os.environ.get("RATELIMIT_LOAD_MIDDLEWARE", "on") == "off":
+        return QueryUser(router)
+    return QueryUser(RateLimitMiddleware(router))
+
+
+_websocket = _websocket_app()
+
+
+async def application(scope: Scope, receive: Any, send: Any) -> None:
+    if scope["type"] == "websocket":
+        await _websocket(scope, receive, send)
+    elif scope["type"] == "http":
+        await _http_ok(scope, receive, send)
