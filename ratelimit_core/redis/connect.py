@@ -15,12 +15,19 @@ wins, e.g. ``redis://host/0?socket_timeout=2``):
   a redis-py newer than `pipeline.SUPPORTED_REDIS_PY`. redis-py would send a whole command
   or pipeline again after a lost reply. MOVED, ASK and TRYAGAIN replies (the
   command did not run) are still followed.
+
+TLS (``rediss://``): the server's certificate is verified against ``ssl_ca_certs``
+(or the system's CAs); a client certificate is given by ``ssl_certfile`` and
+``ssl_keyfile`` (``ssl_password`` for an encrypted key), as options or in the query
+string. Those files are read when the client is built, so a missing or unusable
+file is an `InvalidArgument` naming the option then, not an outage later.
 """
 
 from __future__ import annotations
 
+import ssl
 from typing import Any
-from urllib.parse import unquote
+from urllib.parse import parse_qs, unquote, urlsplit
 
 import redis.asyncio
 from redis.asyncio.cluster import ClusterNode, RedisCluster
@@ -96,11 +103,38 @@ def client_from_url(url: str, **options: Any) -> Client:
         "retry": default_retry() if direct_supported() else _no_resend(),
     }
     settings.update(options)
+    _check_tls_files(url, settings)
     try:
         return redis.asyncio.from_url(url, **settings)
     except (ValueError, TypeError) as exc:
         # redis-py's messages name the bad part but never echo a password.
         raise InvalidArgument(f"invalid Redis URL or option: {exc}") from None
+
+
+_TLS_FILES = ("ssl_ca_certs", "ssl_certfile", "ssl_keyfile", "ssl_password")
+
+
+def _check_tls_files(url: str, options: dict[str, Any]) -> None:
+    """Raise `InvalidArgument` unless the TLS files named by `options` or the URL's query can be used."""
+    query = parse_qs(urlsplit(url).query)
+    files = {name: query[name][-1] if name in query else options.get(name) for name in _TLS_FILES}
+    ca_file, certfile, keyfile, password = (files[name] for name in _TLS_FILES)
+    context = ssl.create_default_context()
+    if ca_file is not None:
+        try:
+            context.load_verify_locations(cafile=ca_file)
+        except (OSError, ValueError) as exc:
+            raise InvalidArgument(f"ssl_ca_certs={ca_file!r:.200} cannot be used as CA certificates: {exc}") from None
+    if keyfile is not None and certfile is None:
+        raise InvalidArgument(f"ssl_keyfile={keyfile!r:.200} needs ssl_certfile, the certificate that goes with it")
+    if certfile is not None:
+        try:
+            context.load_cert_chain(certfile, keyfile, password)
+        except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError; the password is not echoed
+            raise InvalidArgument(
+                f"ssl_certfile={certfile!r:.200} with ssl_keyfile={keyfile!r:.200} cannot be used as this"
+                f" client's certificate: {exc}"
+            ) from None
 
 
 def _cluster_client(url: str, options: dict[str, Any]) -> RedisCluster:
