@@ -34,8 +34,8 @@ from ratelimit_core.redis.coalesce import RESENDABLE
 from ratelimit_core.redis.errors import translated
 from support.backends import backends, missing_server
 from support.lossy_proxy import LossyProxy
-from support.servers import ClusterProcess, ServerProcess, find_server_binary
 from support.secure_server import SecureServerProcess, admin_url, url_as
+from support.servers import ClusterProcess, ServerProcess, find_server_binary
 from support.tls_server import TLSServerProcess
 
 # Bounds a hang so it fails the test instead of stalling the suite; not a speed check.
@@ -96,7 +96,8 @@ async def lossy(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch)
             server = request.getfixturevalue("server_process")("redis")
         url = server.url
         # The same URL (user, options) through the proxy's port.
-        backend = RedisBackend.from_url(url.replace(f":{server.port}/", f":{await proxy.front(server.port)}/"), **options)
+        front = await proxy.front(server.port)
+        backend = RedisBackend.from_url(url.replace(f":{server.port}/", f":{front}/"), **options)
     direct = RedisBackend.from_url(url, **options)
     try:
         await _warm_up(backend)

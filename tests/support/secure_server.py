@@ -63,29 +63,32 @@ class SecureServerProcess(ServerProcess):
     @property
     def url(self) -> str:
         """The URL the code under test uses: the least-privilege user, TLS with a client certificate."""
-        return self._url(LIMITER_USER, self.limiter_password)
+        return self.url_as(LIMITER_USER if self.acl else None, self.limiter_password)
 
     @property
     def admin_url(self) -> str:
         """A URL with every right, for fixtures only."""
-        return self._url(ADMIN_USER, self.admin_password)
+        return self.url_as(ADMIN_USER if self.acl else None, self.admin_password)
 
     @property
     def ca_file(self) -> str:
         return str(Path(self._dir.name) / "ca.pem")
 
-    def url_as(self, user: str, password: str, *, port: int | None = None) -> str:
-        """The URL for `user` (with this server's TLS options), on `port` (a proxy's) or the server's."""
-        return self._url(user, password, port=port, credentials=True)
+    def client_files(self) -> tuple[str, str]:
+        """A client certificate this server accepts: (certificate file, key file)."""
+        return client_certificate(Path(self._dir.name), self.ca)
 
-    def _url(self, user: str, password: str, *, port: int | None = None, credentials: bool | None = None) -> str:
-        port = port or self.port
-        credentials = f"{user}:{password}@" if (self.acl if credentials is None else credentials) else ""
+    def url_as(self, user: str | None, password: str, *, port: int | None = None) -> str:
+        """The URL that logs in as `user` (None: no credentials) with this server's TLS options, on `port`
+        (a proxy's) or the server's."""
+        address = f"127.0.0.1:{port or self.port}/0"
+        if user is not None:
+            address = f"{user}:{password}@{address}"
         if not self.tls:
-            return f"redis://{credentials}127.0.0.1:{port}/0"
-        certfile, keyfile = client_certificate(Path(self._dir.name), self.ca)
+            return f"redis://{address}"
+        certfile, keyfile = self.client_files()
         query = urlencode({"ssl_ca_certs": self.ca_file, "ssl_certfile": certfile, "ssl_keyfile": keyfile})
-        return f"rediss://{credentials}127.0.0.1:{port}/0?{query}"
+        return f"rediss://{address}?{query}"
 
     def _command(self) -> list[str]:
         directory = Path(self._dir.name)
@@ -101,7 +104,8 @@ class SecureServerProcess(ServerProcess):
             command += ["--aclfile", str(users)]
         if self.tls:
             # Later arguments win: the plain port set by ServerProcess is turned off.
-            command += ["--port", "0", "--tls-port", str(self.port), *tls_arguments(directory, self.ca, client_auth=True)]
+            tls = tls_arguments(directory, self.ca, client_auth=True)
+            command += ["--port", "0", "--tls-port", str(self.port), *tls]
         return command
 
 

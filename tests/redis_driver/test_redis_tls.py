@@ -1,0 +1,148 @@
+"""``rediss://`` against a real redis-server that speaks only TLS and requires client certificates.
+
+The certificates come from a test CA (trustme): the server verifies the client's
+certificate (``tls-auth-clients yes``) and the client verifies the server's. A
+client the server refuses is a `BackendMisconfigured` that says what to fix; files
+that cannot be used are an `InvalidArgument` when the backend is built.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trustme
+
+from ratelimit_core import BackendMisconfigured, BackendUnavailable, InvalidArgument, RedisBackend, backend_from_url
+from support.backends import missing_server
+from support.servers import find_server_binary
+from support.tls_server import TLSServerProcess
+
+pytestmark = pytest.mark.redis
+
+_HANG_S = 10.0
+"""Bounds a hang so it fails the test; not a speed check."""
+
+
+@pytest.fixture(scope="module")
+def mutual_tls() -> Iterator[TLSServerProcess]:
+    """A redis-server that speaks only TLS and drops a client without a certificate from its CA."""
+    binary = find_server_binary("redis")
+    if binary is None:
+        missing_server("no redis-server binary found")
+    assert binary is not None
+    server = TLSServerProcess(binary, client_auth=True)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+@pytest.fixture
+def foreign_certificate(tmp_path: Path) -> tuple[str, str]:
+    """A client certificate and key from a CA the server does not trust."""
+    issued = trustme.CA().issue_cert("intruder")
+    issued.cert_chain_pems[0].write_to_path(str(tmp_path / "foreign.pem"))
+    issued.private_key_pem.write_to_path(str(tmp_path / "foreign.key"))
+    return str(tmp_path / "foreign.pem"), str(tmp_path / "foreign.key")
+
+
+async def _within(call: Any) -> Any:
+    return await asyncio.wait_for(call, _HANG_S)
+
+
+async def test_a_client_certificate_in_the_url_query_is_accepted_by_a_server_that_requires_one(
+    mutual_tls: TLSServerProcess,
+) -> None:
+    async with backend_from_url(mutual_tls.verified_url(), prefix="tls-query:") as backend:
+        assert isinstance(backend, RedisBackend)
+        await _within(backend.ping())
+        assert (await _within(backend.counter_incr("k", 2))).value == 2
+        assert (await _within(backend.bucket_consume("b", rate=1, burst=3))).remaining == 2
+        await _within(backend.clear())
+
+
+async def test_a_client_certificate_given_as_options_is_accepted(mutual_tls: TLSServerProcess) -> None:
+    certfile, keyfile = mutual_tls.client_files()
+    async with RedisBackend.from_url(
+        mutual_tls.url,
+        prefix="tls-options:",
+        ssl_ca_certs=mutual_tls.ca_file,
+        ssl_certfile=certfile,
+        ssl_keyfile=keyfile,
+    ) as backend:
+        assert (await _within(backend.set_add("s", "m", lease_ms=10_000))).added
+        assert await _within(backend.set_members("s")) == {"m"}
+        await _within(backend.clear())
+
+
+async def test_a_client_without_a_certificate_is_refused_as_a_misconfiguration_saying_what_to_fix(
+    mutual_tls: TLSServerProcess,
+) -> None:
+    async with backend_from_url(mutual_tls.verified_url(client_certificate=False)) as backend:
+        with pytest.raises(BackendMisconfigured, match="ssl_certfile and ssl_keyfile") as caught:
+            await _within(backend.counter_incr("k"))
+        with pytest.raises(BackendMisconfigured, match="tls-auth-clients"):
+            await _within(backend.ping())
+    assert not isinstance(caught.value, BackendUnavailable)  # not an outage: waiting will not help
+    assert f"127.0.0.1:{mutual_tls.port}" in str(caught.value)
+
+
+async def test_a_client_certificate_from_a_ca_the_server_does_not_trust_is_a_misconfiguration(
+    mutual_tls: TLSServerProcess, foreign_certificate: tuple[str, str]
+) -> None:
+    certfile, keyfile = foreign_certificate
+    async with RedisBackend.from_url(
+        mutual_tls.url, ssl_ca_certs=mutual_tls.ca_file, ssl_certfile=certfile, ssl_keyfile=keyfile
+    ) as backend:
+        with pytest.raises(BackendMisconfigured, match="signed by a CA in the server's tls-ca-cert-file"):
+            await _within(backend.counter_incr("k"))
+
+
+async def test_a_server_certificate_from_an_untrusted_ca_is_refused_even_with_a_client_certificate(
+    mutual_tls: TLSServerProcess,
+) -> None:
+    certfile, keyfile = mutual_tls.client_files()
+    async with RedisBackend.from_url(mutual_tls.url, ssl_certfile=certfile, ssl_keyfile=keyfile) as backend:
+        with pytest.raises(BackendMisconfigured, match="ssl_ca_certs"):
+            await _within(backend.counter_incr("k"))
+
+
+def test_a_missing_certificate_file_is_an_invalid_argument_naming_the_option(mutual_tls: TLSServerProcess) -> None:
+    _, keyfile = mutual_tls.client_files()
+    with pytest.raises(InvalidArgument, match=re.escape("ssl_certfile='/nonexistent/client.pem'")):
+        RedisBackend.from_url(mutual_tls.url, ssl_certfile="/nonexistent/client.pem", ssl_keyfile=keyfile)
+    with pytest.raises(InvalidArgument, match=re.escape("ssl_ca_certs='/nonexistent/ca.pem'")):
+        backend_from_url(f"{mutual_tls.url}?ssl_ca_certs=/nonexistent/ca.pem")
+
+
+def test_a_key_that_does_not_match_the_certificate_is_an_invalid_argument(
+    mutual_tls: TLSServerProcess, foreign_certificate: tuple[str, str]
+) -> None:
+    certfile, _ = mutual_tls.client_files()
+    _, foreign_key = foreign_certificate
+    with pytest.raises(InvalidArgument, match="cannot be used as this client's certificate"):
+        RedisBackend.from_url(mutual_tls.url, ssl_certfile=certfile, ssl_keyfile=foreign_key)
+
+
+def test_a_key_without_its_certificate_is_an_invalid_argument(mutual_tls: TLSServerProcess) -> None:
+    _, keyfile = mutual_tls.client_files()
+    with pytest.raises(InvalidArgument, match=r"ssl_keyfile=.* needs ssl_certfile"):
+        RedisBackend.from_url(mutual_tls.url, ssl_keyfile=keyfile)
+
+
+def test_the_key_password_is_not_echoed_when_the_key_cannot_be_used(
+    mutual_tls: TLSServerProcess, foreign_certificate: tuple[str, str]
+) -> None:
+    certfile, _ = mutual_tls.client_files()
+    _, foreign_key = foreign_certificate
+    with pytest.raises(InvalidArgument) as caught:
+        RedisBackend.from_url(
+            f"{mutual_tls.url}?ssl_password=pass-phrase-7f3a", ssl_certfile=certfile, ssl_keyfile=foreign_key
+        )
+    assert "pass-phrase-7f3a" not in str(caught.value)
