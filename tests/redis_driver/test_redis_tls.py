@@ -10,17 +10,20 @@ from __future__ import annotations
 
 import asyncio
 import re
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import pytest
 import trustme
+from redis.asyncio.connection import SSLConnection
 
 from ratelimit_core import BackendMisconfigured, BackendUnavailable, InvalidArgument, RedisBackend, backend_from_url
 from support.backends import missing_server
 from support.servers import find_server_binary
-from support.tls_server import TLSServerProcess
+from support.tls_server import TLSClusterProcess, TLSServerProcess
 
 pytestmark = pytest.mark.redis
 
@@ -146,3 +149,55 @@ def test_the_key_password_is_not_echoed_when_the_key_cannot_be_used(
             f"{mutual_tls.url}?ssl_password=pass-phrase-7f3a", ssl_certfile=certfile, ssl_keyfile=foreign_key
         )
     assert "pass-phrase-7f3a" not in str(caught.value)
+
+
+@pytest.fixture(scope="module")
+def tls_cluster() -> Iterator[TLSClusterProcess]:
+    """A three-master Redis Cluster over TLS (cluster bus too), client certificates required."""
+    binary, cli = find_server_binary("redis"), shutil.which("redis-cli")
+    if binary is None or cli is None:
+        missing_server("a Redis Cluster needs redis-server and redis-cli (Debian: redis-server, redis-tools)")
+    assert binary is not None
+    assert cli is not None
+    cluster = TLSClusterProcess(binary, cli)
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.close()
+
+
+@pytest.mark.cluster
+async def test_a_rediss_cluster_url_with_a_client_certificate_runs_on_a_tls_cluster(
+    tls_cluster: TLSClusterProcess,
+) -> None:
+    async with backend_from_url(tls_cluster.url, prefix="tls-cluster:") as backend:
+        assert isinstance(backend, RedisBackend)
+        for key in ("a", "b", "c", "d"):  # spread over the nodes' slots
+            assert (await _within(backend.counter_incr(key, 2))).value == 2
+        assert (await _within(backend.bucket_consume("bucket", rate=1, burst=3))).remaining == 2
+        await _within(backend.clear())
+        assert await _within(backend.counter_get("a")) == 0
+
+
+@pytest.mark.cluster
+async def test_a_rediss_cluster_url_without_a_client_certificate_is_a_misconfiguration(
+    tls_cluster: TLSClusterProcess,
+) -> None:
+    url = tls_cluster.url.partition("?")[0] + "?" + urlencode({"ssl_ca_certs": tls_cluster.ca_file})
+    async with backend_from_url(url) as backend:
+        with pytest.raises(BackendMisconfigured, match="ssl_certfile and ssl_keyfile"):
+            await _within(backend.counter_incr("k"))
+
+
+def test_a_cluster_url_query_takes_only_tls_options() -> None:
+    with pytest.raises(InvalidArgument, match="only with rediss\\+cluster://"):
+        backend_from_url("redis+cluster://127.0.0.1:7000?ssl_ca_certs=/ca.pem")
+    with pytest.raises(InvalidArgument, match="got 'socket_timeout'"):
+        backend_from_url("rediss+cluster://127.0.0.1:7000?socket_timeout=1")
+    with pytest.raises(InvalidArgument, match=r"ssl_check_hostname .* true or false"):
+        backend_from_url("rediss+cluster://127.0.0.1:7000?ssl_check_hostname=maybe")
+    client = backend_from_url("rediss+cluster://127.0.0.1:7000?ssl_check_hostname=false").client  # type: ignore[attr-defined]
+    settings = client.nodes_manager.connection_kwargs
+    assert issubclass(settings["connection_class"], SSLConnection)
+    assert settings["ssl_check_hostname"] is False

@@ -8,15 +8,16 @@ CA (``tls-auth-clients yes``) and drops a client without one.
 
 from __future__ import annotations
 
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlencode
 
 import trustme
 
-from support.servers import ServerProcess
+from support.servers import CLUSTER_NODE_ARGS, ClusterProcess, ServerProcess
 
-__all__ = ["TLSServerProcess", "tls_arguments"]
+__all__ = ["TLSClusterProcess", "TLSServerProcess", "client_certificate", "tls_arguments"]
 
 
 def tls_arguments(directory: Path, ca: trustme.CA, *, client_auth: bool) -> list[str]:
@@ -78,3 +79,45 @@ class TLSServerProcess(ServerProcess):
         tls = tls_arguments(Path(self._dir.name), self.ca, client_auth=self.client_auth)
         # Later arguments win: the plain port set by ServerProcess is turned off.
         return [*super()._command(), "--port", "0", "--tls-port", str(self.port), *tls]
+
+
+@dataclass
+class TLSClusterProcess(ClusterProcess):
+    """A three-master Redis Cluster speaking only TLS, clients and cluster bus alike, client certificates required."""
+
+    ca: trustme.CA = field(default_factory=trustme.CA)
+    _client_dir: tempfile.TemporaryDirectory[str] = field(default_factory=tempfile.TemporaryDirectory)
+
+    @property
+    def url(self) -> str:
+        """A ``rediss+cluster://`` URL naming every node, with the options to verify and be verified."""
+        certfile, keyfile = self.client_files()
+        query = urlencode({"ssl_ca_certs": self.ca_file, "ssl_certfile": certfile, "ssl_keyfile": keyfile})
+        return "rediss+cluster://" + ",".join(f"127.0.0.1:{node.port}" for node in self.nodes) + f"?{query}"
+
+    @property
+    def ca_file(self) -> str:
+        path = Path(self._client_dir.name) / "ca.pem"
+        if not path.exists():
+            self.ca.cert_pem.write_to_path(str(path))
+        return str(path)
+
+    def client_files(self) -> tuple[str, str]:
+        return client_certificate(Path(self._client_dir.name), self.ca)
+
+    def _node(self, port: int) -> ServerProcess:
+        return TLSServerProcess(
+            self.binary,
+            extra_args=(*CLUSTER_NODE_ARGS, "--tls-cluster", "yes"),
+            port=port,
+            ca=self.ca,
+            client_auth=True,
+        )
+
+    def _cli_options(self) -> list[str]:
+        certfile, keyfile = self.client_files()
+        return ["--tls", "--cacert", self.ca_file, "--cert", certfile, "--key", keyfile]
+
+    def close(self) -> None:
+        super().close()
+        self._client_dir.cleanup()
