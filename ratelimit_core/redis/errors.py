@@ -25,7 +25,7 @@ from redis import exceptions as redis_errors
 
 from ..errors import BackendError, BackendMisconfigured, BackendUnavailable
 
-__all__ = ["REDIS_FAILURES", "is_lost_connection", "translated", "translated_errors"]
+__all__ = ["REDIS_FAILURES", "is_lost_connection", "refuses_client_certificate", "translated", "translated_errors"]
 
 # asyncio.TimeoutError is the builtin TimeoutError (an OSError) from 3.11 on; it is
 # listed so the intent survives reading. redis-py raises its own ConnectionError and
@@ -128,7 +128,7 @@ def _tls_misconfiguration(exc: BaseException) -> str | None:
         )
     if not isinstance(exc, ssl.SSLError):
         return None
-    if exc.reason in _CLIENT_CERTIFICATE_REFUSED:
+    if refuses_client_certificate(exc):
         return (
             "it refused this client's TLS certificate, or its lack of one (the server has tls-auth-clients on):"
             " give ssl_certfile and ssl_keyfile, a certificate signed by a CA in the server's tls-ca-cert-file"
@@ -136,6 +136,11 @@ def _tls_misconfiguration(exc: BaseException) -> str | None:
     if exc.library in _UNUSABLE_CLIENT_FILES or exc.reason == "KEY_VALUES_MISMATCH":
         return "this client's TLS certificate or key cannot be used: check ssl_certfile, ssl_keyfile and ssl_password"
     return None
+
+
+def refuses_client_certificate(exc: ssl.SSLError) -> bool:
+    """True when `exc` is the alert of a server that refuses this client's certificate, or its lack of one."""
+    return exc.reason in _CLIENT_CERTIFICATE_REFUSED
 
 
 def is_lost_connection(exc: BaseException) -> bool:
