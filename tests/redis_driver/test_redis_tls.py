@@ -17,10 +17,13 @@ from typing import Any
 from urllib.parse import urlencode
 
 import pytest
+import redis.asyncio
 import trustme
 from redis.asyncio.connection import SSLConnection
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from ratelimit_core import BackendMisconfigured, BackendUnavailable, InvalidArgument, RedisBackend, backend_from_url
+from ratelimit_core.redis.tls_probe import refusal_behind
 from support.backends import missing_server
 from support.servers import find_server_binary
 from support.tls_server import TLSClusterProcess, TLSServerProcess
@@ -230,3 +233,49 @@ def test_a_cluster_url_query_takes_only_tls_options() -> None:
     settings = client.nodes_manager.connection_kwargs
     assert issubclass(settings["connection_class"], SSLConnection)
     assert settings["ssl_check_hostname"] is False
+
+
+@pytest.fixture
+def one_way_tls() -> Iterator[TLSServerProcess]:
+    """A redis-server over TLS that asks no client certificate."""
+    binary = find_server_binary("redis")
+    if binary is None:
+        missing_server("no redis-server binary found")
+    assert binary is not None
+    server = TLSServerProcess(binary, client_auth=False)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+async def _connected_clients(url: str) -> int:
+    async with redis.asyncio.from_url(url, socket_timeout=5) as admin:
+        info = await admin.info("clients")
+    return int(info["connected_clients"]) - 1  # not counting this one
+
+
+async def test_the_probe_of_a_server_that_accepts_says_nothing_and_closes_its_connection_when_cancelled(
+    one_way_tls: TLSServerProcess,
+) -> None:
+    url = one_way_tls.verified_url(client_certificate=False)
+    lost = RedisConnectionError("the connection broke")
+    async with backend_from_url(url, socket_connect_timeout=0.3) as quick:
+        # Accepted: no alert within the connect timeout, so the lost connection stays what it was (an outage).
+        assert await _within(refusal_behind(lost, quick.client)) is lost  # type: ignore[attr-defined]
+    async with backend_from_url(url, socket_connect_timeout=30) as patient:
+        probe = asyncio.ensure_future(refusal_behind(lost, patient.client))  # type: ignore[attr-defined]
+        for _ in range(500):  # until the probe's connection is open (bounded: 5 s)
+            if await _connected_clients(url) == 1:
+                break
+            await asyncio.sleep(0.01)
+        assert await _connected_clients(url) == 1
+        probe.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await probe
+        for _ in range(500):
+            if await _connected_clients(url) == 0:
+                break
+            await asyncio.sleep(0.01)
+        assert await _connected_clients(url) == 0
