@@ -90,7 +90,7 @@ async def test_a_client_certificate_given_as_options_is_accepted(mutual_tls: TLS
 _ATTEMPTS = 10
 """With TLS 1.3 the server's refusal races a reset about half the time (see `tls_probe`): every attempt must
 still be a misconfiguration."""
-_PATIENT = {"socket_timeout": 10, "socket_connect_timeout": 10}
+_PATIENT: dict[str, Any] = {"socket_timeout": 10, "socket_connect_timeout": 10}
 """Timeouts no busy machine reaches: a timeout would be an outage, which is not what these tests are about."""
 
 
