@@ -32,6 +32,7 @@ from support.backends import (
     backends,
     missing_server,
 )
+from support.secure_server import SECURE_ACL, SECURE_TLS, SecureServerProcess
 from support.servers import ClusterProcess, ServerProcess, find_server_binary
 
 settings.register_profile("dev", max_examples=50, deadline=None)
@@ -70,7 +71,9 @@ def _server(name: str) -> Iterator[ServerProcess]:
     if binary is None:
         missing_server(f"no {name}-server binary found (install it, or set RATELIMIT_{name.upper()}_SERVER)")
     assert binary is not None
-    server = ServerProcess(binary).start()
+    secure = name == "redis" and (SECURE_TLS or SECURE_ACL)
+    server = SecureServerProcess(binary, tls=SECURE_TLS, acl=SECURE_ACL) if secure else ServerProcess(binary)
+    server.start()
     try:
         yield server
     finally:
@@ -79,8 +82,18 @@ def _server(name: str) -> Iterator[ServerProcess]:
 
 @pytest.fixture(scope="session")
 def redis_server() -> Iterator[ServerProcess]:
-    """A real redis-server shared by the session (tests isolate themselves by key prefix)."""
+    """A real redis-server shared by the session (tests isolate themselves by key prefix).
+
+    Under RATELIMIT_TEST_REDIS_TLS / RATELIMIT_TEST_REDIS_ACL (the ``acl`` tox env) it is
+    a `SecureServerProcess`, and `redis_url` connects as its least-privilege user.
+    """
     yield from _server("redis")
+
+
+@pytest.fixture(scope="session")
+def redis_admin_url(redis_server: ServerProcess) -> str:
+    """A URL of the session redis-server with every right: for fixtures, never for the code under test."""
+    return redis_server.admin_url if isinstance(redis_server, SecureServerProcess) else redis_server.url
 
 
 @pytest.fixture(scope="session")
@@ -215,6 +228,31 @@ async def new_backend(
         finally:
             await backend.aclose()
     for client in clients:
+        await client.aclose()
+
+
+@pytest.fixture
+async def admin_client(request: pytest.FixtureRequest, backend_name: str) -> AsyncIterator[Callable[[Any], Any]]:
+    """`admin_client(backend)`: a Redis client with every right on `backend`'s storage, to read it raw.
+
+    The backend's own client, except on the acl tox env's redis-server, where the
+    driver's user may run only what the driver needs.
+    """
+    made: list[Any] = []
+
+    def get(backend: Any) -> Any:
+        if backend_name != "redis":
+            return backend.client
+        url: str = request.getfixturevalue("redis_admin_url")
+        if url == request.getfixturevalue("redis_url"):  # no ACL: the backend's user has every right
+            return backend.client
+        from ratelimit_core.redis.connect import client_from_url
+
+        made.append(client_from_url(url, socket_timeout=10, socket_connect_timeout=10))
+        return made[-1]
+
+    yield get
+    for client in made:
         await client.aclose()
 
 

@@ -4,6 +4,7 @@ The round-trip machinery (``coalesce.Coalescer``, ``coalesce.ScriptCall``, ``pip
 internal: importable from its modules, but not part of this package's API.
 """
 
+from .acl import acl_rule
 from .backend import CLOCK_TTL_GRACE_MS, RedisBackend
 from .batch import RedisBatch
 from .connect import DEFAULT_CONNECT_TIMEOUT_S, DEFAULT_RETRIES, DEFAULT_SOCKET_TIMEOUT_S
@@ -15,4 +16,5 @@ __all__ = [
     "DEFAULT_SOCKET_TIMEOUT_S",
     "RedisBackend",
     "RedisBatch",
+    "acl_rule",
 ]

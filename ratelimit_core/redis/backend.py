@@ -63,9 +63,10 @@ from .batch import RedisBatch
 from .coalesce import Coalescer, ScriptCall
 from .commands import CLOCK_TTL_GRACE_MS, ScriptArguments, encode, script_step
 from .connect import Client, client_from_url, server_name
-from .errors import translated_errors
+from .errors import REDIS_FAILURES, translated, translated_errors
 from .lua import SCRIPT_NAMES, script_source
 from .pipeline import UNDECODED
+from .tls_probe import refusal_behind
 
 __all__ = ["CLOCK_TTL_GRACE_MS", "RedisBackend"]
 
@@ -162,8 +163,11 @@ class RedisBackend(ClosesOnExit):
         async with self._cluster_lock:
             if not self._cluster_ready:
                 assert isinstance(self._client, RedisCluster)
-                with translated_errors("cluster initialize", server_name(self._client)):
+                try:
                     await self._client.initialize()
+                except REDIS_FAILURES as exc:
+                    cause = await refusal_behind(exc, self._client)  # a refused TLS client certificate, or `exc`
+                    raise translated(cause, "cluster initialize", server_name(self._client)) from exc
                 self._cluster_ready = True
 
     async def _submit(self, call: ScriptCall[T]) -> T:
@@ -192,8 +196,11 @@ class RedisBackend(ClosesOnExit):
     # -- housekeeping ---------------------------------------------------------------
 
     async def ping(self) -> None:
-        with translated_errors("PING", server_name(self._client)):
+        try:
             await self._client.ping()
+        except REDIS_FAILURES as exc:
+            cause = await refusal_behind(exc, self._client)  # a refused TLS client certificate, or `exc`
+            raise translated(cause, "PING", server_name(self._client)) from exc
 
     async def clear(self) -> None:
         """Delete every key under the prefix (SCAN + UNLINK in batches; not atomic)."""

@@ -54,6 +54,7 @@ from ..primitives import RESENDABLE
 from .connect import Client, server_name
 from .errors import REDIS_FAILURES, is_lost_connection, translated
 from .pipeline import round_trip_for
+from .tls_probe import refusal_behind
 
 __all__ = ["RESENDABLE", "Coalescer", "ScriptCall"]
 
@@ -244,6 +245,7 @@ class Coalescer:
         failed = [i for i, reply in enumerate(replies) if isinstance(reply, BaseException)]
         if failed:
             await self._recover(calls, replies, failed)
+            await self._diagnose(replies)
         for call, reply in zip(calls, replies, strict=True):
             if isinstance(reply, REDIS_FAILURES):
                 call.error = translated(reply, call.name, self._server)
@@ -270,6 +272,15 @@ class Coalescer:
                     replies[i] = load_error
             else:
                 await self._send_again(calls, replies, forgotten)
+
+    async def _diagnose(self, replies: list[Any]) -> None:
+        """Replace lost connections by the TLS refusal they hide, if any (see `tls_probe`): one probe per round trip."""
+        lost = [i for i, reply in enumerate(replies) if isinstance(reply, BaseException) and is_lost_connection(reply)]
+        if lost:
+            cause = await refusal_behind(replies[lost[0]], self._client)
+            if cause is not replies[lost[0]]:
+                for i in lost:
+                    replies[i] = cause
 
     async def _send_again(self, calls: Sequence[ScriptCall[Any]], replies: list[Any], indices: list[int]) -> None:
         again = await self._send_once([calls[i] for i in indices])

@@ -3,8 +3,10 @@
 Three outcomes, decided by what waiting would do:
 
 - `BackendMisconfigured`: the server refuses this client (wrong user or password,
-  an ACL user without the rights the driver needs, a TLS certificate that does not
-  verify). Waiting will not help; the configuration must change.
+  an ACL user without the rights the driver needs, a server's TLS certificate that
+  does not verify, a client certificate the server requires but did not get or does
+  not trust, a client certificate or key file that cannot be used). Waiting will not
+  help; the configuration must change.
 - `BackendUnavailable`: the server cannot serve anyone right now (unreachable,
   reset, timed out, loading its data, a read-only replica during a failover, busy
   running a script, a cluster that is down or resharding). Waiting may help.
@@ -23,7 +25,7 @@ from redis import exceptions as redis_errors
 
 from ..errors import BackendError, BackendMisconfigured, BackendUnavailable
 
-__all__ = ["REDIS_FAILURES", "is_lost_connection", "translated", "translated_errors"]
+__all__ = ["REDIS_FAILURES", "is_lost_connection", "refuses_client_certificate", "translated", "translated_errors"]
 
 # asyncio.TimeoutError is the builtin TimeoutError (an OSError) from 3.11 on; it is
 # listed so the intent survives reading. redis-py raises its own ConnectionError and
@@ -61,6 +63,22 @@ them their own class, but not all (BUSY, NOREPLICAS, MISCONF arrive as a plain R
 _REFUSED_CREDENTIALS: Final = (redis_errors.AuthenticationError, redis_errors.AuthenticationWrongNumberOfArgsError)
 _REFUSED_COMMAND: Final = (redis_errors.NoPermissionError, redis_errors.AuthorizationError)
 
+_CLIENT_CERTIFICATE_REFUSED: Final = frozenset(
+    {
+        "TLSV13_ALERT_CERTIFICATE_REQUIRED",  # TLS 1.3: the client sent no certificate
+        "SSLV3_ALERT_HANDSHAKE_FAILURE",  # TLS 1.2: the same (or no cipher in common)
+        "TLSV1_ALERT_UNKNOWN_CA",  # a certificate signed by a CA the server does not trust
+        "SSLV3_ALERT_BAD_CERTIFICATE",
+        "SSLV3_ALERT_CERTIFICATE_UNKNOWN",
+        "SSLV3_ALERT_CERTIFICATE_EXPIRED",
+        "SSLV3_ALERT_CERTIFICATE_REVOKED",
+        "TLSV1_ALERT_ACCESS_DENIED",
+    }
+)
+"""`ssl.SSLError` reasons for a TLS alert by which the server refuses the client's certificate (or its lack)."""
+_UNUSABLE_CLIENT_FILES: Final = frozenset({"PEM", "X509"})
+"""`ssl.SSLError` libraries whose errors mean this client's own certificate or key file cannot be used."""
+
 _CAUSE_DEPTH = 8
 """How far `_misconfiguration` follows ``__cause__``/``__context__`` (chains are short; this bounds a cycle)."""
 
@@ -87,18 +105,42 @@ def _misconfiguration(exc: BaseException) -> str | None:
             return "it refused the credentials: fix the user name and password (the backend URL, or the options)"
         if isinstance(seen, _REFUSED_COMMAND) or _error_code(seen) == "NOPERM":
             return (
-                "its ACL user may not run what the driver needs: grant it EVALSHA, SCRIPT LOAD, the commands"
-                " the scripts call (TIME, HINCRBY, ZADD, ...) and the keys under the prefix"
+                "its ACL user may not run what the driver needs: give it the rule of"
+                " ratelimit_core.redis.acl_rule(prefix) (EVALSHA, SCRIPT LOAD, PING, the commands the scripts"
+                " call, the keys under the prefix; SCAN and UNLINK for clear(); CLUSTER SLOTS and COMMAND on"
+                " a cluster)"
             )
-        if isinstance(seen, ssl.SSLCertVerificationError):
-            return (
-                "its TLS certificate did not verify: give the client the CA that signed it (ssl_ca_certs),"
-                " or fix the server's certificate or host name"
-            )
+        tls_fix = _tls_misconfiguration(seen)
+        if tls_fix is not None:
+            return tls_fix
         # redis-py raises its ConnectionError inside the handler of the socket's error
         # (``__context__``); the cluster client chains with ``from`` (``__cause__``).
         seen = seen.__cause__ or seen.__context__
     return None
+
+
+def _tls_misconfiguration(exc: BaseException) -> str | None:
+    """What to fix when `exc` is a TLS handshake that cannot succeed with this configuration, else None."""
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return (
+            "its TLS certificate did not verify: give the client the CA that signed it (ssl_ca_certs),"
+            " or fix the server's certificate or host name"
+        )
+    if not isinstance(exc, ssl.SSLError):
+        return None
+    if refuses_client_certificate(exc):
+        return (
+            "it refused this client's TLS certificate, or its lack of one (the server has tls-auth-clients on):"
+            " give ssl_certfile and ssl_keyfile, a certificate signed by a CA in the server's tls-ca-cert-file"
+        )
+    if exc.library in _UNUSABLE_CLIENT_FILES or exc.reason == "KEY_VALUES_MISMATCH":
+        return "this client's TLS certificate or key cannot be used: check ssl_certfile, ssl_keyfile and ssl_password"
+    return None
+
+
+def refuses_client_certificate(exc: ssl.SSLError) -> bool:
+    """True when `exc` is the alert of a server that refuses this client's certificate, or its lack of one."""
+    return exc.reason in _CLIENT_CERTIFICATE_REFUSED
 
 
 def is_lost_connection(exc: BaseException) -> bool:

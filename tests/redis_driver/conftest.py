@@ -26,8 +26,10 @@ def backend_name(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture
-async def storage(backend_name: str, backend_url: str | None) -> AsyncIterator[Storage]:
+async def storage(request: pytest.FixtureRequest, backend_name: str, backend_url: str | None) -> AsyncIterator[Storage]:
     made = Storage(backend_name, backend_url, fakeredis.FakeServer() if backend_url is None else None)
+    if backend_name == "redis":
+        made.admin_url = request.getfixturevalue("redis_admin_url")
     yield made
     for client in made.clients:
         await client.aclose()
@@ -45,7 +47,8 @@ async def make_backend(storage: Storage, prefix: str) -> AsyncIterator[MakeBacke
     made: list[RedisBackend] = []
 
     def make(clock: Clock | None = None, prefix: str = prefix, decode_responses: bool = False) -> RedisBackend:
-        backend = RedisBackend(storage.client(decode_responses=decode_responses), clock=clock, prefix=prefix)
+        client = storage.client(decode_responses=decode_responses, admin=False)
+        backend = RedisBackend(client, clock=clock, prefix=prefix)
         made.append(backend)
         return backend
 

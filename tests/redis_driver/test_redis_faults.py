@@ -34,6 +34,7 @@ from ratelimit_core.redis.coalesce import RESENDABLE
 from ratelimit_core.redis.errors import translated
 from support.backends import backends, missing_server
 from support.lossy_proxy import LossyProxy
+from support.secure_server import SecureServerProcess, admin_url, url_as
 from support.servers import ClusterProcess, ServerProcess, find_server_binary
 from support.tls_server import TLSServerProcess
 
@@ -90,8 +91,13 @@ async def lossy(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch)
         backend = RedisBackend.from_url(url, address_remap=through_proxy, **options)
     else:
         server: ServerProcess = request.getfixturevalue(f"{name}_server")
+        if isinstance(server, SecureServerProcess) and server.tls:
+            # The proxy finds EVALSHAs in the plain stream, which TLS hides: a plain private server instead.
+            server = request.getfixturevalue("server_process")("redis")
         url = server.url
-        backend = RedisBackend.from_url(f"redis://127.0.0.1:{await proxy.front(server.port)}/0", **options)
+        # The same URL (user, options) through the proxy's port.
+        front = await proxy.front(server.port)
+        backend = RedisBackend.from_url(url.replace(f":{server.port}/", f":{front}/"), **options)
     direct = RedisBackend.from_url(url, **options)
     try:
         await _warm_up(backend)
@@ -396,7 +402,8 @@ def _nodes(request: pytest.FixtureRequest, server: str) -> list[ServerProcess]:
 def _url(server: str, nodes: list[ServerProcess], credentials: str) -> str:
     if server == "cluster":
         return f"redis+cluster://{credentials}@" + ",".join(f"127.0.0.1:{node.port}" for node in nodes)
-    return f"redis://{credentials}@127.0.0.1:{nodes[0].port}/0"
+    user, _, password = credentials.partition(":")
+    return url_as(nodes[0], user, password)
 
 
 @pytest.fixture
@@ -420,7 +427,7 @@ def acl_user() -> Iterator[Callable[[list[ServerProcess], str], str]]:
 def _sync_command(node: ServerProcess, *command: str) -> Any:
     import redis as sync_redis
 
-    with sync_redis.Redis(host="127.0.0.1", port=node.port, socket_timeout=5) as client:
+    with sync_redis.Redis.from_url(admin_url(node), socket_timeout=5) as client:
         return client.execute_command(*command)
 
 

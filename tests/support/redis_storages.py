@@ -22,16 +22,17 @@ class Storage:
     url: str | None
     fake_server: fakeredis.FakeServer | None = None
     clients: list[Client] = field(default_factory=list)
+    admin_url: str | None = None
+    """A URL with every right, where `url` logs in as a least-privilege user (the acl tox env)."""
 
-    def client(self, *, decode_responses: bool = False) -> Client:
-        """A new client (closed at teardown by the `storage` fixture)."""
+    def client(self, *, decode_responses: bool = False, admin: bool = True) -> Client:
+        """A new client (closed at teardown by the `storage` fixture); ``admin=False``: as the driver's user."""
         client: Client
         if self.fake_server is not None:
             client = fakeredis.FakeAsyncRedis(server=self.fake_server, decode_responses=decode_responses)
         else:
-            assert self.url is not None
-            client = client_from_url(
-                self.url, decode_responses=decode_responses, socket_timeout=5, socket_connect_timeout=5
-            )
+            url = self.admin_url if admin and self.admin_url is not None else self.url
+            assert url is not None
+            client = client_from_url(url, decode_responses=decode_responses, socket_timeout=5, socket_connect_timeout=5)
         self.clients.append(client)
         return client

@@ -22,7 +22,7 @@ import port_for
 from mirakuru import TCPExecutor
 from mirakuru.exceptions import ProcessExitedWithError, ProcessFinishedWithError, TimeoutExpired
 
-__all__ = ["SERVER_BINARIES", "ClusterProcess", "ServerProcess", "find_server_binary"]
+__all__ = ["CLUSTER_NODE_ARGS", "SERVER_BINARIES", "ClusterProcess", "ServerProcess", "find_server_binary"]
 
 SERVER_BINARIES = {"redis": "redis-server", "valkey": "valkey-server"}
 """Backend name -> binary name. ``RATELIMIT_<NAME>_SERVER`` overrides the path."""
@@ -31,6 +31,7 @@ _START_ATTEMPTS = 5
 # A cluster node also listens on port + 10000 (the cluster bus), which must exist and be free.
 _CLUSTER_PORTS = range(20000, 30000)
 _CLUSTER_NODES = 3
+CLUSTER_NODE_ARGS = ("--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf")
 _CLUSTER_READY_POLLS = 100
 
 
@@ -184,15 +185,21 @@ class ClusterProcess:
 
     def start(self) -> ClusterProcess:
         for _ in range(_CLUSTER_NODES):
-            node = ServerProcess(
-                self.binary,
-                extra_args=("--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf"),
-                port=_cluster_port(taken={node.port for node in self.nodes}),
-            ).start()
+            node = self._node(_cluster_port(taken={node.port for node in self.nodes}))
+            node.start()
             self.nodes.append(node)
         addresses = [f"127.0.0.1:{node.port}" for node in self.nodes]
         subprocess.run(
-            [self.cli, "--cluster", "create", *addresses, "--cluster-replicas", "0", "--cluster-yes"],
+            [
+                self.cli,
+                *self._cli_options(),
+                "--cluster",
+                "create",
+                *addresses,
+                "--cluster-replicas",
+                "0",
+                "--cluster-yes",
+            ],
             check=True,
             capture_output=True,
             timeout=60,
@@ -204,9 +211,17 @@ class ClusterProcess:
             time.sleep(0.1)
         raise RuntimeError(f"the cluster on {addresses} did not reach cluster_state:ok")
 
+    def _node(self, port: int) -> ServerProcess:
+        """A cluster node on `port`, not started yet (a subclass may serve it over TLS)."""
+        return ServerProcess(self.binary, extra_args=CLUSTER_NODE_ARGS, port=port)
+
+    def _cli_options(self) -> list[str]:
+        """redis-cli's options before its command (a subclass adds TLS)."""
+        return []
+
     def _cli(self, node: ServerProcess, *command: str) -> str:
         done = subprocess.run(
-            [self.cli, "-h", "127.0.0.1", "-p", str(node.port), *command],
+            [self.cli, *self._cli_options(), "-h", "127.0.0.1", "-p", str(node.port), *command],
             check=True,
             capture_output=True,
             text=True,
