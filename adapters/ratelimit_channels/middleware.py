@@ -62,6 +62,7 @@ class RateLimitMiddleware:
                     send,
                     settings=settings,
                     backend=backend,
+                    keeper=self.backend_cache.keeper(backend, settings.heartbeat_ms),
                     hooks=self.hooks,
                     config_warnings=self._config_warnings,
                 ).run()

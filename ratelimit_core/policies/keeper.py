@@ -57,7 +57,7 @@ class LeaseKeeper:
         """Insertion-ordered set of the leases kept alive."""
         self._task: asyncio.Task[None] | None = None
         self.refreshes = 0
-        """Ticks that refreshed something (for diagnostics and tests)."""
+        """Refreshes of the held leases completed, failed or not (for diagnostics and tests)."""
 
     def __repr__(self) -> str:
         running = self._task is not None and not self._task.done()
@@ -84,22 +84,33 @@ class LeaseKeeper:
             self._task = asyncio.get_running_loop().create_task(self._run(), name="ratelimit lease keeper")
 
     def forget(self, leases: Leases) -> None:
-        """Stop refreshing `leases` (a refresh already in flight still finishes; see `Leases`)."""
+        """Stop refreshing `leases`; the task stops with the last lease.
+
+        A refresh already in flight still finishes, and a release waits for it (see `Leases`).
+        """
         self._held.pop(leases, None)
+        if not self._held:
+            self._stop()
+
+    def _stop(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()  # the writes of a refresh in flight go on (each `Leases.refresh` is shielded)
 
     async def _run(self) -> None:
         while self._held:
             await asyncio.sleep(self._interval_s * (1 - self._jitter * self._rng()))
             await self.refresh_now()
-        self._task = None  # nothing held: the next `keep` starts a new task
+        if self._task is asyncio.current_task():
+            self._task = None  # nothing held: the next `keep` starts a new task
 
     async def refresh_now(self) -> None:
         """Refresh every held lease at once; drop the released ones. Never raises (failures are logged)."""
         held = list(self._held)
         if not held:
             return
-        self.refreshes += 1
         outcomes = await asyncio.gather(*(leases.refresh() for leases in held), return_exceptions=True)
+        self.refreshes += 1
         failures: list[BackendError] = []
         for leases, outcome in zip(held, outcomes, strict=True):
             if outcome is False:
@@ -123,6 +134,7 @@ class LeaseKeeper:
         caller does not stop them either.
         """
         held, self._held = list(self._held), {}
+        self._stop()
         if not held:
             return 0
         removals = [asyncio.ensure_future(leases.release()) for leases in held]
@@ -132,7 +144,7 @@ class LeaseKeeper:
     async def aclose(self) -> None:
         """Stop the task and forget every lease (not released: their slots expire with their leases)."""
         self._held.clear()
-        task, self._task = self._task, None
-        if task is not None and not task.done():
-            task.cancel()
+        task = self._task
+        self._stop()
+        if task is not None:
             await asyncio.wait((task,))
