@@ -17,7 +17,8 @@ event loop, which in a served process means one per process.
 The cache also holds the `LeaseKeeper` of each backend the middleware uses (per
 event loop and heartbeat interval): one task per process refreshes every live
 connection's slots together. `aclose` closes the keepers with the backends, and
-`release_all` gives back every slot they hold (a server shutting down).
+`release_all` gives back every slot they hold (a server shutting down: `sigterm`
+does that on SIGTERM once installed, see `shutdown`).
 """
 
 from __future__ import annotations
@@ -38,6 +39,8 @@ from ratelimit_core.fallback import (
 )
 from ratelimit_core.policies.keeper import LeaseKeeper
 from ratelimit_core.urls import backend_from_url, is_in_process
+
+from .shutdown import SigtermRelease
 
 __all__ = [
     "DEFAULT_OPTIONS",
@@ -113,10 +116,12 @@ class BackendCache:
     backends differently or to set other client options.
     """
 
-    __slots__ = ("_factory", "_keepers", "_per_loop", "_shared")
+    __slots__ = ("_factory", "_keepers", "_per_loop", "_shared", "sigterm")
 
     def __init__(self, factory: BackendFactory = build_backend) -> None:
         self._factory = factory
+        self.sigterm = SigtermRelease(self)
+        """Releases every slot of this cache's keepers on SIGTERM once installed (``WS_RATE_RELEASE_ON_SIGTERM``)."""
         self._shared: dict[_Key, Backend] = {}
         self._per_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[_Key, Backend]] = (
             weakref.WeakKeyDictionary()

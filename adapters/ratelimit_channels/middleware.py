@@ -50,6 +50,8 @@ class RateLimitMiddleware:
         if scope.get("type") == "websocket":
             settings = self._settings.current()
             if settings.enabled:
+                if settings.release_on_sigterm and not self.backend_cache.sigterm.attempted:
+                    self.backend_cache.sigterm.install()  # once per cache (see `shutdown`)
                 backend: Backend
                 if isinstance(settings.backend, str):
                     backend = self.backend_cache.get(settings.backend, settings.backend_options)
