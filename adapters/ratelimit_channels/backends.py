@@ -13,6 +13,12 @@ count time the event loop spent elsewhere); the client's own timeouts are then
 only a backstop. Without the wrapper the client times out after that long itself.
 The wrapper's per-process store lives with the backend: one per URL, options and
 event loop, which in a served process means one per process.
+
+The cache also holds the `LeaseKeeper` of each backend the middleware uses (per
+event loop and heartbeat interval): one task per process refreshes every live
+connection's slots together. `aclose` closes the keepers with the backends, and
+`release_all` gives back every slot they hold (a server shutting down: `sigterm`
+does that on SIGTERM once installed, see `shutdown`).
 """
 
 from __future__ import annotations
@@ -31,7 +37,10 @@ from ratelimit_core.fallback import (
     DEFAULT_TIMEOUT_MS,
     DEFAULT_WARMUP_MS,
 )
+from ratelimit_core.policies.keeper import LeaseKeeper
 from ratelimit_core.urls import backend_from_url, is_in_process
+
+from .shutdown import SigtermRelease
 
 __all__ = [
     "DEFAULT_OPTIONS",
@@ -95,6 +104,9 @@ def build_backend(url: str, options: BackendOptions = DEFAULT_OPTIONS) -> Backen
 
 
 _Key = tuple[str, BackendOptions | None]
+_KeeperKey = tuple[int, int]
+"""(id of the backend, heartbeat interval in ms)."""
+_Kept = tuple[Backend, LeaseKeeper]
 
 
 class BackendCache:
@@ -104,12 +116,17 @@ class BackendCache:
     backends differently or to set other client options.
     """
 
-    __slots__ = ("_factory", "_per_loop", "_shared")
+    __slots__ = ("_factory", "_keepers", "_per_loop", "_shared", "sigterm")
 
     def __init__(self, factory: BackendFactory = build_backend) -> None:
         self._factory = factory
+        self.sigterm = SigtermRelease(self)
+        """Releases every slot of this cache's keepers on SIGTERM once installed (``WS_RATE_RELEASE_ON_SIGTERM``)."""
         self._shared: dict[_Key, Backend] = {}
         self._per_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[_Key, Backend]] = (
+            weakref.WeakKeyDictionary()
+        )
+        self._keepers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[_KeeperKey, _Kept]] = (
             weakref.WeakKeyDictionary()
         )
 
@@ -129,14 +146,40 @@ class BackendCache:
             backend = backends[key] = self._factory(url, options)
         return backend
 
+    def keeper(self, backend: Backend, interval_ms: int) -> LeaseKeeper:
+        """The `LeaseKeeper` of `backend` on the running loop for `interval_ms`, made on first use."""
+        keepers = self._keepers.setdefault(asyncio.get_running_loop(), {})
+        key = (id(backend), interval_ms)
+        kept = keepers.get(key)
+        if kept is None or kept[0] is not backend:
+            # The backend is kept with its keeper: its id stays its own while the entry lives.
+            kept = keepers[key] = (backend, LeaseKeeper(interval_ms))
+        return kept[1]
+
+    async def release_all(self, timeout_s: float | None = None) -> int:
+        """Release every slot the keepers of the running loop hold, at once; the connections still unreleased
+        after `timeout_s` (their removals go on)."""
+        keepers = [keeper for _, keeper in self._keepers.get(asyncio.get_running_loop(), {}).values()]
+        if not keepers:
+            return 0
+        pending = await asyncio.gather(*(keeper.release_all(timeout_s) for keeper in keepers))
+        return sum(pending)
+
     def clear(self) -> None:
-        """Forget every backend (for tests); the next `get` builds new ones. Nothing is closed."""
+        """Forget every backend and keeper (for tests); the next `get` builds new ones. Nothing is closed."""
         self._shared.clear()
         self._per_loop.clear()
+        self._keepers.clear()
 
     async def aclose(self) -> None:
-        """Close and forget the process-wide backends and those of the running loop."""
-        loop_backends = self._per_loop.pop(asyncio.get_running_loop(), {})
+        """Close and forget the keepers of the running loop, then the process-wide backends and those of the loop.
+
+        A keeper closed stops refreshing: the slots of connections still open expire with their leases.
+        """
+        loop = asyncio.get_running_loop()
+        for _, keeper in self._keepers.pop(loop, {}).values():
+            await keeper.aclose()
+        loop_backends = self._per_loop.pop(loop, {})
         backends = [*self._shared.values(), *loop_backends.values()]
         self._shared.clear()
         for backend in backends:

@@ -9,7 +9,8 @@ whatever it sends afterwards is dropped.
 
 Storage failures never reach the inner app or the client as an exception:
 admission and the message gate apply ``WS_RATE_ON_BACKEND_ERROR``, lease refreshes
-are retried at the next heartbeat, and releases that fail are left to expire.
+are retried at the next heartbeat (the process's `LeaseKeeper`, shared by its
+connections, refreshes them all together), and releases that fail are left to expire.
 However the connection ends (either side closing, the inner app raising, the
 task cancelled at any await, twice), its slots are released exactly once.
 Decisions made without the primary storage are logged at DEBUG.
@@ -17,13 +18,12 @@ Decisions made without the primary storage are logged at DEBUG.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import math
 from dataclasses import dataclass
 from typing import Final
 
-from ratelimit_core import Backend, BackendError
+from ratelimit_core import Backend
 from ratelimit_core.observe import DecisionHooks
 from ratelimit_core.policies import (
     Allowed,
@@ -36,6 +36,7 @@ from ratelimit_core.policies import (
     MessageVerdict,
 )
 from ratelimit_core.policies.codes import close_reason
+from ratelimit_core.policies.keeper import LeaseKeeper
 
 from .asgi import ASGIApp, Message, Receive, Scope, Send
 from .config_warnings import ConfigWarnings
@@ -75,6 +76,7 @@ class LimitedConnection:
         "_gate",
         "_hooks",
         "_inner",
+        "_keeper",
         "_leases",
         "_pending",
         "_receive",
@@ -92,9 +94,12 @@ class LimitedConnection:
         *,
         settings: RateLimitSettings,
         backend: Backend,
+        keeper: LeaseKeeper,
         hooks: DecisionHooks | None = None,
         config_warnings: ConfigWarnings | None = None,
     ) -> None:
+        self._keeper = keeper
+        """Refreshes this connection's leases with every other's of the process (see `BackendCache.keeper`)."""
         self._hooks = hooks
         self._config_warnings = config_warnings
         """The middleware's record of misconfigurations already logged (shared by its connections)."""
@@ -141,7 +146,6 @@ class LimitedConnection:
             await self._refuse(verdict)
             return
         self._leases = verdict.leases
-        heartbeat = None
         # From here on the slots are this connection's: every way out goes through the release below.
         try:
             messages = MessagePolicy(
@@ -154,12 +158,10 @@ class LimitedConnection:
             self._gate = messages.gate(identity)
             self._scope[SCOPE_KEY] = ConnectionInfo(identity, room, verdict.degraded)
             self._pending = first
-            if verdict.leases.slots:
-                heartbeat = asyncio.create_task(self._keep_alive(verdict.leases), name="ratelimit lease heartbeat")
+            self._keeper.keep(verdict.leases)
             await self._inner(self._scope, self._inner_receive, self._inner_send)
         finally:
-            if heartbeat is not None:
-                heartbeat.cancel()  # a refresh in flight still finishes first (see Leases)
+            self._keeper.forget(verdict.leases)  # a refresh in flight still finishes first (see Leases)
             await self._release()
 
     async def _refuse(self, denial: Denial) -> None:
@@ -237,26 +239,6 @@ class LimitedConnection:
         """
         if self._leases is not None:
             await self._leases.release()
-
-    async def _keep_alive(self, leases: Leases) -> None:
-        interval = self._settings.heartbeat_ms / 1000
-        while True:
-            await asyncio.sleep(interval)
-            # Cancelling the heartbeat here does not cut the writes short: Leases finishes them
-            # before any release, so a refresh can never bring a released slot back.
-            if not await self._refresh(leases):
-                return
-
-    @staticmethod
-    async def _refresh(leases: Leases) -> bool:
-        try:
-            return await leases.refresh()
-        except BackendError as exc:
-            logger.warning("could not refresh connection leases (retrying at the next heartbeat): %s", exc)
-        except Exception:
-            # A bug below, not an outage: the heartbeat must outlive it, or the live slots would expire.
-            logger.exception("could not refresh connection leases (retrying at the next heartbeat)")
-        return True
 
 
 def _log_degraded(gate: MessageGate, verdict: MessageVerdict) -> None:

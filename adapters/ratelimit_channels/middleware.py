@@ -54,6 +54,8 @@ class RateLimitMiddleware:
         if scope.get("type") == "websocket":
             settings = self._settings.current()
             if settings.enabled:
+                if settings.release_on_sigterm and not self.backend_cache.sigterm.attempted:
+                    self.backend_cache.sigterm.install()  # once per cache (see `shutdown`)
                 scope = dict(scope)
                 settings = self.tiers.for_connection(settings, scope)
                 backend: Backend
@@ -68,6 +70,7 @@ class RateLimitMiddleware:
                     send,
                     settings=settings,
                     backend=backend,
+                    keeper=self.backend_cache.keeper(backend, settings.heartbeat_ms),
                     hooks=self.hooks,
                     config_warnings=self._config_warnings,
                 ).run()

@@ -83,6 +83,7 @@ SETTINGS: Final[Mapping[str, tuple[str, object]]] = MappingProxyType(
         "lease_ms": ("WS_RATE_LEASE_MS", DEFAULT_LEASE_MS),
         "heartbeat_ms": ("WS_RATE_HEARTBEAT_MS", None),
         "http_denial": ("WS_RATE_HTTP_DENIAL", False),
+        "release_on_sigterm": ("WS_RATE_RELEASE_ON_SIGTERM", True),
         "on_backend_error": ("WS_RATE_ON_BACKEND_ERROR", "fallback"),
         "fallback": ("WS_RATE_FALLBACK", True),
         "backend_timeout_ms": ("WS_RATE_BACKEND_TIMEOUT_MS", DEFAULT_TIMEOUT_MS),
@@ -136,6 +137,8 @@ class RateLimitSettings:
     """How often a live connection refreshes its leases (a third of the lease by default)."""
     http_denial: bool
     """Answer connect denials with HTTP 429 where the server offers ``websocket.http.response``."""
+    release_on_sigterm: bool
+    """Release every slot of the process on SIGTERM, before the server's own handler runs (see `shutdown`)."""
     on_backend_error: OnError
     """What the limits decide when the backend fails (see `ratelimit_core.policies.failures`)."""
     backend_options: BackendOptions
@@ -329,6 +332,7 @@ def _read(raw: _Raw) -> RateLimitSettings:
         ),
         heartbeat_ms=_heartbeat_ms(raw, lease_ms),
         http_denial=raw.flag("http_denial"),
+        release_on_sigterm=raw.flag("release_on_sigterm"),
         on_backend_error=on_backend_error,
         backend_options=BackendOptions(
             fallback=raw.flag("fallback"),

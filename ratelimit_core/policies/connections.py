@@ -1,13 +1,17 @@
 """`ConnectionPolicy`: admit a connection against an attempt rate, then per-identity, per-IP and room limits.
 
-Every attempt first spends a token from its identity's bucket (`connect_rate`),
-admitted or not, so a reconnect storm is refused before it touches any slot.
-Each limit is a set with a capacity whose members are connection ids with a
-lease (see `Leases`): the identity's sockets, the IP's sockets (signed in or
-not) and the room's members (one per socket). Each `set_add` is atomic, so
-concurrent attempts never admit more than a capacity; the checks run one after
-another, and a refusal removes what the attempt had already taken; so does a
-cancellation or a timeout, including the slot whose call was still in flight.
+Every attempt spends a token from its identity's bucket (`connect_rate`),
+admitted or not. Each limit is a set with a capacity whose members are
+connection ids with a lease (see `Leases`): the identity's sockets, the IP's
+sockets (signed in or not) and the room's members (one per socket). Each
+`set_add` is atomic, so concurrent attempts never admit more than a capacity.
+
+One round trip in the common case: the token and every slot are asked for at
+once (each call issued in the same turn of the event loop, which a Redis
+backend's coalescer sends as one pipeline, through `FallbackBackend` too),
+whatever the number of limits configured. A refusal then gives back the slots
+the attempt took, in a second round trip; so does a storage failure, a timeout
+or a cancellation, including the slots whose calls were still in flight.
 When the storage fails, `on_error` decides (see `failures`).
 """
 
@@ -15,8 +19,9 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import Awaitable, Coroutine
 from dataclasses import dataclass
-from typing import Final
+from typing import Any, Final, cast
 
 from ..arguments import check_count, check_optional_count
 from ..backend import Backend, BucketResult, SetResult
@@ -169,31 +174,39 @@ class ConnectionPolicy:
     async def admit(
         self, identity: ClientIdentity, room: str | None = None, *, connection_id: str | None = None
     ) -> ConnectionVerdict:
-        """Spend an attempt token, then take a slot under every limit that is set, or none at all.
+        """Spend an attempt token and take a slot under every limit that is set, or none at all.
 
-        With `ConnectionLimits.connect_rate` set, every attempt first spends a token
-        from its identity's bucket, admitted or not; an empty bucket refuses it with
-        `ErrorCode.CONNECTION_RATE_EXCEEDED` and the bucket's exact `retry_after_ms`,
-        before any slot is touched. A token is spent for good: an attempt refused,
-        failed or cancelled later does not give it back. Slot checks run in the
-        order identity, IP, room, and the first one that is full decides the `Denial`.
+        The attempts bucket (`ConnectionLimits.connect_rate`) and every slot limit
+        are asked at once, in one round trip; the first refusal in the order rate,
+        identity, IP, room decides the `Denial`, and the hooks hear the decisions in
+        that order up to it. An empty bucket refuses with
+        `ErrorCode.CONNECTION_RATE_EXCEEDED` and the bucket's exact `retry_after_ms`.
+        A token is spent for good: an attempt refused, failed or cancelled does not
+        give it back. The bucket shares the round trip rather than going first, so
+        that an admission costs one round trip whatever is configured; the price is
+        that an attempt refused by the rate (or by one slot limit) holds its other
+        slots for that round trip, until the refusal gives them back, and a
+        concurrent attempt may be refused for them meanwhile. Once `admit` returns,
+        a refused attempt holds nothing.
+
         On `Admitted`, the caller owns the leases: refresh them while the connection
         lives and release them when it ends. A refusal because the primary storage is
         down (`SetResult.unavailable`, `BucketResult.unavailable`) is the
         `ErrorCode.BACKEND_UNAVAILABLE` denial.
 
         Every other outcome leaves nothing held: a refusal, a storage failure, a
-        timeout or a cancellation at any await removes each slot this attempt
-        took, including one whose `set_add` was still in flight (storage may run
-        it anyway). That removal is not cut short by a second cancellation, and the
-        original exception propagates. A `BackendError` then raises when
-        `on_error` is None; otherwise it is logged and the connection is admitted
-        holding no slots, or refused with `ErrorCode.BACKEND_UNAVAILABLE` under ``"deny"``.
+        timeout or a cancellation removes each slot this attempt asked for, once
+        every call in flight has ended (storage may run a call whose caller gave
+        up, and a removal must not overtake it). That removal is not cut short by
+        a second cancellation, and the original exception propagates. A
+        `BackendError` then raises when `on_error` is None; otherwise it is logged
+        and the connection is admitted holding no slots, or refused with
+        `ErrorCode.BACKEND_UNAVAILABLE` under ``"deny"``.
         """
         member = connection_id if connection_id is not None else uuid.uuid4().hex
         attempt = _Attempt(self.backend, member, self.limits.lease_ms)
         try:
-            refusal = await self._spend_token(attempt, identity) or await self._take_slots(attempt, identity, room)
+            refusal = await self._ask_all(attempt, identity, room)
         except BaseException as exc:
             await attempt.give_back(exc)
             if self.on_error is None or not isinstance(exc, BackendError):
@@ -208,7 +221,7 @@ class ConnectionPolicy:
         return self._denial(refusal, identity, attempt.degraded)
 
     def _checks(self, identity: ClientIdentity, room: str | None) -> list[_Check]:
-        """The limits that are set, in the order they are checked."""
+        """The limits that are set, in the order they decide."""
         limits = self.limits
         checks: list[_Check] = []
         if limits.per_user is not None:
@@ -219,23 +232,25 @@ class ConnectionPolicy:
             checks.append(_Check("room", room_members_key(room), limits.room_max_members))
         return checks
 
-    async def _spend_token(self, attempt: _Attempt, identity: ClientIdentity) -> _Refusal | None:
-        """Spend one token of the identity's attempts bucket; the refusal when it is empty, else None."""
-        rate, burst = self.limits.connect_rate, self.limits.connect_bucket_burst
-        if rate is None or burst is None:
-            return None
-        result = await self.backend.bucket_consume(connect_bucket_key(identity), rate=rate, burst=burst)
-        attempt.degraded = attempt.degraded or result.degraded
-        if self.hooks:
-            self.hooks.emit(Decision("connect", result.allowed, _rate_code(result), identity.key, result.degraded))
-        if result.allowed:
-            return None
-        return _Refusal("connect", burst, result.unavailable, result.retry_after_ms)
+    async def _ask_all(self, attempt: _Attempt, identity: ClientIdentity, room: str | None) -> _Refusal | None:
+        """Ask the bucket and every slot at once; the first refusal in order, else None.
 
-    async def _take_slots(self, attempt: _Attempt, identity: ClientIdentity, room: str | None) -> _Refusal | None:
-        """Take a slot under each check in turn; the first full one stops the attempt and is returned."""
-        for check in self._checks(identity, room):
-            result = await attempt.take(check)
+        Raises the first failure in that order once every call has ended (the attempt
+        then knows what storage may hold).
+        """
+        rate, burst = self.limits.connect_rate, self.limits.connect_bucket_burst
+        bucket = None
+        if rate is not None and burst is not None:
+            bucket = self.backend.bucket_consume(connect_bucket_key(identity), rate=rate, burst=burst)
+        checks = self._checks(identity, room)
+        token, slots = await attempt.ask(bucket, checks)
+        if token is not None:
+            attempt.degraded = attempt.degraded or token.degraded
+            if self.hooks:
+                self.hooks.emit(Decision("connect", token.allowed, _rate_code(token), identity.key, token.degraded))
+            if not token.allowed:
+                return _Refusal("connect", burst or 0, token.unavailable, token.retry_after_ms)
+        for check, result in zip(checks, slots, strict=True):
             if self.hooks:
                 _report(self.hooks, check.limit, result, identity)
             if not result.added:
@@ -275,7 +290,7 @@ class ConnectionPolicy:
 
 
 class _Attempt:
-    """The slots one `admit` call has taken so far, and the `set_add` still in flight."""
+    """The slots one `admit` call asked for, and its calls still in flight."""
 
     __slots__ = ("_backend", "_in_flight", "_lease_ms", "_member", "_taken", "degraded")
 
@@ -284,32 +299,46 @@ class _Attempt:
         self._member = member
         self._lease_ms = lease_ms
         self._taken: list[Slot] = []
-        self._in_flight: asyncio.Future[SetResult] | None = None
+        self._in_flight: list[asyncio.Future[Any]] = []
         self.degraded = False
         """Some answer came without the primary storage."""
 
-    async def take(self, check: _Check) -> SetResult:
-        """Add this attempt's member to `check`'s set: recorded as taken before the call, dropped if it was refused."""
-        # Taken before the await: storage may still run a call whose caller was cancelled
-        # or timed out, so the clean-up must remove this slot too (removal is idempotent).
-        self._taken.append(Slot(check.key, self._member))
-        # Its own task, so that a cancellation leaves it running and the clean-up can wait
-        # for it: a removal sent while the add is still on its way could arrive first.
-        self._in_flight = asyncio.ensure_future(
-            self._backend.set_add(check.key, self._member, capacity=check.capacity, lease_ms=self._lease_ms)
-        )
-        result = await asyncio.shield(self._in_flight)
-        self._in_flight = None
-        self.degraded = self.degraded or result.degraded
-        if not result.added:
-            self._taken.pop()  # refused: the call added nothing
-        return result
+    async def ask(
+        self, bucket: Coroutine[Any, Any, BucketResult] | None, checks: list[_Check]
+    ) -> tuple[BucketResult | None, list[SetResult]]:
+        """Run `bucket` and a `set_add` per check, all issued at once; their results once all have ended.
+
+        Every slot is recorded as taken before its call: storage may still run a call
+        whose caller was cancelled or timed out, so the clean-up must remove it too
+        (removal is idempotent). A refused add added nothing and is dropped. Raises
+        the first failure, in the order bucket then checks, once every call has ended.
+        """
+        member, lease_ms = self._member, self._lease_ms
+        self._taken = [Slot(check.key, member) for check in checks]
+        # Each call its own task, all created before any runs: the backend sees them in one
+        # turn of the loop (one pipeline), and a cancellation leaves them running so that
+        # the clean-up can wait for them (a removal sent ahead of its add could arrive first).
+        calls: list[Awaitable[Any]] = [] if bucket is None else [bucket]
+        calls += [self._backend.set_add(c.key, member, capacity=c.capacity, lease_ms=lease_ms) for c in checks]
+        self._in_flight = [asyncio.ensure_future(call) for call in calls]
+        outcomes = await asyncio.shield(asyncio.gather(*self._in_flight, return_exceptions=True))
+        self._in_flight = []
+        answers = outcomes[len(outcomes) - len(checks) :]
+        refused = {check.key for check, answer in zip(checks, answers, strict=True) if _refused(answer)}
+        self._taken = [slot for slot in self._taken if slot.key not in refused]
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException):
+                raise outcome  # the first failure, in order
+        results = cast("list[SetResult]", answers)
+        token = cast("BucketResult", outcomes[0]) if bucket is not None else None
+        self.degraded = any(result.degraded for result in results)
+        return token, results
 
     def leases(self) -> Leases:
         return Leases(self._backend, self._taken, self._lease_ms)
 
     async def give_back(self, exc: BaseException) -> None:
-        """Release what was taken after `exc` interrupted the attempt, once the call in flight has ended.
+        """Release what was taken after `exc` interrupted the attempt, once every call in flight has ended.
 
         The removal runs as its own task: a second cancellation while it runs does not
         stop it, and does not replace `exc` (a cancelled attempt ends with its own
@@ -324,10 +353,15 @@ class _Attempt:
             raise
 
 
-async def _remove_after(leases: Leases, in_flight: asyncio.Future[SetResult] | None) -> None:
-    if in_flight is not None:
-        # Whatever it returns or raises, the slot is removed after it: only the order matters.
-        await asyncio.wait([in_flight])
+def _refused(outcome: object) -> bool:
+    """A `set_add` that answered without adding (a failed one may have added: it stays to be removed)."""
+    return isinstance(outcome, SetResult) and not outcome.added
+
+
+async def _remove_after(leases: Leases, in_flight: list[asyncio.Future[Any]]) -> None:
+    if in_flight:
+        # Whatever they return or raise, the slots are removed after them: only the order matters.
+        await asyncio.wait(in_flight)
     await leases.release()
 
 

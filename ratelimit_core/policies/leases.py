@@ -96,8 +96,13 @@ class Leases:
         async with self._lock:
             if self._ending:
                 return False
-            for slot in self._slots:
-                await self._backend.set_add(slot.key, slot.member, lease_ms=self._lease_ms)
+            # All issued at once (one round trip on a coalescing backend), and all ended before
+            # the lock is let go, failed or not: a release must not overtake a write still running.
+            writes = [self._backend.set_add(slot.key, slot.member, lease_ms=self._lease_ms) for slot in self._slots]
+            outcomes = await asyncio.gather(*writes, return_exceptions=True)
+            failure = next((outcome for outcome in outcomes if isinstance(outcome, BaseException)), None)
+            if failure is not None:
+                raise failure
             return True
 
     async def release(self) -> None:
@@ -118,12 +123,13 @@ class Leases:
 
     async def _remove_all(self) -> None:
         async with self._lock:
-            for slot in self._slots:
-                try:
-                    await self._backend.set_remove(slot.key, slot.member)
-                except BackendError as exc:
-                    logger.warning("could not release slot %r (it expires with its lease): %s", slot.key, exc)
-                except Exception:
-                    # Not a storage failure but a bug below; the other slots must still go.
-                    logger.exception("could not release slot %r (it expires with its lease)", slot.key)
+            # All issued at once: one round trip on a coalescing backend.
+            removals = [self._backend.set_remove(slot.key, slot.member) for slot in self._slots]
+            outcomes = await asyncio.gather(*removals, return_exceptions=True)
+            for slot, outcome in zip(self._slots, outcomes, strict=True):
+                if isinstance(outcome, BackendError):
+                    logger.warning("could not release slot %r (it expires with its lease): %s", slot.key, outcome)
+                elif isinstance(outcome, Exception):
+                    # Not a storage failure but a bug below; the other slots went all the same.
+                    logger.error("could not release slot %r (it expires with its lease)", slot.key, exc_info=outcome)
             self._released = True

@@ -1,22 +1,24 @@
 """`Coalescer`: concurrent script calls on one event loop share pipelined round trips.
 
-A call made while no round trip is in flight is sent after the rest of the current
-turn of the event loop (no timer: the calls other tasks make in that same turn, such
-as the checks of one message started together, go with it); a lone caller pays one
-turn of the loop, microseconds, and no round trip more. Calls made while one is in
-flight wait for the next one to end, and then all go together, as one pipeline of EVALSHAs. So a call waits
-for at most one in-flight round trip, and under load each round trip carries what
-queued during the one before: the per-command cost of redis-py (and of the network)
-is shared, which is where the throughput comes from. There is no timer and no
-background task: the round trip that ends starts the next one.
+A call made while no round trip is in flight is sent on the next turn of the event
+loop, together with every call made during the current turn: the checks a caller
+issues at once (an admission's identity, IP and room slots, a heartbeat's leases)
+go as one round trip, and a lone caller pays one turn of the loop, not a round
+trip. Calls made while one is in flight wait for the next one to end, and then all
+go together, as one pipeline of EVALSHAs. So a call waits for at most one in-flight
+round trip, and under load each round trip carries what queued during the one
+before: the per-command cost of redis-py (and of the network) is shared, which is
+where the throughput comes from. There is no timer: the round trip that ends starts
+the next one.
 
 Two details keep many concurrent callers fast. The queue is sent on the next turn
 of the event loop after a round trip ends, so that the callers it just answered,
 if they check again at once, go in it too (otherwise the callers split into a group
 of one and a group of all the others, and take turns). And a queue of at least
-`2 * _MIN_SPLIT` calls found with nothing else in flight goes as two round trips on
-two connections, so that the server runs one while this process reads the other's
-replies: then the two halves take turns, and neither side waits for the other. A
+`2 * _MIN_SPLIT` calls found, when a round trip ends, with nothing else in flight goes
+as two round trips on two connections, so that the server runs one while this process
+reads the other's replies: then the two halves take turns, and neither side waits for
+the other (a queue that started from idle, such as a heartbeat, is not split). A
 queue longer than `_MAX_CALLS_PER_TRIP` goes as several round trips, all at once.
 
 Each call gets back exactly its own reply or its own error: a script error (say
@@ -156,52 +158,35 @@ class Coalescer:
         return call.result()
 
     async def run_all(self, calls: Sequence[ScriptCall[Any]]) -> None:
-        """Run `calls` in one round trip: at the end of this turn of the event loop if none is in flight
-        (with the calls made in the same turn), else when the next one ends.
+        """Run `calls` in one round trip: on the next turn of the loop if none is in flight, else when it ends.
 
         Never raises for a Redis failure: each call holds its own outcome afterwards.
         """
-        if self._in_flight:
-            waiter = asyncio.get_running_loop().create_future()
-            self._queue.append((calls, waiter))
-            await waiter
-            return
-        self._in_flight += 1
-        try:
-            # The rest of this turn of the event loop first: calls other tasks make in it (the checks
-            # of one message, started together) queue behind this one, and all go in one round trip.
-            await asyncio.sleep(0)
-        except BaseException:
-            self._ended(callers=1)  # what queued meanwhile goes without this call
-            raise
-        if self._queue:
-            # From a task of its own, like any queue: cancelling this caller cannot cut the others' trip short.
-            waiter = asyncio.get_running_loop().create_future()
-            self._queue.insert(0, (calls, waiter))
-            self._spawn(self._send_queue())  # the round trip counted in flight above
-            await waiter
-            return
-        try:
-            await self._round_trip(calls)
-        finally:
-            self._ended(callers=1)
+        waiter = asyncio.get_running_loop().create_future()
+        self._queue.append((calls, waiter))
+        if not self._in_flight:
+            # Sent from a task of its own, which runs after every task already due on this
+            # turn of the loop: calls issued together (each from its own task) go together.
+            self._in_flight += 1
+            self._spawn(self._send_queue(split=False))
+        await waiter
 
-    def _ended(self, callers: int) -> None:
+    def _ended(self) -> None:
         """A round trip ended: send what queued meanwhile, or go idle."""
-        if callers == 1 and not self._queue:
-            self._in_flight -= 1  # a lone caller's next call goes at once
+        if not self._queue:
+            self._in_flight -= 1  # the next call starts a round trip of its own
             return
         # Sent from a task of its own, on the next turn of the event loop: no caller's result
         # waits for it, and the callers this round trip just answered, if they call again at
         # once, go in it too, which keeps concurrent callers together.
-        self._spawn(self._send_queue())
+        self._spawn(self._send_queue(split=True))
 
     def _spawn(self, trip: Coroutine[Any, Any, None]) -> None:
         task = asyncio.get_running_loop().create_task(trip)
         self._trips.add(task)  # a reference, so that the task is not collected mid-way
         task.add_done_callback(self._trips.discard)
 
-    async def _send_queue(self) -> None:
+    async def _send_queue(self, *, split: bool) -> None:
         waiting = [entry for entry in self._queue if not entry[1].done()]  # cancelled callers are left out
         self._queue = []
         if not waiting:
@@ -209,7 +194,7 @@ class Coalescer:
             return
         calls = sum(len(group) for group, _ in waiting)
         parts = -(-calls // _MAX_CALLS_PER_TRIP)
-        if parts == 1 and self._in_flight == 1 and calls >= 2 * _MIN_SPLIT:
+        if split and parts == 1 and self._in_flight == 1 and calls >= 2 * _MIN_SPLIT:
             # Nothing else in flight: two round trips on two connections, so that the server
             # runs one while this process reads the other's replies and its callers call again.
             parts = 2
@@ -238,7 +223,7 @@ class Coalescer:
         for _, waiter in waiting:
             if not waiter.done():
                 waiter.set_result(None)
-        self._ended(callers=len(waiting))
+        self._ended()
 
     async def _round_trip(self, calls: Sequence[ScriptCall[Any]]) -> None:
         replies = await self._send_once(calls)

@@ -99,7 +99,7 @@ async def test_one_batch_gives_the_results_of_sequential_calls_in_one_round_trip
     assert {key: [call.result() for call in key_calls] for key, key_calls in calls.items()} == expected
 
 
-async def test_a_lone_call_is_sent_at_once_on_its_own(make_backend: MakeBackend) -> None:
+async def test_a_lone_call_goes_on_its_own(make_backend: MakeBackend) -> None:
     backend = make_backend()
     await _warm_up(backend)
     trips, sent = backend.coalescer.round_trips, backend.coalescer.calls_sent
@@ -108,13 +108,13 @@ async def test_a_lone_call_is_sent_at_once_on_its_own(make_backend: MakeBackend)
 
 
 @in_flight_storages
-async def test_calls_made_in_one_turn_of_the_event_loop_go_in_one_round_trip(make_backend: MakeBackend) -> None:
+async def test_calls_issued_together_go_in_one_round_trip(make_backend: MakeBackend) -> None:
     backend = make_backend()
     await _warm_up(backend)
     trips, sent = backend.coalescer.round_trips, backend.coalescer.calls_sent
     results = await asyncio.gather(*(backend.counter_incr(f"k{n}", n + 1) for n in range(10)))
     assert [result.value for result in results] == list(range(1, 11))
-    # The first call waited for the rest of the turn; the 9 made in it went with it.
+    # Each call from its own task, all made in one turn of the loop: one pipeline.
     assert (backend.coalescer.round_trips - trips, backend.coalescer.calls_sent - sent) == (1, 10)
 
 
@@ -123,15 +123,14 @@ async def test_calls_made_during_a_round_trip_all_go_in_the_next_one(make_backen
     backend = make_backend()
     await _warm_up(backend)
     trips, sent = backend.coalescer.round_trips, backend.coalescer.calls_sent
-    first = asyncio.create_task(backend.counter_incr("first"))
-    for _ in range(100):  # bounded: the first call is sent within a few turns of the loop
+    first = asyncio.ensure_future(backend.counter_incr("k0", 1))
+    for _ in range(100):  # until the first call's round trip is on its way
         if backend.coalescer.round_trips > trips:
             break
         await asyncio.sleep(0)
-    # Sent, and its reply not read yet: it cannot be, before this task yields again.
-    results = await asyncio.gather(*(backend.counter_incr(f"k{n}", n + 1) for n in range(9)))
-    assert [result.value for result in results] == list(range(1, 10))
-    assert (await first).value == 1
+    assert backend.coalescer.round_trips == trips + 1
+    results = await asyncio.gather(first, *(backend.counter_incr(f"k{n}", n + 1) for n in range(1, 10)))
+    assert [result.value for result in results] == list(range(1, 11))
     # The first call went alone; the 9 made while it was in flight waited for it, then went together.
     assert (backend.coalescer.round_trips - trips, backend.coalescer.calls_sent - sent) == (2, 10)
 
@@ -141,10 +140,25 @@ async def test_a_long_queue_goes_as_two_round_trips_at_once(make_backend: MakeBa
     backend = make_backend()
     await _warm_up(backend)
     trips, sent = backend.coalescer.round_trips, backend.coalescer.calls_sent
+    first = asyncio.ensure_future(backend.counter_incr("k0", 1))
+    for _ in range(100):  # until the first call's round trip is on its way
+        if backend.coalescer.round_trips > trips:
+            break
+        await asyncio.sleep(0)
+    results = await asyncio.gather(first, *(backend.counter_incr(f"k{n}", n + 1) for n in range(1, 41)))
+    assert [result.value for result in results] == list(range(1, 42))
+    # The first alone; the 40 made meanwhile in two halves, sent together when it ended.
+    assert (backend.coalescer.round_trips - trips, backend.coalescer.calls_sent - sent) == (3, 41)
+
+
+@in_flight_storages
+async def test_a_queue_issued_from_idle_goes_unsplit(make_backend: MakeBackend) -> None:
+    backend = make_backend()
+    await _warm_up(backend)
+    trips, sent = backend.coalescer.round_trips, backend.coalescer.calls_sent
     results = await asyncio.gather(*(backend.counter_incr(f"k{n}", n + 1) for n in range(41)))
     assert [result.value for result in results] == list(range(1, 42))
-    # All made in one turn, found with nothing else in flight: two halves, sent together.
-    assert (backend.coalescer.round_trips - trips, backend.coalescer.calls_sent - sent) == (2, 41)
+    assert (backend.coalescer.round_trips - trips, backend.coalescer.calls_sent - sent) == (1, 41)
 
 
 @in_flight_storages
@@ -152,10 +166,10 @@ async def test_a_queue_longer_than_a_round_trip_takes_goes_as_several_at_once(ma
     backend = make_backend()
     await _warm_up(backend)
     trips, sent = backend.coalescer.round_trips, backend.coalescer.calls_sent
-    results = await asyncio.gather(*(backend.counter_incr(f"k{n}") for n in range(1 + 1_100)))
+    results = await asyncio.gather(*(backend.counter_incr(f"k{n}") for n in range(1_100)))
     assert all(result.value == 1 for result in results)
-    # All made in one turn: ceil(1101 / 512) = 3 round trips, sent together.
-    assert (backend.coalescer.round_trips - trips, backend.coalescer.calls_sent - sent) == (3, 1_101)
+    # ceil(1100 / 512) = 3 round trips, sent together.
+    assert (backend.coalescer.round_trips - trips, backend.coalescer.calls_sent - sent) == (3, 1_100)
 
 
 async def test_a_storage_error_fails_only_the_call_that_caused_it(

@@ -130,6 +130,15 @@ class AppServer:
             self._executor.kill(wait=True, sig=signal.SIGKILL)
             self._executor = None
 
+    def terminate(self) -> None:
+        """SIGTERM to the server process, without waiting: what an orchestrator's graceful stop sends."""
+        if self._executor is not None:
+            os.kill(self.pid, signal.SIGTERM)
+
+    def exited(self) -> bool:
+        """True once the server process has ended (after `terminate`, say)."""
+        return self._executor is None or not self._executor.running()
+
     def stop(self) -> None:
         """SIGTERM, then SIGKILL after the bound."""
         if self._executor is not None:

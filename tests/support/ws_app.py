@@ -127,6 +127,7 @@ def make_app(backend: Backend, inner: Any = None, /, **overrides: Any) -> RateLi
     module of the run cannot change what these tests expect.
     """
     overrides.setdefault("backend", backend)
+    overrides.setdefault("release_on_sigterm", False)  # not in the test process (tests/channels/test_sigterm.py)
     for name, (_, default) in SETTINGS.items():
         overrides.setdefault(name, default)
     return RateLimitMiddleware(inner if inner is not None else router(), **overrides)

@@ -1,0 +1,123 @@
+"""Round trips to a real redis-server per admission, refusal, release and heartbeat, counted by the coalescer.
+
+With every limit configured (attempt rate, per user, per IP, room), an admission
+is one round trip, a refusal two (the second gives back what it took), a release
+one; through `FallbackBackend` (the default stack) as well as a bare `RedisBackend`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+
+import pytest
+
+from ratelimit_core import Backend, FallbackBackend, RedisBackend
+from ratelimit_core.policies import Admitted, ClientIdentity, ConnectionLimits, ConnectionPolicy, Denial, ErrorCode
+from ratelimit_core.policies.keeper import LeaseKeeper
+
+pytestmark = pytest.mark.redis
+
+LIMITS = ConnectionLimits(per_user=2, per_ip=10, room_max_members=10, connect_rate=100, connect_burst=100)
+
+
+class Counted:
+    """Round trips and calls the backend's coalescer made since the last `take`."""
+
+    def __init__(self, primary: RedisBackend) -> None:
+        self.primary = primary
+        self._trips, self._calls = primary.coalescer.round_trips, primary.coalescer.calls_sent
+
+    def take(self) -> tuple[int, int]:
+        coalescer = self.primary.coalescer
+        counts = (coalescer.round_trips - self._trips, coalescer.calls_sent - self._calls)
+        self._trips, self._calls = coalescer.round_trips, coalescer.calls_sent
+        return counts
+
+
+@pytest.fixture(params=["fallback", "bare"])
+async def stack(request: pytest.FixtureRequest, redis_url: str) -> AsyncIterator[tuple[Backend, RedisBackend]]:
+    primary = RedisBackend.from_url(redis_url, prefix=f"rt{uuid.uuid4().hex[:10]}:", socket_timeout=5)
+    # A generous timeout: this test counts round trips, it does not time them.
+    backend: Backend = primary if request.param == "bare" else FallbackBackend(primary, timeout_ms=5_000)
+    await backend.set_size("warm-up")  # connects and loads the set scripts
+    await backend.bucket_consume("warm-up", rate=1, burst=1)
+    await backend.set_remove("warm-up", "nobody")
+    yield backend, primary
+    await primary.clear()
+    await backend.aclose()
+
+
+async def test_an_admission_with_every_limit_is_one_round_trip_and_a_release_one_more(
+    stack: tuple[Backend, RedisBackend],
+) -> None:
+    backend, primary = stack
+    policy = ConnectionPolicy(backend, LIMITS)
+    counted = Counted(primary)
+    verdict = await policy.admit(ClientIdentity("10.0.0.1", "alice"), "lobby")
+    assert isinstance(verdict, Admitted)
+    assert counted.take() == (1, 4)  # the token, the user's, the IP's and the room's slot
+    await verdict.leases.release()
+    assert counted.take() == (1, 3)
+
+
+async def test_a_refusal_is_two_round_trips_and_holds_nothing_after(stack: tuple[Backend, RedisBackend]) -> None:
+    backend, primary = stack
+    policy = ConnectionPolicy(backend, LIMITS)
+    alice = ClientIdentity("10.0.0.2", "alice")
+    held = [await policy.admit(alice, "lobby") for _ in range(2)]
+    counted = Counted(primary)
+    verdict = await policy.admit(alice, "lobby")
+    assert isinstance(verdict, Denial)
+    assert verdict.code == ErrorCode.CONNECTION_LIMIT_EXCEEDED
+    assert counted.take() == (2, 4 + 2)  # asked for all four; then the IP's and the room's slot given back
+    occupancy = await policy.occupancy(alice, "lobby")
+    assert (occupancy.identity, occupancy.ip, occupancy.room) == (2, 2, 2)
+    for verdict in held:
+        assert isinstance(verdict, Admitted)
+        await verdict.leases.release()
+
+
+class CountingKeeper(LeaseKeeper):
+    """A `LeaseKeeper` that records the round trips and calls of each tick, and of the time between ticks."""
+
+    def __init__(self, counted: Counted, interval_ms: int) -> None:
+        super().__init__(interval_ms, jitter=0.5)
+        self.counted = counted
+        self.between: list[tuple[int, int]] = []
+        self.ticks: list[tuple[int, int]] = []
+
+    async def refresh_now(self) -> None:
+        self.between.append(self.counted.take())
+        await super().refresh_now()
+        self.ticks.append(self.counted.take())
+
+
+async def test_many_idle_connections_are_refreshed_in_one_round_trip_per_heartbeat(
+    stack: tuple[Backend, RedisBackend],
+) -> None:
+    backend, primary = stack
+    policy = ConnectionPolicy(backend, ConnectionLimits(per_user=1, per_ip=500, room_max_members=500))
+    connections = [await policy.admit(ClientIdentity("10.0.0.3", f"user{n}"), "lobby") for n in range(150)]
+    keeper = CountingKeeper(Counted(primary), 100)
+    for verdict in connections:
+        assert isinstance(verdict, Admitted)
+        keeper.keep(verdict.leases)
+    for _ in range(300):
+        if len(keeper.ticks) >= 3:
+            break
+        await asyncio.sleep(0.1)
+    await keeper.aclose()
+    # Each tick: every slot of every connection (150 x 3) in one round trip; nothing between ticks.
+    assert keeper.ticks[:3] == [(1, 450)] * 3
+    assert keeper.between[1:3] == [(0, 0)] * 2
+    for verdict in connections:
+        assert isinstance(verdict, Admitted)
+        keeper.keep(verdict.leases)
+    counted = Counted(primary)
+    assert await keeper.release_all() == 0
+    assert counted.take() == (1, 450)  # released at once too
+    assert len(keeper) == 0
+    assert (await policy.occupancy(ClientIdentity("10.0.0.3", "user0"), "lobby")).room == 0
+    await keeper.aclose()
