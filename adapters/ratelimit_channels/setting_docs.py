@@ -17,7 +17,8 @@ SETTING_DOCS: Final[Mapping[str, str]] = MappingProxyType(
     {
         "enabled": "Off: the middleware passes everything through.",
         "backend": (
-            "Backend URL (`redis://host:6379/0`, `rediss://`, `unix://`, `redis+cluster://`) or a `Backend` object "
+            "Backend URL (`redis://host:6379/0`, `rediss://`, `unix://`, `redis+cluster://`, `rediss+cluster://`) or "
+            "a `Backend` object "
             "(used as given: wrap it in a `FallbackBackend` yourself). Memory: one per process; Redis: one client "
             "per URL per event loop."
         ),
@@ -34,7 +35,25 @@ SETTING_DOCS: Final[Mapping[str, str]] = MappingProxyType(
         ),
         "msg_burst": "Message bucket size; needs `WS_RATE_MSG_RPS`. `None`: the rate rounded up.",
         "max_payload_bytes": "Largest frame; text counted as UTF-8 bytes. `None`: unlimited.",
-        "msg_strikes": "Refused messages in a row before the socket is closed (4010).",
+        "msg_strikes": (
+            "Refused messages in a row before the socket is closed (4010); refusals by the identity's bucket and by "
+            "every type's bucket count together (a quota refusal is not a strike)."
+        ),
+        "msg_types": (
+            "A token bucket per message type and user (per IP for anonymous), on top of `WS_RATE_MSG_RPS`: "
+            '`{"chat": {"rps": 1, "burst": 3}, "typing": {"rps": 5}}` (`burst` defaults to the rate rounded up). '
+            "Frames of other types, or of none, pass these buckets untouched. `None`: no type buckets."
+        ),
+        "msg_type_resolver": (
+            '`resolver(text, bytes) -> str | None` (or its dotted path) giving a frame\'s type. `None`: the `"type"` '
+            "string of a JSON-object text frame of at most 16,384 characters (anything else has no type; parsing "
+            "never raises). A resolver that raises is logged and the frame has no type."
+        ),
+        "msg_quota": (
+            "`(count, seconds)`, e.g. `(1000, 3600)`: at most `count` messages per user (per IP for anonymous) in a "
+            "fixed window that starts with the first message; seconds may be a float (whole milliseconds). "
+            "`None`: no quota."
+        ),
         "trusted_proxies": (
             "CIDRs whose X-Forwarded-For is believed (walked right to left; the first untrusted address is the client)."
         ),
@@ -46,15 +65,24 @@ SETTING_DOCS: Final[Mapping[str, str]] = MappingProxyType(
         "room_resolver": (
             "`room_resolver(scope) -> str | None` (or its dotted path); wins over the kwarg. `None`: use the kwarg."
         ),
+        "limits_resolver": (
+            "`resolver(scope) -> dict | None` (or its dotted path): this connection's overrides of any limit, by "
+            "keyword name (see Message types, quotas and tiers). `None`: every connection gets the site's limits."
+        ),
         "conn_retry_ms": "The `retry_after_ms` hint in connection and room denials.",
         "lease_ms": "Slots of a crashed process free themselves after this long.",
         "heartbeat_ms": (
-            "How often a live connection refreshes its slots; must be shorter than the lease. `None`: a third of "
+            "How often a process refreshes the slots of its live connections (all together); must be shorter than the "
+            "lease. `None`: a third of "
             "`WS_RATE_LEASE_MS`."
         ),
         "http_denial": (
             "Refuse connections with HTTP 429 + `Retry-After` where the server offers `websocket.http.response` "
             "(uvicorn, hypercorn; not daphne, which falls back to frame + close)."
+        ),
+        "release_on_sigterm": (
+            "On SIGTERM, release every slot of the process before the server's own handler starts closing sockets "
+            "(see Leases and heartbeats)."
         ),
         "on_backend_error": '`"fallback"`, `"allow"` or `"deny"`: what the limits decide when the backend fails.',
         "fallback": "Wrap Redis URLs in a `FallbackBackend`.",

@@ -65,6 +65,7 @@ class LeaseKeeper:
 
     @property
     def interval_ms(self) -> int:
+        """The longest time between two refreshes, in milliseconds (each is shortened by up to `jitter`)."""
         return round(self._interval_s * 1000)
 
     def __len__(self) -> int:

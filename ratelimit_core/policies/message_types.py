@@ -65,8 +65,11 @@ class TypeRate:
     """The token bucket of one message type: `rate` per second, `burst` tokens (the rate rounded up by default)."""
 
     name: str
+    """The type, as the resolver gives it (``"chat"``); a non-empty string."""
     rate: float
+    """Frames of this type per second per identity (refill rate of its bucket); may be fractional."""
     burst: int | None = None
+    """Bucket size; None: the rate rounded up (at least 1)."""
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name:

@@ -27,7 +27,9 @@ class MessageQuota:
     """`count` messages per identity per fixed window of `window_ms` milliseconds."""
 
     count: int
+    """Messages an identity may send in one window (at least 1)."""
     window_ms: int
+    """Length of the window in milliseconds, counted from the first message of the window."""
 
     def __post_init__(self) -> None:
         check_count("quota count", self.count)
