@@ -42,7 +42,7 @@ from support.servers import ClusterProcess, ServerProcess, find_server_binary
 
 _HANG_S = 10.0
 """Bounds a hang so it fails the test; not a speed check."""
-README = Path(__file__).parents[2] / "README.md"
+ACL_PAGE = Path(__file__).parents[2] / "docs" / "production" / "tls-acl.md"
 
 
 async def _within(call: Any) -> Any:
@@ -173,10 +173,10 @@ def test_the_rule_starts_from_nothing_and_escapes_the_prefix() -> None:
     assert acl_rule(cluster=True).endswith(" ".join(f"+{name}" for name in CLUSTER_COMMANDS))
 
 
-def test_the_readme_gives_the_rule_acl_rule_returns() -> None:
-    readme = README.read_text(encoding="utf-8")
+def test_the_docs_give_the_rule_acl_rule_returns() -> None:
+    page = ACL_PAGE.read_text(encoding="utf-8")
     for rule in (acl_rule(), acl_rule(clear=False), acl_rule(cluster=True)):
-        assert rule in readme, rule
+        assert rule in page, rule
 
 
 @pytest.mark.cluster
