@@ -24,7 +24,7 @@ extensions = [
 
 source_suffix = {".md": "markdown"}
 root_doc = "index"
-exclude_patterns = ["_build", "_generated", "_short_readme.md", ".venv", "Thumbs.db", ".DS_Store"]
+exclude_patterns = ["_build", "_generated", ".venv", "Thumbs.db", ".DS_Store"]
 
 myst_enable_extensions = ["colon_fence", "deflist"]
 myst_heading_anchors = 3

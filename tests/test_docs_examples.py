@@ -42,3 +42,8 @@ def test_the_policies_example_refuses_a_second_socket_and_closes_on_the_third_st
         "e rate_limit_exceeded 4010",
         "Occupancy(identity=0, ip=0, room=0)",
     ]
+
+
+def test_the_readme_shows_the_quickstart_the_docs_run() -> None:
+    readme = (QUICKSTART.parents[2] / "README.md").read_text(encoding="utf-8")
+    assert QUICKSTART.read_text(encoding="utf-8").strip() in readme
