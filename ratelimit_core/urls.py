@@ -45,6 +45,7 @@ BACKEND_SCHEMES: dict[str, BackendFactory] = {
     "rediss": _redis_backend,
     "unix": _redis_backend,
     "redis+cluster": _redis_backend,
+    "redis+sentinel": _redis_backend,
 }
 """Scheme (lower case, without ``://``) -> factory."""
 
@@ -62,7 +63,8 @@ def backend_from_url(url: str, *, clock: Clock | None = None, prefix: str = "rl:
     """Build the backend a URL names.
 
     ``memory://`` -> `MemoryBackend`; ``redis://host:port/db``, ``rediss://...`` (TLS),
-    ``unix:///path?db=N`` and ``redis+cluster://host:port,host:port`` -> `RedisBackend`,
+    ``unix:///path?db=N``, ``redis+cluster://host:port,host:port`` and
+    ``redis+sentinel://host:port,host:port/service_name[/db]`` -> `RedisBackend`,
     whose client gets the defaults of `ratelimit_core.redis.connect` (overridable by
     `options`, and for a single server by the URL's query string). Raises
     `InvalidArgument` for an unknown scheme or a malformed URL.
