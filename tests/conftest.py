@@ -105,19 +105,20 @@ def cluster_server() -> Iterator[ClusterProcess]:
         cluster.close()
 
 
-def sentinel_group() -> SentinelGroup:
+def sentinel_group(down_after_ms: int) -> SentinelGroup:
     """A new (not yet started) master, replica and three sentinels, or a skip (a failure under CI=true)."""
     binary = find_server_binary("redis")
     if binary is None:
         missing_server("a Sentinel group needs redis-server (Debian: redis-server), or set RATELIMIT_REDIS_SERVER")
     assert binary is not None
-    return SentinelGroup(binary)
+    return SentinelGroup(binary, down_after_ms=down_after_ms)
 
 
 @pytest.fixture(scope="session")
 def sentinel_server() -> Iterator[SentinelGroup]:
     """A master, a replica and three sentinels (redis-server --sentinel) shared by the session; never failed over."""
-    group = sentinel_group()
+    # No test kills it: a loaded machine must never look like a dead master to its sentinels.
+    group = sentinel_group(down_after_ms=10_000)
     try:
         yield group.start()
     finally:
@@ -131,8 +132,8 @@ def sentinel_url(sentinel_server: SentinelGroup) -> str:
 
 @pytest.fixture
 def private_sentinels() -> Iterator[SentinelGroup]:
-    """A Sentinel group of the test's own, which it may fail over or kill."""
-    group = sentinel_group()
+    """A Sentinel group of the test's own, which it may fail over or kill (a killed master is down after 1 s)."""
+    group = sentinel_group(down_after_ms=1000)
     try:
         yield group.start()
     finally:

@@ -232,7 +232,7 @@ class ClusterProcess:
 _SENTINELS = 3
 _SENTINEL_QUORUM = 2
 _SENTINEL_DOWN_AFTER_MS = 1000
-"""A master that answers no PING this long is down for a sentinel (the default is 30 s)."""
+"""By default a master that answers no PING this long is down for a sentinel (redis' default is 30 s)."""
 _SENTINEL_FAILOVER_TIMEOUT_MS = 3000
 _SENTINEL_POLL_S = 0.1
 _SENTINEL_READY_S = 30.0
@@ -245,13 +245,14 @@ class SentinelProcess(ServerProcess):
 
     service: str = ""
     master_port: int = 0
+    down_after_ms: int = _SENTINEL_DOWN_AFTER_MS
 
     def _command(self) -> list[str]:
         config = Path(self._dir.name) / "sentinel.conf"
         if not config.exists():  # a sentinel rewrites its file as it learns: keep it across revive
             config.write_text(
                 f"sentinel monitor {self.service} 127.0.0.1 {self.master_port} {_SENTINEL_QUORUM}\n"
-                f"sentinel down-after-milliseconds {self.service} {_SENTINEL_DOWN_AFTER_MS}\n"
+                f"sentinel down-after-milliseconds {self.service} {self.down_after_ms}\n"
                 f"sentinel failover-timeout {self.service} {_SENTINEL_FAILOVER_TIMEOUT_MS}\n"
                 f"sentinel parallel-syncs {self.service} 1\n"
             )
@@ -295,6 +296,8 @@ class SentinelGroup:
 
     binary: str
     service: str = "ratelimit"
+    down_after_ms: int = _SENTINEL_DOWN_AFTER_MS
+    """How long a killed master goes unnoticed: the failover after a kill takes this plus about a second."""
     servers: list[ServerProcess] = field(default_factory=list)
     """The data servers: the first master, then its replica (roles swap on a failover)."""
     sentinels: list[SentinelProcess] = field(default_factory=list)
@@ -310,7 +313,9 @@ class SentinelGroup:
         replica_of = ("--replicaof", "127.0.0.1", str(master.port))
         self.servers.append(ServerProcess(self.binary, extra_args=replica_of).start())
         for _ in range(_SENTINELS):
-            sentinel = SentinelProcess(self.binary, service=self.service, master_port=master.port).start()
+            sentinel = SentinelProcess(
+                self.binary, service=self.service, master_port=master.port, down_after_ms=self.down_after_ms
+            ).start()
             self.sentinels.append(sentinel)
         _until(self._settled, "the sentinels did not find each other and the replica")
         return self
@@ -358,6 +363,10 @@ class SentinelGroup:
             return len(ports) == 1 and old_port not in ports and _replication(*ports)["role"] == "master"
 
         _until(switched, f"the sentinels did not switch from the master on port {old_port}")
+
+    def wait_until_replica(self, server: ServerProcess) -> None:
+        """Wait until the sentinels have demoted `server` (a master that was failed over while alive)."""
+        _until(lambda: _replication(server.port)["role"] == "slave", f"port {server.port} was not demoted")
 
     def close(self) -> None:
         for process in [*self.sentinels, *self.servers]:
