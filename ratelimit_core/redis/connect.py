@@ -36,10 +36,10 @@ from .sentinel import SENTINEL_SCHEME, sentinel_client, sentinel_name
 
 __all__ = [
     "CLUSTER_SCHEME",
-    "SENTINEL_SCHEME",
     "DEFAULT_CONNECT_TIMEOUT_S",
     "DEFAULT_RETRIES",
     "DEFAULT_SOCKET_TIMEOUT_S",
+    "SENTINEL_SCHEME",
     "Client",
     "client_from_url",
     "default_retry",

@@ -76,8 +76,8 @@ def sentinel_name(client: redis.asyncio.Redis) -> str | None:
 
 def _sentinel_addresses(hosts: str) -> list[tuple[str, int]]:
     addresses = []
-    for address in hosts.split(","):
-        address = address.strip()
+    for listed in hosts.split(","):
+        address = listed.strip()
         host, colon, port = address.rpartition(":")
         if not colon or host.endswith(":") or address.endswith("]"):  # no port (an IPv6 address ends with "]")
             host, port = address, str(DEFAULT_SENTINEL_PORT)
@@ -136,8 +136,8 @@ def sentinel_client(url: str, defaults: dict[str, Any], options: dict[str, Any])
     }
     try:
         # Built now, not at the first command, so a wrong option is an error here.
-        SentinelManagedConnection(connection_pool=None, **settings)
-        manager = Sentinel(sentinels, sentinel_kwargs=sentinel_settings, **settings)
+        SentinelManagedConnection(connection_pool=None, **settings)  # type: ignore[no-untyped-call]
+        manager = Sentinel(sentinels, sentinel_kwargs=sentinel_settings, **settings)  # type: ignore[no-untyped-call]
         client: SentinelMasterClient = manager.master_for(service, redis_class=SentinelMasterClient)
     except (ValueError, TypeError) as exc:
         # redis-py's messages name the bad option but never echo a password.

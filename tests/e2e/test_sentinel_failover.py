@@ -22,7 +22,7 @@ from ratelimit_core import backend_from_url
 from ratelimit_core.policies import ClientIdentity, CloseCode, ConnectionLimits, ConnectionPolicy, ErrorCode, Occupancy
 from support.app_servers import AppServer, AppServerPool
 from support.servers import SentinelGroup
-from support.ws_clients import Players, eventually, next_frame, read_refusal
+from support.ws_clients import Players, eventually, next_frame
 
 pytestmark = pytest.mark.sentinel  # real processes on a real Sentinel group
 

@@ -1,4 +1,4 @@
-"""redis+sentinel:// URLs: what they build, their errors, and a master switch as an outage the fallback rides through."""
+"""redis+sentinel:// URLs: what they build, their errors, and a master switch as an outage the fallback rides out."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from ratelimit_core import (
     RedisBackend,
     backend_from_url,
 )
+from ratelimit_core.cli import EXIT_OK, main
 from ratelimit_core.redis import DEFAULT_CONNECT_TIMEOUT_S, DEFAULT_RETRIES, DEFAULT_SOCKET_TIMEOUT_S
 from ratelimit_core.redis.connect import server_name
 from ratelimit_core.redis.sentinel import DEFAULT_SENTINEL_PORT
@@ -49,9 +50,7 @@ def test_the_url_names_the_sentinels_the_service_and_the_database() -> None:
 
 
 def test_the_url_credentials_are_the_masters_and_the_sentinels_have_their_own_options() -> None:
-    pool = _pool(
-        "redis+sentinel://app:m4ster-pw@h:1,h:2/svc?sentinel_username=watcher&sentinel_password=s3ntinel-pw"
-    )
+    pool = _pool("redis+sentinel://app:m4ster-pw@h:1,h:2/svc?sentinel_username=watcher&sentinel_password=s3ntinel-pw")
     assert (pool.connection_kwargs["username"], pool.connection_kwargs["password"]) == ("app", "m4ster-pw")
     assert "sentinel_password" not in pool.connection_kwargs
     for settings in _sentinel_settings(pool):
@@ -158,7 +157,9 @@ async def test_aclose_closes_the_connections_to_the_sentinels_too(sentinel_serve
     assert any(sentinel.connection_pool._available_connections for sentinel in sentinels)
     await backend.aclose()
     assert not any(
-        connection.is_connected for sentinel in sentinels for connection in sentinel.connection_pool._available_connections
+        connection.is_connected
+        for sentinel in sentinels
+        for connection in sentinel.connection_pool._available_connections
     )
 
 
@@ -243,3 +244,11 @@ async def test_after_sentinel_failover_the_backend_writes_to_the_new_master(priv
             pytest.fail("the backend did not reach the new master")
         assert "before" in await backend.set_members("room")
         await backend.clear()
+
+
+@pytest.mark.sentinel
+def test_the_ratelimit_command_takes_a_sentinel_url(
+    sentinel_server: SentinelGroup, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["--backend", sentinel_server.url, "ping", "--count", "2"]) == EXIT_OK
+    assert capsys.readouterr().out.startswith("ok: redis+sentinel:// answered 2 pings")

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import port_for
+import redis
 from mirakuru import TCPExecutor
 from mirakuru.exceptions import ProcessExitedWithError, ProcessFinishedWithError, TimeoutExpired
 
@@ -263,9 +264,9 @@ class SentinelProcess(ServerProcess):
 
 
 def _ask(port: int, *command: str) -> object:
-    import redis  # the test extra installs it; servers.py itself is importable without it
-
-    with redis.Redis(host="127.0.0.1", port=port, socket_timeout=5, socket_connect_timeout=5, decode_responses=True) as r:
+    with redis.Redis(
+        host="127.0.0.1", port=port, socket_timeout=5, socket_connect_timeout=5, decode_responses=True
+    ) as r:
         return r.execute_command(*command)
 
 
