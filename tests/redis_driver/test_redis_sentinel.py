@@ -252,3 +252,20 @@ def test_the_ratelimit_command_takes_a_sentinel_url(
 ) -> None:
     assert main(["--backend", sentinel_server.url, "ping", "--count", "2"]) == EXIT_OK
     assert capsys.readouterr().out.startswith("ok: redis+sentinel:// answered 2 pings")
+
+
+@pytest.mark.sentinel
+async def test_a_frozen_sentinel_costs_one_socket_timeout_and_the_next_one_answers(
+    private_sentinels: SentinelGroup,
+) -> None:
+    first = private_sentinels.sentinels[0]  # the URL lists it first: a new client asks it first
+    first.pause()
+    try:
+        async with backend_from_url(private_sentinels.url, socket_timeout=0.3, socket_connect_timeout=0.3) as backend:
+            started = time.monotonic()
+            # wait_for bounds the test should the timeout not work; the sentinel's own timeout is 0.3 s.
+            assert (await asyncio.wait_for(backend.counter_incr("k"), 10)).value == 1
+            assert time.monotonic() - started >= 0.3  # it did wait for the frozen one, then asked the next
+            await backend.clear()
+    finally:
+        first.resume()
