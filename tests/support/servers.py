@@ -263,17 +263,15 @@ class SentinelProcess(ServerProcess):
         ]  # fmt: skip
 
 
-def _ask(port: int, *command: str) -> object:
-    with redis.Redis(
-        host="127.0.0.1", port=port, socket_timeout=5, socket_connect_timeout=5, decode_responses=True
-    ) as r:
-        return r.execute_command(*command)
+def _client(port: int) -> redis.Redis:
+    """A short-lived client of the server or sentinel on `port`; its replies parsed by redis-py (6.0 and newer)."""
+    return redis.Redis(host="127.0.0.1", port=port, socket_timeout=5, socket_connect_timeout=5, decode_responses=True)
 
 
 def _replication(port: int) -> dict[str, Any]:
-    """``INFO replication`` of the server on `port`, as redis-py parses it."""
-    reply = _ask(port, "INFO", "replication")
-    assert isinstance(reply, dict)
+    """``INFO replication`` of the server on `port`."""
+    with _client(port) as client:
+        reply: dict[str, Any] = client.info("replication")
     return reply
 
 
@@ -323,9 +321,9 @@ class SentinelGroup:
 
     def master_port(self, sentinel: SentinelProcess | None = None) -> int:
         """The master's port as `sentinel` (default: the first) reports it."""
-        reply = _ask((sentinel or self.sentinels[0]).port, "SENTINEL", "GET-MASTER-ADDR-BY-NAME", self.service)
-        assert isinstance(reply, list)
-        return int(reply[1])
+        with _client((sentinel or self.sentinels[0]).port) as client:
+            _, port = client.sentinel_get_master_addr_by_name(self.service)
+        return int(port)
 
     @property
     def master(self) -> ServerProcess:
@@ -340,11 +338,13 @@ class SentinelGroup:
             return False
         (port,) = ports
         for sentinel in self.sentinels:
-            state = _ask(sentinel.port, "SENTINEL", "MASTER", self.service)
-            assert isinstance(state, dict)
-            if state["flags"] != "master" or int(state["num-other-sentinels"]) != _SENTINELS - 1:
+            with _client(sentinel.port) as client:
+                state = client.sentinel_master(self.service)
+            if not state["is_master"] or state["is_sdown"] or state["is_odown"] or "failover" in str(state["flags"]):
                 return False
-            if int(state["num-slaves"]) < 1:
+            if state["num-other-sentinels"] != _SENTINELS - 1:
+                return False
+            if state["num-slaves"] < 1:
                 return False
         replication = _replication(port)
         return replication["role"] == "master" and replication.get("slave0", {}).get("state") == "online"
@@ -352,7 +352,8 @@ class SentinelGroup:
     def failover(self) -> ServerProcess:
         """``SENTINEL FAILOVER``, then wait until the sentinels agree on the new master: returns it."""
         old = self.master_port()
-        _ask(self.sentinels[0].port, "SENTINEL", "FAILOVER", self.service)
+        with _client(self.sentinels[0].port) as client:
+            client.sentinel_failover(self.service)
         self.wait_for_new_master(old)
         return self.master
 
