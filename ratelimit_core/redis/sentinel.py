@@ -58,8 +58,16 @@ class SentinelMasterClient(redis.asyncio.Redis):
                         raise outcome
 
 
+class _SentinelConnection(redis.asyncio.Redis):
+    """The client of one sentinel: shown as ``sentinel host:port`` in redis-py's "No master found" message."""
+
+    def __repr__(self) -> str:
+        settings = self.connection_pool.connection_kwargs
+        return f"sentinel {settings.get('host')}:{settings.get('port')}"
+
+
 def sentinel_name(client: redis.asyncio.Redis) -> str | None:
-    """``service NAME (master host:port, sentinels host:port,...)`` for a Sentinel client, else None.
+    """``sentinel service 'NAME' (master host:port, sentinels host:port,...)`` for a Sentinel client, else None.
 
     The master is named once it is known. Never holds a password.
     """
@@ -137,7 +145,8 @@ def sentinel_client(url: str, defaults: dict[str, Any], options: dict[str, Any])
     try:
         # Built now, not at the first command, so a wrong option is an error here.
         SentinelManagedConnection(connection_pool=None, **settings)  # type: ignore[no-untyped-call]
-        manager = Sentinel(sentinels, sentinel_kwargs=sentinel_settings, **settings)  # type: ignore[no-untyped-call]
+        manager = Sentinel([], sentinel_kwargs=sentinel_settings, **settings)  # type: ignore[no-untyped-call]
+        manager.sentinels = [_SentinelConnection(host=h, port=p, **sentinel_settings) for h, p in sentinels]
         client: SentinelMasterClient = manager.master_for(service, redis_class=SentinelMasterClient)
     except (ValueError, TypeError) as exc:
         # redis-py's messages name the bad option but never echo a password.

@@ -132,6 +132,9 @@ async def test_no_sentinel_answering_is_an_outage_bounded_by_the_timeouts() -> N
         with pytest.raises(BackendUnavailable, match="sentinel service 'svc'") as caught:
             await backend.ping()
         assert time.monotonic() - started < 5  # a bound, not a speed claim: refused ports answer at once
+        # Each sentinel is named by its address only, with what it answered.
+        assert "sentinel 127.0.0.1:1 - " in str(caught.value)
+        assert "sentinel 127.0.0.1:2 - " in str(caught.value)
         assert "m4ster-pw" not in str(caught.value)
 
 
