@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -21,7 +22,8 @@ from ratelimit_core.cli import EXIT_OK, main
 from ratelimit_core.redis import DEFAULT_CONNECT_TIMEOUT_S, DEFAULT_RETRIES, DEFAULT_SOCKET_TIMEOUT_S
 from ratelimit_core.redis.connect import server_name
 from ratelimit_core.redis.sentinel import DEFAULT_SENTINEL_PORT
-from support.servers import SentinelGroup
+from support.backends import missing_server
+from support.servers import SentinelGroup, find_server_binary
 
 _SECRETS = ("m4ster-pw", "s3ntinel-pw")
 _POLLS = 400
@@ -272,3 +274,50 @@ async def test_a_frozen_sentinel_costs_one_socket_timeout_and_the_next_one_answe
             await backend.clear()
     finally:
         first.resume()
+
+
+@pytest.fixture
+def guarded_sentinels() -> Iterator[SentinelGroup]:
+    """A Sentinel group whose data servers and sentinels each require their own password."""
+    binary = find_server_binary("redis")
+    if binary is None:
+        missing_server("a Sentinel group needs redis-server")
+    assert binary is not None
+    group = SentinelGroup(binary, down_after_ms=10_000, password=_SECRETS[0], sentinel_password=_SECRETS[1])
+    try:
+        yield group.start()
+    finally:
+        group.close()
+
+
+def _with_credentials(group: SentinelGroup, master: str | None, sentinel: str | None) -> str:
+    url = group.url.replace("redis+sentinel://", f"redis+sentinel://:{master}@" if master else "redis+sentinel://")
+    return url + (f"?sentinel_password={sentinel}" if sentinel else "")
+
+
+@pytest.mark.sentinel
+async def test_the_master_and_the_sentinels_each_get_their_own_password(guarded_sentinels: SentinelGroup) -> None:
+    async with backend_from_url(_with_credentials(guarded_sentinels, *_SECRETS)) as backend:
+        assert (await backend.counter_incr("k")).value == 1
+        assert "m4ster-pw" not in repr(backend)
+        await backend.clear()
+
+
+@pytest.mark.sentinel
+async def test_a_wrong_master_password_behind_good_sentinels_is_misconfiguration(
+    guarded_sentinels: SentinelGroup,
+) -> None:
+    async with backend_from_url(_with_credentials(guarded_sentinels, "wrong-pw", _SECRETS[1])) as backend:
+        with pytest.raises(BackendMisconfigured, match="credentials") as caught:
+            await backend.ping()
+        assert not any(secret in str(caught.value) for secret in (*_SECRETS, "wrong-pw"))
+
+
+@pytest.mark.sentinel
+async def test_sentinels_refusing_the_client_leave_no_master_to_find(guarded_sentinels: SentinelGroup) -> None:
+    # redis-py counts a sentinel that refuses the client like one that does not answer: no master is found,
+    # and the message says what each sentinel answered.
+    async with backend_from_url(_with_credentials(guarded_sentinels, _SECRETS[0], None)) as backend:
+        with pytest.raises(BackendUnavailable, match=r"No master found.*AuthenticationError") as caught:
+            await backend.ping()
+        assert not any(secret in str(caught.value) for secret in _SECRETS)

@@ -247,6 +247,9 @@ class SentinelProcess(ServerProcess):
     service: str = ""
     master_port: int = 0
     down_after_ms: int = _SENTINEL_DOWN_AFTER_MS
+    master_password: str | None = None
+    password: str | None = None
+    """The sentinel's own (``requirepass``; the sentinels of a group share it to talk to each other)."""
 
     def _command(self) -> list[str]:
         config = Path(self._dir.name) / "sentinel.conf"
@@ -256,6 +259,8 @@ class SentinelProcess(ServerProcess):
                 f"sentinel down-after-milliseconds {self.service} {self.down_after_ms}\n"
                 f"sentinel failover-timeout {self.service} {_SENTINEL_FAILOVER_TIMEOUT_MS}\n"
                 f"sentinel parallel-syncs {self.service} 1\n"
+                + (f"sentinel auth-pass {self.service} {self.master_password}\n" if self.master_password else "")
+                + (f"requirepass {self.password}\n" if self.password else "")
             )
         return [
             self.binary, str(config), "--sentinel",
@@ -263,14 +268,21 @@ class SentinelProcess(ServerProcess):
         ]  # fmt: skip
 
 
-def _client(port: int) -> redis.Redis:
+def _client(port: int, password: str | None) -> redis.Redis:
     """A short-lived client of the server or sentinel on `port`; its replies parsed by redis-py (6.0 and newer)."""
-    return redis.Redis(host="127.0.0.1", port=port, socket_timeout=5, socket_connect_timeout=5, decode_responses=True)
+    return redis.Redis(
+        host="127.0.0.1",
+        port=port,
+        password=password,
+        socket_timeout=5,
+        socket_connect_timeout=5,
+        decode_responses=True,
+    )
 
 
-def _replication(port: int) -> dict[str, Any]:
+def _replication(port: int, password: str | None) -> dict[str, Any]:
     """``INFO replication`` of the server on `port`."""
-    with _client(port) as client:
+    with _client(port, password) as client:
         reply: dict[str, Any] = client.info("replication")
     return reply
 
@@ -297,6 +309,10 @@ class SentinelGroup:
     service: str = "ratelimit"
     down_after_ms: int = _SENTINEL_DOWN_AFTER_MS
     """How long a killed master goes unnoticed: the failover after a kill takes this plus about a second."""
+    password: str | None = None
+    """The data servers' (``requirepass``, and ``masterauth`` for replication); None: no password."""
+    sentinel_password: str | None = None
+    """The sentinels' own (``requirepass``); None: no password."""
     servers: list[ServerProcess] = field(default_factory=list)
     """The data servers: the first master, then its replica (roles swap on a failover)."""
     sentinels: list[SentinelProcess] = field(default_factory=list)
@@ -307,13 +323,19 @@ class SentinelGroup:
         return "redis+sentinel://" + ",".join(f"127.0.0.1:{s.port}" for s in self.sentinels) + f"/{self.service}"
 
     def start(self) -> SentinelGroup:
-        master = ServerProcess(self.binary).start()
+        auth = ("--requirepass", self.password, "--masterauth", self.password) if self.password else ()
+        master = ServerProcess(self.binary, extra_args=auth).start()
         self.servers.append(master)
         replica_of = ("--replicaof", "127.0.0.1", str(master.port))
-        self.servers.append(ServerProcess(self.binary, extra_args=replica_of).start())
+        self.servers.append(ServerProcess(self.binary, extra_args=(*auth, *replica_of)).start())
         for _ in range(_SENTINELS):
             sentinel = SentinelProcess(
-                self.binary, service=self.service, master_port=master.port, down_after_ms=self.down_after_ms
+                self.binary,
+                service=self.service,
+                master_port=master.port,
+                down_after_ms=self.down_after_ms,
+                master_password=self.password,
+                password=self.sentinel_password,
             ).start()
             self.sentinels.append(sentinel)
         _until(self._settled, "the sentinels did not find each other and the replica")
@@ -321,7 +343,7 @@ class SentinelGroup:
 
     def master_port(self, sentinel: SentinelProcess | None = None) -> int:
         """The master's port as `sentinel` (default: the first) reports it."""
-        with _client((sentinel or self.sentinels[0]).port) as client:
+        with _client((sentinel or self.sentinels[0]).port, self.sentinel_password) as client:
             _, port = client.sentinel_get_master_addr_by_name(self.service)
         return int(port)
 
@@ -338,7 +360,7 @@ class SentinelGroup:
             return False
         (port,) = ports
         for sentinel in self.sentinels:
-            with _client(sentinel.port) as client:
+            with _client(sentinel.port, self.sentinel_password) as client:
                 state = client.sentinel_master(self.service)
             if not state["is_master"] or state["is_sdown"] or state["is_odown"] or "failover" in str(state["flags"]):
                 return False
@@ -346,13 +368,13 @@ class SentinelGroup:
                 return False
             if state["num-slaves"] < 1:
                 return False
-        replication = _replication(port)
+        replication = _replication(port, self.password)
         return replication["role"] == "master" and replication.get("slave0", {}).get("state") == "online"
 
     def failover(self) -> ServerProcess:
         """``SENTINEL FAILOVER``, then wait until the sentinels agree on the new master: returns it."""
         old = self.master_port()
-        with _client(self.sentinels[0].port) as client:
+        with _client(self.sentinels[0].port, self.sentinel_password) as client:
             client.sentinel_failover(self.service)
         self.wait_for_new_master(old)
         return self.master
@@ -362,13 +384,15 @@ class SentinelGroup:
 
         def switched() -> bool:
             ports = {self.master_port(sentinel) for sentinel in self.sentinels}
-            return len(ports) == 1 and old_port not in ports and _replication(*ports)["role"] == "master"
+            return len(ports) == 1 and old_port not in ports and _replication(*ports, self.password)["role"] == "master"
 
         _until(switched, f"the sentinels did not switch from the master on port {old_port}")
 
     def wait_until_replica(self, server: ServerProcess) -> None:
         """Wait until the sentinels have demoted `server` (a master that was failed over while alive)."""
-        _until(lambda: _replication(server.port)["role"] == "slave", f"port {server.port} was not demoted")
+        _until(
+            lambda: _replication(server.port, self.password)["role"] == "slave", f"port {server.port} was not demoted"
+        )
 
     def close(self) -> None:
         for process in [*self.sentinels, *self.servers]:
