@@ -46,6 +46,7 @@ BACKEND_SCHEMES: dict[str, BackendFactory] = {
     "unix": _redis_backend,
     "redis+cluster": _redis_backend,
     "rediss+cluster": _redis_backend,
+    "redis+sentinel": _redis_backend,
 }
 """Scheme (lower case, without ``://``) -> factory."""
 
@@ -65,6 +66,7 @@ def backend_from_url(url: str, *, clock: Clock | None = None, prefix: str = "rl:
     ``memory://`` -> `MemoryBackend`; ``redis://host:port/db``, ``rediss://...`` (TLS),
     ``unix:///path?db=N``, ``redis+cluster://host:port,host:port`` and
     ``rediss+cluster://...`` (TLS) -> `RedisBackend`,
+    ``redis+sentinel://host:port,host:port/service_name[/db]`` -> `RedisBackend`,
     whose client gets the defaults of `ratelimit_core.redis.connect` (overridable by
     `options`, and for a single server by the URL's query string). Raises
     `InvalidArgument` for an unknown scheme or a malformed URL.

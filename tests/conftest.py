@@ -1,8 +1,9 @@
 """Fixtures shared by the whole suite: the backend matrix and the real servers.
 
 The backends are the rows of `support.backends.backends()`, each with its pytest
-mark: ``pytest -m redis`` runs one backend's tests. The ``redis``, ``valkey`` and
-``cluster`` (three redis-server masters) backends are real server processes the
+mark: ``pytest -m redis`` runs one backend's tests. The ``redis``, ``valkey``,
+``cluster`` (three redis-server masters) and ``sentinel`` (a master, a replica and
+three sentinels) backends are real server processes the
 suite starts itself on free loopback ports (see `support.servers`); when a binary
 is missing their tests are skipped with the reason, except under ``CI=true``,
 where a missing server fails the run.
@@ -33,7 +34,7 @@ from support.backends import (
     missing_server,
 )
 from support.secure_server import SECURE_ACL, SECURE_TLS, SecureServerProcess
-from support.servers import ClusterProcess, ServerProcess, find_server_binary
+from support.servers import ClusterProcess, SentinelGroup, ServerProcess, find_server_binary
 
 settings.register_profile("dev", max_examples=50, deadline=None)
 settings.register_profile(
@@ -115,6 +116,41 @@ def cluster_server() -> Iterator[ClusterProcess]:
         yield cluster
     finally:
         cluster.close()
+
+
+def sentinel_group(down_after_ms: int) -> SentinelGroup:
+    """A new (not yet started) master, replica and three sentinels, or a skip (a failure under CI=true)."""
+    binary = find_server_binary("redis")
+    if binary is None:
+        missing_server("a Sentinel group needs redis-server (Debian: redis-server), or set RATELIMIT_REDIS_SERVER")
+    assert binary is not None
+    return SentinelGroup(binary, down_after_ms=down_after_ms)
+
+
+@pytest.fixture(scope="session")
+def sentinel_server() -> Iterator[SentinelGroup]:
+    """A master, a replica and three sentinels (redis-server --sentinel) shared by the session; never failed over."""
+    # No test kills it: a loaded machine must never look like a dead master to its sentinels.
+    group = sentinel_group(down_after_ms=10_000)
+    try:
+        yield group.start()
+    finally:
+        group.close()
+
+
+@pytest.fixture(scope="session")
+def sentinel_url(sentinel_server: SentinelGroup) -> str:
+    return sentinel_server.url
+
+
+@pytest.fixture
+def private_sentinels() -> Iterator[SentinelGroup]:
+    """A Sentinel group of the test's own, which it may fail over or kill (a killed master is down after 1 s)."""
+    group = sentinel_group(down_after_ms=1000)
+    try:
+        yield group.start()
+    finally:
+        group.close()
 
 
 @pytest.fixture(scope="session")

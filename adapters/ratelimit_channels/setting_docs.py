@@ -17,7 +17,8 @@ SETTING_DOCS: Final[Mapping[str, str]] = MappingProxyType(
     {
         "enabled": "Off: the middleware passes everything through.",
         "backend": (
-            "Backend URL (`redis://host:6379/0`, `rediss://`, `unix://`, `redis+cluster://`, `rediss+cluster://`) or "
+            "Backend URL (`redis://host:6379/0`, `rediss://`, `unix://`, `redis+cluster://`, `rediss+cluster://`, "
+            "`redis+sentinel://`) or "
             "a `Backend` object "
             "(used as given: wrap it in a `FallbackBackend` yourself). Memory: one per process; Redis: one client "
             "per URL per event loop."

@@ -15,6 +15,8 @@ wins, e.g. ``redis://host/0?socket_timeout=2``):
   a redis-py newer than `pipeline.SUPPORTED_REDIS_PY`. redis-py would send a whole command
   or pipeline again after a lost reply. MOVED, ASK and TRYAGAIN replies (the
   command did not run) are still followed.
+- a ``redis+sentinel://`` URL (see `sentinel`): the master's connections get the
+  defaults above; the sentinels get the same timeouts and no retry.
 
 TLS (``rediss://``, ``rediss+cluster://``): the server's certificate is verified
 against ``ssl_ca_certs`` (or the system's CAs); a client certificate is given by
@@ -38,12 +40,14 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 
 from ..errors import InvalidArgument
 from .pipeline import direct_supported
+from .sentinel import SENTINEL_SCHEME, sentinel_client, sentinel_name
 
 __all__ = [
     "CLUSTER_SCHEME",
     "DEFAULT_CONNECT_TIMEOUT_S",
     "DEFAULT_RETRIES",
     "DEFAULT_SOCKET_TIMEOUT_S",
+    "SENTINEL_SCHEME",
     "TLS_CLUSTER_SCHEME",
     "TLS_QUERY_OPTIONS",
     "Client",
@@ -66,7 +70,7 @@ the other options are keywords."""
 _TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
 
 Client = redis.asyncio.Redis | RedisCluster
-"""The clients the driver runs on: one server (or Valkey), or a Redis Cluster."""
+"""The clients the driver runs on: one server (or Valkey, or a Sentinel service's master), or a Redis Cluster."""
 
 
 def default_retry() -> Retry:
@@ -80,12 +84,15 @@ def _no_resend() -> Retry:
 
 
 def server_name(client: Client) -> str:
-    """The server(s) `client` talks to, for messages: ``host:port``, ``unix:path`` or the seed nodes.
+    """The server(s) `client` talks to, for messages: ``host:port``, ``unix:path``, the seed nodes or the sentinels.
 
     Never holds a password.
     """
     if isinstance(client, RedisCluster):
         return "cluster " + ",".join(client.nodes_manager.startup_nodes)
+    sentinels = sentinel_name(client)
+    if sentinels is not None:
+        return sentinels
     settings = client.connection_pool.connection_kwargs
     if "path" in settings:
         return f"unix:{settings['path']}"
@@ -93,7 +100,7 @@ def server_name(client: Client) -> str:
 
 
 def client_from_url(url: str, **options: Any) -> Client:
-    """A lazily connecting client for a ``redis://``, ``rediss://``, ``unix://`` or cluster URL.
+    """A lazily connecting client for a ``redis://``, ``rediss://``, ``unix://``, cluster or sentinel URL.
 
     A cluster URL names one or more seed nodes:
     ``redis+cluster://[user:password@]host:port[,host:port...]`` (``rediss+cluster://``
@@ -107,13 +114,16 @@ def client_from_url(url: str, **options: Any) -> Client:
             "single_connection_client=True is not supported: the driver pipelines on a connection pool"
             " (use max_connections to bound it)"
         )
-    if url.partition("://")[0].lower() in (CLUSTER_SCHEME, TLS_CLUSTER_SCHEME):
+    scheme = url.partition("://")[0].lower()
+    if scheme in (CLUSTER_SCHEME, TLS_CLUSTER_SCHEME):
         return _cluster_client(url, options)
     settings: dict[str, Any] = {
         "socket_connect_timeout": DEFAULT_CONNECT_TIMEOUT_S,
         "socket_timeout": DEFAULT_SOCKET_TIMEOUT_S,
         "retry": default_retry() if direct_supported() else _no_resend(),
     }
+    if scheme == SENTINEL_SCHEME:
+        return sentinel_client(url, settings, options)
     settings.update(options)
     query = parse_qs(urlsplit(url).query)  # the query wins over the options (redis-py's rule)
     _check_tls_files({**settings, **{name: query[name][-1] for name in _TLS_FILES if name in query}})

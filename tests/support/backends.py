@@ -4,7 +4,7 @@ A test runs on a backend by taking a row of `backends()` as a parameter (the
 `backend_name` fixture takes them all), or by carrying the backend's mark when it
 needs that backend's server without being parametrised. ``pytest -m redis`` then
 selects exactly the tests of one backend; ``-m "not (fakeredis or redis or valkey
-or cluster)"`` selects memory's and those that need no backend at all.
+or cluster or sentinel)"`` selects memory's and those that need no backend at all.
 A plain module (not conftest) so test modules can import it.
 """
 
@@ -29,11 +29,11 @@ __all__ = [
     "missing_server",
 ]
 
-ALL_BACKENDS = ("memory", "fakeredis", "redis", "valkey", "cluster")
+ALL_BACKENDS = ("memory", "fakeredis", "redis", "valkey", "cluster", "sentinel")
 """Every backend, and the name of its pytest mark."""
-REDIS_BACKENDS = ("fakeredis", "redis", "valkey", "cluster")
+REDIS_BACKENDS = ("fakeredis", "redis", "valkey", "cluster", "sentinel")
 """Backends that run the Redis driver (its Lua scripts)."""
-SERVER_BACKENDS = ("redis", "valkey", "cluster")
+SERVER_BACKENDS = ("redis", "valkey", "cluster", "sentinel")
 """Backends that are real server processes the suite starts itself."""
 NewBackend = Callable[..., Backend]
 """The `new_backend` fixture: `new_backend(clock=None, prefix=None)`, another backend on the same storage."""
@@ -45,6 +45,7 @@ BACKEND_MARKS = {
     "redis": "needs the redis-server the suite starts (tox env redis)",
     "valkey": "needs the valkey-server the suite starts (tox env valkey)",
     "cluster": "needs the three-master Redis Cluster the suite starts (tox env cluster)",
+    "sentinel": "needs the master, replica and three sentinels the suite starts (tox env sentinel)",
 }
 """Backend -> the description its mark is registered with (the run uses ``--strict-markers``)."""
 

@@ -17,12 +17,22 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import port_for
+import redis
 from mirakuru import TCPExecutor
 from mirakuru.exceptions import ProcessExitedWithError, ProcessFinishedWithError, TimeoutExpired
 
-__all__ = ["CLUSTER_NODE_ARGS", "SERVER_BINARIES", "ClusterProcess", "ServerProcess", "find_server_binary"]
+__all__ = [
+    "CLUSTER_NODE_ARGS",
+    "SERVER_BINARIES",
+    "ClusterProcess",
+    "SentinelGroup",
+    "SentinelProcess",
+    "ServerProcess",
+    "find_server_binary",
+]
 
 SERVER_BINARIES = {"redis": "redis-server", "valkey": "valkey-server"}
 """Backend name -> binary name. ``RATELIMIT_<NAME>_SERVER`` overrides the path."""
@@ -232,3 +242,174 @@ class ClusterProcess:
     def close(self) -> None:
         for node in self.nodes:
             node.close()
+
+
+# -- Redis Sentinel: a master, a replica and three sentinels ---------------------------------
+
+_SENTINELS = 3
+_SENTINEL_QUORUM = 2
+_SENTINEL_DOWN_AFTER_MS = 1000
+"""By default a master that answers no PING this long is down for a sentinel (redis' default is 30 s)."""
+_SENTINEL_FAILOVER_TIMEOUT_MS = 3000
+_SENTINEL_POLL_S = 0.1
+_SENTINEL_READY_S = 30.0
+"""Bound on the sentinels finding each other and the replica (hello messages every 2 s), and on a failover."""
+
+
+@dataclass
+class SentinelProcess(ServerProcess):
+    """``redis-server sentinel.conf --sentinel`` watching `service` on a master; `start` picks a free port."""
+
+    service: str = ""
+    master_port: int = 0
+    down_after_ms: int = _SENTINEL_DOWN_AFTER_MS
+    master_password: str | None = None
+    password: str | None = None
+    """The sentinel's own (``requirepass``; the sentinels of a group share it to talk to each other)."""
+
+    def _command(self) -> list[str]:
+        config = Path(self._dir.name) / "sentinel.conf"
+        if not config.exists():  # a sentinel rewrites its file as it learns: keep it across revive
+            config.write_text(
+                f"sentinel monitor {self.service} 127.0.0.1 {self.master_port} {_SENTINEL_QUORUM}\n"
+                f"sentinel down-after-milliseconds {self.service} {self.down_after_ms}\n"
+                f"sentinel failover-timeout {self.service} {_SENTINEL_FAILOVER_TIMEOUT_MS}\n"
+                f"sentinel parallel-syncs {self.service} 1\n"
+                + (f"sentinel auth-pass {self.service} {self.master_password}\n" if self.master_password else "")
+                + (f"requirepass {self.password}\n" if self.password else "")
+            )
+        return [
+            self.binary, str(config), "--sentinel",
+            "--port", str(self.port), "--bind", "127.0.0.1", "--dir", self._dir.name,
+        ]  # fmt: skip
+
+
+def _client(port: int, password: str | None) -> redis.Redis:
+    """A short-lived client of the server or sentinel on `port`; its replies parsed by redis-py (6.0 and newer)."""
+    return redis.Redis(
+        host="127.0.0.1",
+        port=port,
+        password=password,
+        socket_timeout=5,
+        socket_connect_timeout=5,
+        decode_responses=True,
+    )
+
+
+def _replication(port: int, password: str | None) -> dict[str, Any]:
+    """``INFO replication`` of the server on `port`."""
+    with _client(port, password) as client:
+        reply: dict[str, Any] = client.info("replication")
+    return reply
+
+
+def _until(condition: object, what: str) -> None:
+    deadline = time.monotonic() + _SENTINEL_READY_S
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError, ConnectionError, ValueError, LookupError):
+            if callable(condition) and condition():
+                return
+        time.sleep(_SENTINEL_POLL_S)
+    raise RuntimeError(f"{what} within {_SENTINEL_READY_S} s")
+
+
+@dataclass
+class SentinelGroup:
+    """A master, a replica and three sentinels on loopback, watching the service `service`.
+
+    `failover` switches master and replica (``SENTINEL FAILOVER``); a test may also
+    kill the master and wait for the sentinels to promote the replica.
+    """
+
+    binary: str
+    service: str = "ratelimit"
+    down_after_ms: int = _SENTINEL_DOWN_AFTER_MS
+    """How long a killed master goes unnoticed: the failover after a kill takes this plus about a second."""
+    password: str | None = None
+    """The data servers' (``requirepass``, and ``masterauth`` for replication); None: no password."""
+    sentinel_password: str | None = None
+    """The sentinels' own (``requirepass``); None: no password."""
+    servers: list[ServerProcess] = field(default_factory=list)
+    """The data servers: the first master, then its replica (roles swap on a failover)."""
+    sentinels: list[SentinelProcess] = field(default_factory=list)
+
+    @property
+    def url(self) -> str:
+        """The ``redis+sentinel://`` URL naming every sentinel and the service."""
+        return "redis+sentinel://" + ",".join(f"127.0.0.1:{s.port}" for s in self.sentinels) + f"/{self.service}"
+
+    def start(self) -> SentinelGroup:
+        auth = ("--requirepass", self.password, "--masterauth", self.password) if self.password else ()
+        master = ServerProcess(self.binary, extra_args=auth).start()
+        self.servers.append(master)
+        replica_of = ("--replicaof", "127.0.0.1", str(master.port))
+        self.servers.append(ServerProcess(self.binary, extra_args=(*auth, *replica_of)).start())
+        for _ in range(_SENTINELS):
+            sentinel = SentinelProcess(
+                self.binary,
+                service=self.service,
+                master_port=master.port,
+                down_after_ms=self.down_after_ms,
+                master_password=self.password,
+                password=self.sentinel_password,
+            ).start()
+            self.sentinels.append(sentinel)
+        _until(self._settled, "the sentinels did not find each other and the replica")
+        return self
+
+    def master_port(self, sentinel: SentinelProcess | None = None) -> int:
+        """The master's port as `sentinel` (default: the first) reports it."""
+        with _client((sentinel or self.sentinels[0]).port, self.sentinel_password) as client:
+            _, port = client.sentinel_get_master_addr_by_name(self.service)
+        return int(port)
+
+    @property
+    def master(self) -> ServerProcess:
+        """The data server the sentinels name as master now."""
+        port = self.master_port()
+        return next(server for server in self.servers if server.port == port)
+
+    def _settled(self) -> bool:
+        """Every sentinel agrees on a master that says so, knows the other sentinels, and sees a replica in sync."""
+        ports = {self.master_port(sentinel) for sentinel in self.sentinels}
+        if len(ports) != 1:
+            return False
+        (port,) = ports
+        for sentinel in self.sentinels:
+            with _client(sentinel.port, self.sentinel_password) as client:
+                state = client.sentinel_master(self.service)
+            if not state["is_master"] or state["is_sdown"] or state["is_odown"] or "failover" in str(state["flags"]):
+                return False
+            if state["num-other-sentinels"] != _SENTINELS - 1:
+                return False
+            if state["num-slaves"] < 1:
+                return False
+        replication = _replication(port, self.password)
+        return replication["role"] == "master" and replication.get("slave0", {}).get("state") == "online"
+
+    def failover(self) -> ServerProcess:
+        """``SENTINEL FAILOVER``, then wait until the sentinels agree on the new master: returns it."""
+        old = self.master_port()
+        with _client(self.sentinels[0].port, self.sentinel_password) as client:
+            client.sentinel_failover(self.service)
+        self.wait_for_new_master(old)
+        return self.master
+
+    def wait_for_new_master(self, old_port: int) -> None:
+        """Wait until every sentinel names a master other than `old_port` and it runs as master."""
+
+        def switched() -> bool:
+            ports = {self.master_port(sentinel) for sentinel in self.sentinels}
+            return len(ports) == 1 and old_port not in ports and _replication(*ports, self.password)["role"] == "master"
+
+        _until(switched, f"the sentinels did not switch from the master on port {old_port}")
+
+    def wait_until_replica(self, server: ServerProcess) -> None:
+        """Wait until the sentinels have demoted `server` (a master that was failed over while alive)."""
+        _until(
+            lambda: _replication(server.port, self.password)["role"] == "slave", f"port {server.port} was not demoted"
+        )
+
+    def close(self) -> None:
+        for process in [*self.sentinels, *self.servers]:
+            process.close()
