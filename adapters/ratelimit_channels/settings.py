@@ -134,7 +134,7 @@ class RateLimitSettings:
     limits_resolver: LimitsResolver | None
     """Per-connection overrides of the limits (tiers; see `tiers`)."""
     heartbeat_ms: int
-    """How often a live connection refreshes its leases (a third of the lease by default)."""
+    """How often the process refreshes the leases of all its live connections (default: a third of the lease)."""
     http_denial: bool
     """Answer connect denials with HTTP 429 where the server offers ``websocket.http.response``."""
     release_on_sigterm: bool
