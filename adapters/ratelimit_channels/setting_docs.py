@@ -68,7 +68,9 @@ SETTING_DOCS: Final[Mapping[str, str]] = MappingProxyType(
         ),
         "limits_resolver": (
             "`resolver(scope) -> dict | None` (or its dotted path): this connection's overrides of any limit, by "
-            "keyword name (see Message types, quotas and tiers). `None`: every connection gets the site's limits."
+            "keyword name (see [Message types, quotas and tiers]"
+            "(../guides/message-limits.md#limits-per-user-or-tier)). "
+            "`None`: every connection gets the site's limits."
         ),
         "conn_retry_ms": "The `retry_after_ms` hint in connection and room denials.",
         "lease_ms": "Slots of a crashed process free themselves after this long.",
@@ -83,7 +85,7 @@ SETTING_DOCS: Final[Mapping[str, str]] = MappingProxyType(
         ),
         "release_on_sigterm": (
             "On SIGTERM, release every slot of the process before the server's own handler starts closing sockets "
-            "(see Leases and heartbeats)."
+            "(see [Graceful restart](../production/leases.md#graceful-restart-sigterm))."
         ),
         "on_backend_error": '`"fallback"`, `"allow"` or `"deny"`: what the limits decide when the backend fails.',
         "fallback": "Wrap Redis URLs in a `FallbackBackend`.",
