@@ -12,6 +12,8 @@ backend's coalescer sends as one pipeline, through `FallbackBackend` too),
 whatever the number of limits configured. A refusal then gives back the slots
 the attempt took, in a second round trip; so does a storage failure, a timeout
 or a cancellation, including the slots whose calls were still in flight.
+An attempt one limit refused while another admitted it asks again, one limit
+after another, so that concurrent attempts fill every limit to its capacity.
 When the storage fails, `on_error` decides (see `failures`).
 """
 
@@ -142,6 +144,16 @@ class _Refusal:
     """The bucket's exact wait; None for a full set (the configured hint applies)."""
 
 
+class _Split:
+    """The outcome of asking every limit at once when one refused and another admitted: not final."""
+
+    def __repr__(self) -> str:
+        return "_SPLIT"
+
+
+_SPLIT: Final = _Split()
+
+
 class ConnectionPolicy:
     """Connection admission on top of any `Backend`.
 
@@ -189,6 +201,15 @@ class ConnectionPolicy:
         concurrent attempt may be refused for them meanwhile. Once `admit` returns,
         a refused attempt holds nothing.
 
+        When one slot limit refused the attempt while another admitted it, the
+        refusal is not final: two concurrent attempts may each hold the slot the
+        other lacks (on Redis Cluster each set's node orders them its own way), and
+        both giving up would admit fewer than the capacity. The attempt then gives
+        back what it took and asks the limits again one after another, in order
+        (the token is not spent again): those that pass the first limit are the
+        only ones competing for the next, so concurrent attempts fill every limit
+        to its capacity, never beyond. This costs round trips only at capacity.
+
         On `Admitted`, the caller owns the leases: refresh them while the connection
         lives and release them when it ends. A refusal because the primary storage is
         down (`SetResult.unavailable`, `BucketResult.unavailable`) is the
@@ -207,6 +228,9 @@ class ConnectionPolicy:
         attempt = _Attempt(self.backend, member, self.limits.lease_ms)
         try:
             refusal = await self._ask_all(attempt, identity, room)
+            if isinstance(refusal, _Split):
+                await attempt.give_back_taken()
+                refusal = await self._ask_in_turn(attempt, identity, room)
         except BaseException as exc:
             await attempt.give_back(exc)
             if self.on_error is None or not isinstance(exc, BackendError):
@@ -232,8 +256,11 @@ class ConnectionPolicy:
             checks.append(_Check("room", room_members_key(room), limits.room_max_members))
         return checks
 
-    async def _ask_all(self, attempt: _Attempt, identity: ClientIdentity, room: str | None) -> _Refusal | None:
-        """Ask the bucket and every slot at once; the first refusal in order, else None.
+    async def _ask_all(self, attempt: _Attempt, identity: ClientIdentity, room: str | None) -> _Refusal | _Split | None:
+        """Ask the bucket and every slot at once; the first refusal in order, `_SPLIT`, else None.
+
+        `_SPLIT` (nothing reported to the hooks yet) when a slot limit refused while
+        another admitted, and the bucket passed: `_ask_in_turn` decides then.
 
         Raises the first failure in that order once every call has ended (the attempt
         then knows what storage may hold).
@@ -250,7 +277,20 @@ class ConnectionPolicy:
                 self.hooks.emit(Decision("connect", token.allowed, _rate_code(token), identity.key, token.degraded))
             if not token.allowed:
                 return _Refusal("connect", burst or 0, token.unavailable, token.retry_after_ms)
+        refused = [result for result in slots if not result.added]
+        if refused and len(refused) < len(slots) and not any(result.unavailable for result in refused):
+            return _SPLIT
         for check, result in zip(checks, slots, strict=True):
+            if self.hooks:
+                _report(self.hooks, check.limit, result, identity)
+            if not result.added:
+                return _Refusal(check.limit, check.capacity, result.unavailable)
+        return None
+
+    async def _ask_in_turn(self, attempt: _Attempt, identity: ClientIdentity, room: str | None) -> _Refusal | None:
+        """Take a slot under each limit in turn; the first full one stops the attempt and is returned."""
+        for check in self._checks(identity, room):
+            result = await attempt.take(check)
             if self.hooks:
                 _report(self.hooks, check.limit, result, identity)
             if not result.added:
@@ -292,7 +332,7 @@ class ConnectionPolicy:
 class _Attempt:
     """The slots one `admit` call asked for, and its calls still in flight."""
 
-    __slots__ = ("_backend", "_in_flight", "_lease_ms", "_member", "_taken", "degraded")
+    __slots__ = ("_backend", "_giving_back", "_in_flight", "_lease_ms", "_member", "_taken", "degraded")
 
     def __init__(self, backend: Backend, member: str, lease_ms: int) -> None:
         self._backend = backend
@@ -300,6 +340,8 @@ class _Attempt:
         self._lease_ms = lease_ms
         self._taken: list[Slot] = []
         self._in_flight: list[asyncio.Future[Any]] = []
+        self._giving_back: Leases | None = None
+        """The removal `give_back_taken` started, if it has not ended."""
         self.degraded = False
         """Some answer came without the primary storage."""
 
@@ -334,6 +376,29 @@ class _Attempt:
         self.degraded = any(result.degraded for result in results)
         return token, results
 
+    async def take(self, check: _Check) -> SetResult:
+        """Add this attempt's member to `check`'s set alone: recorded as taken before the call, dropped if refused."""
+        self._taken.append(Slot(check.key, self._member))
+        # Its own task, as in `ask`: a cancellation leaves it running for the clean-up to wait for.
+        call = asyncio.ensure_future(
+            self._backend.set_add(check.key, self._member, capacity=check.capacity, lease_ms=self._lease_ms)
+        )
+        self._in_flight = [call]
+        result = await asyncio.shield(call)
+        self._in_flight = []
+        self.degraded = self.degraded or result.degraded
+        if not result.added:
+            self._taken.pop()
+        return result
+
+    async def give_back_taken(self) -> None:
+        """Remove every slot taken so far (shielded, as any release) and start again holding nothing."""
+        self._giving_back = self.leases()
+        await self._giving_back.release()
+        # Only once removed: cancelled before, the removal goes on and `give_back` leaves it be.
+        self._giving_back = None
+        self._taken = []
+
     def leases(self) -> Leases:
         return Leases(self._backend, self._taken, self._lease_ms)
 
@@ -344,6 +409,10 @@ class _Attempt:
         stop it, and does not replace `exc` (a cancelled attempt ends with its own
         `CancelledError`). Any other interruption lets the new `CancelledError` through.
         """
+        if self._giving_back is not None:
+            # `give_back_taken` was cancelled: its removal goes on by itself (`Leases.release` is
+            # shielded) and nothing else was taken or is in flight, so there is nothing to wait for.
+            return
         removal = asyncio.ensure_future(_remove_after(self.leases(), self._in_flight))
         try:
             await asyncio.shield(removal)
