@@ -32,12 +32,13 @@ from .demo_users import QueryStringUserMiddleware  # noqa: E402
 from .routing import room_urlpatterns  # noqa: E402
 from .shadow_reports import SHADOW_REPORTS  # noqa: E402
 
+enforcing = RateLimitMiddleware(URLRouter(room_urlpatterns))
+shadow = RateLimitMiddleware(URLRouter(room_urlpatterns), shadow=True, hooks=SHADOW_REPORTS.hooks)
+# Django's stubs type a route's view as an HTTP view; Channels' URLRouter takes any ASGI app there.
 rooms = URLRouter(
     [
-        re_path(r"^ws/match/", RateLimitMiddleware(URLRouter(room_urlpatterns))),
-        re_path(
-            r"^ws/shadow/", RateLimitMiddleware(URLRouter(room_urlpatterns), shadow=True, hooks=SHADOW_REPORTS.hooks)
-        ),
+        re_path(r"^ws/match/", enforcing),  # type: ignore[arg-type]
+        re_path(r"^ws/shadow/", shadow),  # type: ignore[arg-type]
     ]
 )
 
