@@ -9,12 +9,14 @@ import pytest
 from channels.testing import WebsocketCommunicator
 from django.core.exceptions import ImproperlyConfigured
 from django.test import override_settings
+from prometheus_client import CollectorRegistry
 
 from ratelimit_channels import RateLimitMiddleware
 from ratelimit_channels.checks import INVALID_VALUE, check_settings
 from ratelimit_core import Backend, ManualClock
 from ratelimit_core.observe import Decision, DecisionHooks
 from ratelimit_core.policies import ClientIdentity, Occupancy
+from ratelimit_core.prometheus import PrometheusMetrics
 from support.ws_app import User, client, expect_refused, expect_welcome, make_app, occupancy, router
 
 ALICE = User(pk=1)
@@ -25,7 +27,9 @@ async def test_the_n_plus_first_socket_over_a_per_user_limit_is_admitted_reporte
     backend: Backend, caplog: pytest.LogCaptureFixture
 ) -> None:
     seen: list[Decision] = []
-    app = make_app(backend, hooks=DecisionHooks(seen.append), conn_per_user=2, shadow=True)
+    registry = CollectorRegistry()
+    metrics = PrometheusMetrics(registry)
+    app = make_app(backend, hooks=DecisionHooks(seen.append, metrics.record), conn_per_user=2, shadow=True)
     sockets = [client(app, "/ws/rooms/r/", user=ALICE, ip="1.1.1.1") for _ in range(3)]
     with caplog.at_level(logging.DEBUG, logger="ratelimit_channels"):
         welcomes = [await expect_welcome(socket) for socket in sockets]
@@ -35,6 +39,10 @@ async def test_the_n_plus_first_socket_over_a_per_user_limit_is_admitted_reporte
         ("user", True, None, True),
         ("user", False, "connection_limit_exceeded", True),
     ]
+    counted = {"limit": "user", "degraded": "false", "shadow": "true"}
+    assert registry.get_sample_value("ratelimit_decisions_total", {**counted, "outcome": "allowed", "code": ""}) == 2
+    over = {**counted, "outcome": "denied", "code": "connection_limit_exceeded"}
+    assert registry.get_sample_value("ratelimit_decisions_total", over) == 1
     (logged,) = [r for r in caplog.records if getattr(r, "ratelimit_shadow", False)]
     assert (logged.ratelimit_code, logged.levelno) == ("connection_limit_exceeded", logging.DEBUG)  # type: ignore[attr-defined]
     assert "shadow: would have refused a connection of user:1" in logged.getMessage()
