@@ -30,7 +30,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import Awaitable, Coroutine
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any, Final, cast
 
 from ..arguments import check_count, check_flag, check_optional_count
@@ -208,8 +208,8 @@ class ConnectionPolicy:
         lives and release them when it ends. In shadow mode every outcome that would
         have been a `Denial` is an `Admitted` holding every slot it took, with that
         denial as `Admitted.shadowed`, and the hooks hear every limit's decision.
-        A refusal because the primary storage is down (`SetResult.unavailable`, `BucketResult.unavailable`) is the
-        `ErrorCode.BACKEND_UNAVAILABLE` denial.
+        A refusal because the primary storage is down (`SetResult.unavailable`,
+        `BucketResult.unavailable`) is the `ErrorCode.BACKEND_UNAVAILABLE` denial.
 
         Every other outcome leaves nothing held: a refusal, a storage failure, a
         timeout or a cancellation removes each slot this attempt asked for, once
@@ -266,8 +266,8 @@ class ConnectionPolicy:
         if token is not None:
             attempt.degraded = attempt.degraded or token.degraded
             if self.hooks:
-                decision = Decision("connect", token.allowed, _rate_code(token), identity.key, token.degraded)
-                self.hooks.emit(replace(decision, shadow=True) if self.shadow else decision)
+                code = _rate_code(token)
+                self.hooks.emit(Decision("connect", token.allowed, code, identity.key, token.degraded, self.shadow))
             if not token.allowed:
                 refusals.append(_Refusal("connect", burst or 0, token.unavailable, token.retry_after_ms))
         for check, result in zip(checks, slots, strict=True):
