@@ -33,18 +33,18 @@ class MatchConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
         self.counted_as: str | None = None if info is None else info.identity.key
         await self.channel_layer.group_add(self.group, self.channel_name)
         await self.accept()
-        await self.send_json(
-            {
-                "type": "welcome",
-                "room": self.room,
-                "user": self.player,
-                # Who the limits count this socket as: "user:<name>", or "ip:<address>" when anonymous.
-                "counted_as": self.counted_as,
-                "pid": os.getpid(),
-                # Shadow route only: the error frame the limits would have refused this socket with.
-                "shadowed": None if info is None or info.shadowed is None else info.shadowed.frame(),
-            }
-        )
+        welcome: dict[str, Any] = {
+            "type": "welcome",
+            "room": self.room,
+            "user": self.player,
+            # Who the limits count this socket as: "user:<name>", or "ip:<address>" when anonymous.
+            "counted_as": self.counted_as,
+            "pid": os.getpid(),
+        }
+        if info is not None and info.shadowed is not None:
+            # Shadow route only: the error frame the limits would have refused this socket with.
+            welcome["shadowed"] = info.shadowed.frame()
+        await self.send_json(welcome)
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None, **kwargs: Any) -> None:
         if self.counted_as is not None:
