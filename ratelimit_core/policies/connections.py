@@ -15,6 +15,16 @@ or a cancellation, including the slots whose calls were still in flight.
 An attempt one limit refused while another admitted it asks again, one limit
 after another, so that concurrent attempts fill every limit to its capacity.
 When the storage fails, `on_error` decides (see `failures`).
+
+In shadow mode (``shadow=True``) nothing is refused: every limit is still asked and
+reported (each `Decision` marked ``shadow``), and the denial that would have applied
+rides on the `Admitted` as `Admitted.shadowed`. The slots are then taken without a
+capacity (``set_add(capacity=None)``) and the set's size after the add is compared
+with the capacity, so a connection over a limit holds its slot like any other and
+releases it when it ends: the counts stay those of the real traffic, and the next
+attempt's report stays true (a slot given back after a would-be refusal would make
+the counts, and so the reports, too low). The attempt token is spent as usual; an
+empty bucket has no token to spend.
 """
 
 from __future__ import annotations
@@ -25,7 +35,7 @@ from collections.abc import Awaitable, Coroutine
 from dataclasses import dataclass
 from typing import Any, Final, cast
 
-from ..arguments import check_count, check_optional_count
+from ..arguments import check_count, check_flag, check_optional_count
 from ..backend import Backend, BucketResult, SetResult
 from ..errors import BackendError, InvalidArgument
 from ..failure_modes import OnError, check_on_error
@@ -159,9 +169,10 @@ class ConnectionPolicy:
 
     `on_error` decides when the backend fails (``"fallback"``, ``"allow"``,
     ``"deny"``; see `failures`); None lets the `BackendError` through.
+    `shadow` reports every decision without refusing anything (see the module's docstring).
     """
 
-    __slots__ = ("backend", "hooks", "limits", "on_error")
+    __slots__ = ("backend", "hooks", "limits", "on_error", "shadow")
 
     def __init__(
         self,
@@ -170,6 +181,7 @@ class ConnectionPolicy:
         *,
         on_error: OnError | None = None,
         hooks: DecisionHooks | None = None,
+        shadow: bool = False,
     ) -> None:
         self.backend = backend
         """Where the limits are counted."""
@@ -179,9 +191,12 @@ class ConnectionPolicy:
         """What to decide when the backend fails; None raises the `BackendError`."""
         self.hooks = hooks
         """Where decisions are reported, if anywhere."""
+        self.shadow = check_flag("shadow", shadow)
+        """Report the limits' decisions without refusing anything (`Admitted.shadowed`)."""
 
     def __repr__(self) -> str:
-        return f"ConnectionPolicy({self.backend!r}, {self.limits!r}, on_error={self.on_error!r})"
+        shadow = ", shadow=True" if self.shadow else ""
+        return f"ConnectionPolicy({self.backend!r}, {self.limits!r}, on_error={self.on_error!r}{shadow})"
 
     async def admit(
         self, identity: ClientIdentity, room: str | None = None, *, connection_id: str | None = None
@@ -211,9 +226,11 @@ class ConnectionPolicy:
         to its capacity, never beyond. This costs round trips only at capacity.
 
         On `Admitted`, the caller owns the leases: refresh them while the connection
-        lives and release them when it ends. A refusal because the primary storage is
-        down (`SetResult.unavailable`, `BucketResult.unavailable`) is the
-        `ErrorCode.BACKEND_UNAVAILABLE` denial.
+        lives and release them when it ends. In shadow mode every outcome that would
+        have been a `Denial` is an `Admitted` holding every slot it took, with that
+        denial as `Admitted.shadowed`, and the hooks hear every limit's decision.
+        A refusal because the primary storage is down (`SetResult.unavailable`,
+        `BucketResult.unavailable`) is the `ErrorCode.BACKEND_UNAVAILABLE` denial.
 
         Every other outcome leaves nothing held: a refusal, a storage failure, a
         timeout or a cancellation removes each slot this attempt asked for, once
@@ -238,10 +255,11 @@ class ConnectionPolicy:
             return self._unchecked(exc, self.on_error)
         if refusal is None:
             return Admitted(attempt.leases(), attempt.degraded)
+        if self.shadow:
+            # Every slot stays taken (none was refused: see the module's docstring); the caller owns them.
+            return Admitted(attempt.leases(), attempt.degraded, self._denial(refusal, identity, attempt.degraded))
         # Cancelled here, the removal still completes (release is shielded) and the cancellation propagates.
         await attempt.leases().release()
-        if refusal.unavailable:
-            return connection_unavailable(self.limits.retry_after_ms)
         return self._denial(refusal, identity, attempt.degraded)
 
     def _checks(self, identity: ClientIdentity, room: str | None) -> list[_Check]:
@@ -270,41 +288,52 @@ class ConnectionPolicy:
         if rate is not None and burst is not None:
             bucket = self.backend.bucket_consume(connect_bucket_key(identity), rate=rate, burst=burst)
         checks = self._checks(identity, room)
-        token, slots = await attempt.ask(bucket, checks)
+        token, slots = await attempt.ask(bucket, checks, capped=not self.shadow)
+        refusals: list[_Refusal] = []
         if token is not None:
             attempt.degraded = attempt.degraded or token.degraded
             if self.hooks:
-                self.hooks.emit(Decision("connect", token.allowed, _rate_code(token), identity.key, token.degraded))
+                code = _rate_code(token)
+                self.hooks.emit(Decision("connect", token.allowed, code, identity.key, token.degraded, self.shadow))
             if not token.allowed:
-                return _Refusal("connect", burst or 0, token.unavailable, token.retry_after_ms)
+                refusals.append(_Refusal("connect", burst or 0, token.unavailable, token.retry_after_ms))
         refused = [result for result in slots if not result.added]
-        if refused and len(refused) < len(slots) and not any(result.unavailable for result in refused):
-            return _SPLIT
+        if not refusals and refused and len(refused) < len(slots) and not any(r.unavailable for r in refused):
+            return _SPLIT  # never in shadow mode: its adds are uncapped
         for check, result in zip(checks, slots, strict=True):
+            if refusals and not self.shadow:
+                break  # the hooks hear the decisions up to the first refusal; shadow mode reports them all
+            # Uncapped (shadow), the add always succeeds: the size after it says whether it would have.
+            over = not result.added or (self.shadow and result.size > check.capacity)
             if self.hooks:
-                _report(self.hooks, check.limit, result, identity)
-            if not result.added:
-                return _Refusal(check.limit, check.capacity, result.unavailable)
-        return None
+                _report(self.hooks, check.limit, result, identity, over=over, shadow=self.shadow)
+            if over:
+                refusals.append(_Refusal(check.limit, check.capacity, result.unavailable))
+        return refusals[0] if refusals else None
 
     async def _ask_in_turn(self, attempt: _Attempt, identity: ClientIdentity, room: str | None) -> _Refusal | None:
         """Take a slot under each limit in turn; the first full one stops the attempt and is returned."""
         for check in self._checks(identity, room):
             result = await attempt.take(check)
             if self.hooks:
-                _report(self.hooks, check.limit, result, identity)
+                _report(self.hooks, check.limit, result, identity, over=not result.added, shadow=False)
             if not result.added:
                 return _Refusal(check.limit, check.capacity, result.unavailable)
         return None
 
     def _unchecked(self, exc: BackendError, on_error: OnError) -> ConnectionVerdict:
         """The verdict `on_error` gives when the storage failed (the attempt holds nothing by now)."""
-        report_failure("connection admission", exc, on_error)
+        report_failure("connection admission", exc, on_error, shadow=self.shadow)
+        nothing = Leases(self.backend, (), self.limits.lease_ms)
         if on_error == "deny":
+            if self.shadow:
+                return Admitted(nothing, degraded=True, shadowed=connection_unavailable(self.limits.retry_after_ms))
             return connection_unavailable(self.limits.retry_after_ms)
-        return Admitted(Leases(self.backend, (), self.limits.lease_ms), degraded=True)
+        return Admitted(nothing, degraded=True)
 
     def _denial(self, refusal: _Refusal, identity: ClientIdentity, degraded: bool) -> Denial:
+        if refusal.unavailable:
+            return connection_unavailable(self.limits.retry_after_ms)
         capacity = refusal.capacity
         retry = self.limits.retry_after_ms if refusal.retry_after_ms is None else refusal.retry_after_ms
         if refusal.limit == "connect":
@@ -346,9 +375,11 @@ class _Attempt:
         """Some answer came without the primary storage."""
 
     async def ask(
-        self, bucket: Coroutine[Any, Any, BucketResult] | None, checks: list[_Check]
+        self, bucket: Coroutine[Any, Any, BucketResult] | None, checks: list[_Check], *, capped: bool = True
     ) -> tuple[BucketResult | None, list[SetResult]]:
         """Run `bucket` and a `set_add` per check, all issued at once; their results once all have ended.
+
+        `capped` False adds every slot without its capacity (shadow mode).
 
         Every slot is recorded as taken before its call: storage may still run a call
         whose caller was cancelled or timed out, so the clean-up must remove it too
@@ -361,7 +392,10 @@ class _Attempt:
         # turn of the loop (one pipeline), and a cancellation leaves them running so that
         # the clean-up can wait for them (a removal sent ahead of its add could arrive first).
         calls: list[Awaitable[Any]] = [] if bucket is None else [bucket]
-        calls += [self._backend.set_add(c.key, member, capacity=c.capacity, lease_ms=lease_ms) for c in checks]
+        calls += [
+            self._backend.set_add(c.key, member, capacity=c.capacity if capped else None, lease_ms=lease_ms)
+            for c in checks
+        ]
         self._in_flight = [asyncio.ensure_future(call) for call in calls]
         outcomes = await asyncio.shield(asyncio.gather(*self._in_flight, return_exceptions=True))
         self._in_flight = []
@@ -434,15 +468,17 @@ async def _remove_after(leases: Leases, in_flight: list[asyncio.Future[Any]]) ->
     await leases.release()
 
 
-def _report(hooks: DecisionHooks, limit: Limit, result: SetResult, identity: ClientIdentity) -> None:
+def _report(
+    hooks: DecisionHooks, limit: Limit, result: SetResult, identity: ClientIdentity, *, over: bool, shadow: bool
+) -> None:
     code: ErrorCode | None
-    if result.added:
+    if not over:
         code = None
     elif result.unavailable:
         code = ErrorCode.BACKEND_UNAVAILABLE
     else:
         code = ErrorCode.ROOM_FULL if limit == "room" else ErrorCode.CONNECTION_LIMIT_EXCEEDED
-    hooks.emit(Decision(limit, result.added, code, identity.key, result.degraded))
+    hooks.emit(Decision(limit, not over, code, identity.key, result.degraded, shadow))
 
 
 def _rate_code(result: BucketResult) -> ErrorCode | None:

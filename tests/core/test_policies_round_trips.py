@@ -83,6 +83,26 @@ async def test_a_refusal_by_one_limit_of_several_is_asked_again_and_holds_nothin
         await verdict.leases.release()
 
 
+async def test_a_shadow_admission_over_a_limit_is_one_round_trip_and_keeps_its_slots(
+    stack: tuple[Backend, RedisBackend],
+) -> None:
+    backend, primary = stack
+    policy = ConnectionPolicy(backend, LIMITS, shadow=True)
+    alice = ClientIdentity("10.0.0.3", "alice")
+    held = [await policy.admit(alice, "lobby") for _ in range(2)]
+    counted = Counted(primary)
+    over = await policy.admit(alice, "lobby")
+    assert isinstance(over, Admitted)
+    assert over.shadowed is not None
+    assert over.shadowed.code == ErrorCode.CONNECTION_LIMIT_EXCEEDED
+    assert counted.take() == (1, 4)  # nothing given back: the over-limit connection holds its slots
+    occupancy = await policy.occupancy(alice, "lobby")
+    assert (occupancy.identity, occupancy.ip, occupancy.room) == (3, 3, 3)
+    for verdict in (*held, over):
+        assert isinstance(verdict, Admitted)
+        await verdict.leases.release()
+
+
 class CountingKeeper(LeaseKeeper):
     """A `LeaseKeeper` that records the round trips and calls of each tick, and of the time between ticks."""
 
