@@ -22,6 +22,7 @@ __all__ = [
     "Domain",
     "Text",
     "check_count",
+    "check_flag",
     "check_optional_count",
     "check_text",
 ]
@@ -47,6 +48,13 @@ def check_optional_count(name: str, value: object, *, minimum: int = 1) -> int |
     if isinstance(value, bool) or not isinstance(value, int):
         raise InvalidArgument(f"{name} must be an int or None, got {value!r}")
     return check_count(name, value, minimum=minimum)
+
+
+def check_flag(name: str, value: object) -> bool:
+    """Return `value` if it is True or False (not merely truthy), else raise."""
+    if not isinstance(value, bool):
+        raise InvalidArgument(f"{name} must be True or False, got {value!r:.80}")
+    return value
 
 
 def check_text(name: str, value: object) -> str:

@@ -45,6 +45,9 @@ class Decision:
     """Whom it was counted against: ``user:<pk>`` or ``ip:<address>``."""
     degraded: bool = False
     """True when the backend answered without its primary storage (see `FallbackBackend`)."""
+    shadow: bool = False
+    """True when the policy runs in shadow mode: `allowed` is what the limit would have decided,
+    and nothing was refused or closed for it."""
 
 
 DecisionHook = Callable[[Decision], None]

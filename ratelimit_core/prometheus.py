@@ -8,9 +8,10 @@ backend = FallbackBackend(primary, on_transition=metrics.backend_transition)
 
 Metrics:
 
-- ``ratelimit_decisions_total{limit, outcome, code, degraded}``: a counter of
-  decisions; `outcome` is ``allowed`` or ``denied``, `code` the wire code of a
-  denial (empty when allowed).
+- ``ratelimit_decisions_total{limit, outcome, code, degraded, shadow}``: a counter
+  of decisions; `outcome` is ``allowed`` or ``denied``, `code` the wire code of a
+  denial (empty when allowed), `shadow` ``true`` for a decision made in shadow mode
+  (a ``denied`` one was only reported: nothing was refused).
 - ``ratelimit_backend_up``: a gauge, 1 while the primary backend answers and 0
   while a `FallbackBackend` answers without it.
 """
@@ -31,7 +32,7 @@ class PrometheusMetrics:
         self.decisions = Counter(
             "decisions",
             "Rate-limit decisions by limit, outcome and wire code.",
-            ["limit", "outcome", "code", "degraded"],
+            ["limit", "outcome", "code", "degraded", "shadow"],
             namespace=namespace,
             registry=registry,
         )
@@ -50,6 +51,7 @@ class PrometheusMetrics:
             outcome="allowed" if decision.allowed else "denied",
             code=decision.code or "",
             degraded="true" if decision.degraded else "false",
+            shadow="true" if decision.shadow else "false",
         ).inc()
 
     def backend_transition(self, up: bool) -> None:

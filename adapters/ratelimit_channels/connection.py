@@ -14,6 +14,11 @@ connections, refreshes them all together), and releases that fail are left to ex
 However the connection ends (either side closing, the inner app raising, the
 task cancelled at any await, twice), its slots are released exactly once.
 Decisions made without the primary storage are logged at DEBUG.
+
+With ``WS_RATE_SHADOW`` the policies refuse nothing: a connection or a frame that
+would have been refused goes on, the would-be denial is logged (at DEBUG, like a
+refusal, marked shadow) and the inner app finds it on `ConnectionInfo.shadowed`
+for the connection.
 """
 
 from __future__ import annotations
@@ -64,6 +69,8 @@ class ConnectionInfo:
     """The room it joined (from the route kwarg or the resolver), or None."""
     degraded: bool = False
     """Admitted without the primary storage (a `FallbackBackend`'s local store, or ``on_error``)."""
+    shadowed: Denial | None = None
+    """In shadow mode (``WS_RATE_SHADOW``), the denial that would have refused this connection."""
 
 
 class LimitedConnection:
@@ -130,7 +137,7 @@ class LimitedConnection:
             self._config_warnings.check_room(self._scope, self._inner, settings, room)
         on_error = settings.on_backend_error
         verdict = await ConnectionPolicy(
-            self._backend, settings.connections, on_error=on_error, hooks=self._hooks
+            self._backend, settings.connections, on_error=on_error, hooks=self._hooks, shadow=settings.shadow
         ).admit(identity, room)
         if verdict.degraded:
             outcome = verdict.code if isinstance(verdict, Denial) else "admitted"
@@ -146,6 +153,8 @@ class LimitedConnection:
             await self._refuse(verdict)
             return
         self._leases = verdict.leases
+        if verdict.shadowed is not None:
+            _log_shadowed("connection", identity.key, verdict.shadowed, room)
         # From here on the slots are this connection's: every way out goes through the release below.
         try:
             messages = MessagePolicy(
@@ -154,9 +163,10 @@ class LimitedConnection:
                 on_error=on_error,
                 hooks=self._hooks,
                 type_resolver=settings.message_type_resolver,
+                shadow=settings.shadow,
             )
             self._gate = messages.gate(identity)
-            self._scope[SCOPE_KEY] = ConnectionInfo(identity, room, verdict.degraded)
+            self._scope[SCOPE_KEY] = ConnectionInfo(identity, room, verdict.degraded, verdict.shadowed)
             self._pending = first
             self._keeper.keep(verdict.leases)
             await self._inner(self._scope, self._inner_receive, self._inner_send)
@@ -199,6 +209,8 @@ class LimitedConnection:
                 if verdict.degraded:
                     _log_degraded(self._gate, verdict)
                 if isinstance(verdict, Allowed):
+                    if verdict.shadowed is not None:
+                        _log_shadowed("message", self._gate.identity.key, verdict.shadowed)
                     return message
                 _log_refused(self._gate, verdict)
                 if verdict.close_code is None:
@@ -254,4 +266,22 @@ def _log_refused(gate: MessageGate, denial: Denial) -> None:
         denial.code,
         "" if denial.close_code is None else f", closing {denial.close_code}",
         extra={"ratelimit_code": denial.code, "ratelimit_identity": key},
+    )
+
+
+def _log_shadowed(what: str, key: str, denial: Denial, room: str | None = None) -> None:
+    """A would-be refusal in shadow mode: logged like a refusal, marked shadow, and nothing refused."""
+    closing = "" if denial.close_code is None else f", closing {denial.close_code}"
+    logger.debug(
+        "shadow: would have refused a %s of %s: %s%s",
+        what,
+        key,
+        denial.code,
+        closing,
+        extra={
+            "ratelimit_code": denial.code,
+            "ratelimit_identity": key,
+            "ratelimit_room": room,
+            "ratelimit_shadow": True,
+        },
     )

@@ -95,6 +95,11 @@ SETTING_DOCS: Final[Mapping[str, str]] = MappingProxyType(
         ),
         "fallback_processes": "Divide limits by this while degraded (your number of server processes).",
         "fallback_cooldown_ms": "First probe interval while degraded (doubles up to 30 s).",
+        "shadow": (
+            "Shadow mode: every limit is counted and every decision reported (hooks, Prometheus `shadow` label, "
+            "logs), but nothing is refused, dropped or closed; a tier may turn it on or off per connection "
+            "(see [Shadow mode](../guides/shadow.md))."
+        ),
     }
 )
 """Keyword override -> what the setting means (Markdown)."""

@@ -89,6 +89,7 @@ SETTINGS: Final[Mapping[str, tuple[str, object]]] = MappingProxyType(
         "backend_timeout_ms": ("WS_RATE_BACKEND_TIMEOUT_MS", DEFAULT_TIMEOUT_MS),
         "fallback_processes": ("WS_RATE_FALLBACK_PROCESSES", 1),
         "fallback_cooldown_ms": ("WS_RATE_FALLBACK_COOLDOWN_MS", DEFAULT_COOLDOWN_MS),
+        "shadow": ("WS_RATE_SHADOW", False),
     }
 )
 """Keyword override -> (Django setting, default)."""
@@ -105,6 +106,7 @@ TIER_FIELDS: Final = (
     "msg_strikes",
     "msg_types",
     "msg_quota",
+    "shadow",
 )
 """The limits ``WS_RATE_LIMITS_RESOLVER`` may override for one connection (keys of `SETTINGS`)."""
 
@@ -143,6 +145,8 @@ class RateLimitSettings:
     """What the limits decide when the backend fails (see `ratelimit_core.policies.failures`)."""
     backend_options: BackendOptions
     """How a backend URL is built: timeouts, and the `FallbackBackend` around it."""
+    shadow: bool = False
+    """Report every decision without refusing or closing anything (the policies' shadow mode)."""
 
 
 def check_overrides(overrides: Mapping[str, object]) -> dict[str, object]:
@@ -341,6 +345,7 @@ def _read(raw: _Raw) -> RateLimitSettings:
             processes=raw.required("fallback_processes", _POSITIVE),
             cooldown_ms=raw.required("fallback_cooldown_ms", _POSITIVE),
         ),
+        shadow=raw.flag("shadow"),
     )
 
 

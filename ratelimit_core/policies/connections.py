@@ -12,7 +12,19 @@ backend's coalescer sends as one pipeline, through `FallbackBackend` too),
 whatever the number of limits configured. A refusal then gives back the slots
 the attempt took, in a second round trip; so does a storage failure, a timeout
 or a cancellation, including the slots whose calls were still in flight.
+An attempt one limit refused while another admitted it asks again, one limit
+after another, so that concurrent attempts fill every limit to its capacity.
 When the storage fails, `on_error` decides (see `failures`).
+
+In shadow mode (``shadow=True``) nothing is refused: every limit is still asked and
+reported (each `Decision` marked ``shadow``), and the denial that would have applied
+rides on the `Admitted` as `Admitted.shadowed`. The slots are then taken without a
+capacity (``set_add(capacity=None)``) and the set's size after the add is compared
+with the capacity, so a connection over a limit holds its slot like any other and
+releases it when it ends: the counts stay those of the real traffic, and the next
+attempt's report stays true (a slot given back after a would-be refusal would make
+the counts, and so the reports, too low). The attempt token is spent as usual; an
+empty bucket has no token to spend.
 """
 
 from __future__ import annotations
@@ -23,7 +35,7 @@ from collections.abc import Awaitable, Coroutine
 from dataclasses import dataclass
 from typing import Any, Final, cast
 
-from ..arguments import check_count, check_optional_count
+from ..arguments import check_count, check_flag, check_optional_count
 from ..backend import Backend, BucketResult, SetResult
 from ..errors import BackendError, InvalidArgument
 from ..failure_modes import OnError, check_on_error
@@ -142,14 +154,25 @@ class _Refusal:
     """The bucket's exact wait; None for a full set (the configured hint applies)."""
 
 
+class _Split:
+    """The outcome of asking every limit at once when one refused and another admitted: not final."""
+
+    def __repr__(self) -> str:
+        return "_SPLIT"
+
+
+_SPLIT: Final = _Split()
+
+
 class ConnectionPolicy:
     """Connection admission on top of any `Backend`.
 
     `on_error` decides when the backend fails (``"fallback"``, ``"allow"``,
     ``"deny"``; see `failures`); None lets the `BackendError` through.
+    `shadow` reports every decision without refusing anything (see the module's docstring).
     """
 
-    __slots__ = ("backend", "hooks", "limits", "on_error")
+    __slots__ = ("backend", "hooks", "limits", "on_error", "shadow")
 
     def __init__(
         self,
@@ -158,6 +181,7 @@ class ConnectionPolicy:
         *,
         on_error: OnError | None = None,
         hooks: DecisionHooks | None = None,
+        shadow: bool = False,
     ) -> None:
         self.backend = backend
         """Where the limits are counted."""
@@ -167,9 +191,12 @@ class ConnectionPolicy:
         """What to decide when the backend fails; None raises the `BackendError`."""
         self.hooks = hooks
         """Where decisions are reported, if anywhere."""
+        self.shadow = check_flag("shadow", shadow)
+        """Report the limits' decisions without refusing anything (`Admitted.shadowed`)."""
 
     def __repr__(self) -> str:
-        return f"ConnectionPolicy({self.backend!r}, {self.limits!r}, on_error={self.on_error!r})"
+        shadow = ", shadow=True" if self.shadow else ""
+        return f"ConnectionPolicy({self.backend!r}, {self.limits!r}, on_error={self.on_error!r}{shadow})"
 
     async def admit(
         self, identity: ClientIdentity, room: str | None = None, *, connection_id: str | None = None
@@ -189,10 +216,21 @@ class ConnectionPolicy:
         concurrent attempt may be refused for them meanwhile. Once `admit` returns,
         a refused attempt holds nothing.
 
+        When one slot limit refused the attempt while another admitted it, the
+        refusal is not final: two concurrent attempts may each hold the slot the
+        other lacks (on Redis Cluster each set's node orders them its own way), and
+        both giving up would admit fewer than the capacity. The attempt then gives
+        back what it took and asks the limits again one after another, in order
+        (the token is not spent again): those that pass the first limit are the
+        only ones competing for the next, so concurrent attempts fill every limit
+        to its capacity, never beyond. This costs round trips only at capacity.
+
         On `Admitted`, the caller owns the leases: refresh them while the connection
-        lives and release them when it ends. A refusal because the primary storage is
-        down (`SetResult.unavailable`, `BucketResult.unavailable`) is the
-        `ErrorCode.BACKEND_UNAVAILABLE` denial.
+        lives and release them when it ends. In shadow mode every outcome that would
+        have been a `Denial` is an `Admitted` holding every slot it took, with that
+        denial as `Admitted.shadowed`, and the hooks hear every limit's decision.
+        A refusal because the primary storage is down (`SetResult.unavailable`,
+        `BucketResult.unavailable`) is the `ErrorCode.BACKEND_UNAVAILABLE` denial.
 
         Every other outcome leaves nothing held: a refusal, a storage failure, a
         timeout or a cancellation removes each slot this attempt asked for, once
@@ -207,6 +245,9 @@ class ConnectionPolicy:
         attempt = _Attempt(self.backend, member, self.limits.lease_ms)
         try:
             refusal = await self._ask_all(attempt, identity, room)
+            if isinstance(refusal, _Split):
+                await attempt.give_back_taken()
+                refusal = await self._ask_in_turn(attempt, identity, room)
         except BaseException as exc:
             await attempt.give_back(exc)
             if self.on_error is None or not isinstance(exc, BackendError):
@@ -214,10 +255,11 @@ class ConnectionPolicy:
             return self._unchecked(exc, self.on_error)
         if refusal is None:
             return Admitted(attempt.leases(), attempt.degraded)
+        if self.shadow:
+            # Every slot stays taken (none was refused: see the module's docstring); the caller owns them.
+            return Admitted(attempt.leases(), attempt.degraded, self._denial(refusal, identity, attempt.degraded))
         # Cancelled here, the removal still completes (release is shielded) and the cancellation propagates.
         await attempt.leases().release()
-        if refusal.unavailable:
-            return connection_unavailable(self.limits.retry_after_ms)
         return self._denial(refusal, identity, attempt.degraded)
 
     def _checks(self, identity: ClientIdentity, room: str | None) -> list[_Check]:
@@ -232,8 +274,11 @@ class ConnectionPolicy:
             checks.append(_Check("room", room_members_key(room), limits.room_max_members))
         return checks
 
-    async def _ask_all(self, attempt: _Attempt, identity: ClientIdentity, room: str | None) -> _Refusal | None:
-        """Ask the bucket and every slot at once; the first refusal in order, else None.
+    async def _ask_all(self, attempt: _Attempt, identity: ClientIdentity, room: str | None) -> _Refusal | _Split | None:
+        """Ask the bucket and every slot at once; the first refusal in order, `_SPLIT`, else None.
+
+        `_SPLIT` (nothing reported to the hooks yet) when a slot limit refused while
+        another admitted, and the bucket passed: `_ask_in_turn` decides then.
 
         Raises the first failure in that order once every call has ended (the attempt
         then knows what storage may hold).
@@ -243,28 +288,52 @@ class ConnectionPolicy:
         if rate is not None and burst is not None:
             bucket = self.backend.bucket_consume(connect_bucket_key(identity), rate=rate, burst=burst)
         checks = self._checks(identity, room)
-        token, slots = await attempt.ask(bucket, checks)
+        token, slots = await attempt.ask(bucket, checks, capped=not self.shadow)
+        refusals: list[_Refusal] = []
         if token is not None:
             attempt.degraded = attempt.degraded or token.degraded
             if self.hooks:
-                self.hooks.emit(Decision("connect", token.allowed, _rate_code(token), identity.key, token.degraded))
+                code = _rate_code(token)
+                self.hooks.emit(Decision("connect", token.allowed, code, identity.key, token.degraded, self.shadow))
             if not token.allowed:
-                return _Refusal("connect", burst or 0, token.unavailable, token.retry_after_ms)
+                refusals.append(_Refusal("connect", burst or 0, token.unavailable, token.retry_after_ms))
+        refused = [result for result in slots if not result.added]
+        if not refusals and refused and len(refused) < len(slots) and not any(r.unavailable for r in refused):
+            return _SPLIT  # never in shadow mode: its adds are uncapped
         for check, result in zip(checks, slots, strict=True):
+            if refusals and not self.shadow:
+                break  # the hooks hear the decisions up to the first refusal; shadow mode reports them all
+            # Uncapped (shadow), the add always succeeds: the size after it says whether it would have.
+            over = not result.added or (self.shadow and result.size > check.capacity)
             if self.hooks:
-                _report(self.hooks, check.limit, result, identity)
+                _report(self.hooks, check.limit, result, identity, over=over, shadow=self.shadow)
+            if over:
+                refusals.append(_Refusal(check.limit, check.capacity, result.unavailable))
+        return refusals[0] if refusals else None
+
+    async def _ask_in_turn(self, attempt: _Attempt, identity: ClientIdentity, room: str | None) -> _Refusal | None:
+        """Take a slot under each limit in turn; the first full one stops the attempt and is returned."""
+        for check in self._checks(identity, room):
+            result = await attempt.take(check)
+            if self.hooks:
+                _report(self.hooks, check.limit, result, identity, over=not result.added, shadow=False)
             if not result.added:
                 return _Refusal(check.limit, check.capacity, result.unavailable)
         return None
 
     def _unchecked(self, exc: BackendError, on_error: OnError) -> ConnectionVerdict:
         """The verdict `on_error` gives when the storage failed (the attempt holds nothing by now)."""
-        report_failure("connection admission", exc, on_error)
+        report_failure("connection admission", exc, on_error, shadow=self.shadow)
+        nothing = Leases(self.backend, (), self.limits.lease_ms)
         if on_error == "deny":
+            if self.shadow:
+                return Admitted(nothing, degraded=True, shadowed=connection_unavailable(self.limits.retry_after_ms))
             return connection_unavailable(self.limits.retry_after_ms)
-        return Admitted(Leases(self.backend, (), self.limits.lease_ms), degraded=True)
+        return Admitted(nothing, degraded=True)
 
     def _denial(self, refusal: _Refusal, identity: ClientIdentity, degraded: bool) -> Denial:
+        if refusal.unavailable:
+            return connection_unavailable(self.limits.retry_after_ms)
         capacity = refusal.capacity
         retry = self.limits.retry_after_ms if refusal.retry_after_ms is None else refusal.retry_after_ms
         if refusal.limit == "connect":
@@ -292,7 +361,7 @@ class ConnectionPolicy:
 class _Attempt:
     """The slots one `admit` call asked for, and its calls still in flight."""
 
-    __slots__ = ("_backend", "_in_flight", "_lease_ms", "_member", "_taken", "degraded")
+    __slots__ = ("_backend", "_giving_back", "_in_flight", "_lease_ms", "_member", "_taken", "degraded")
 
     def __init__(self, backend: Backend, member: str, lease_ms: int) -> None:
         self._backend = backend
@@ -300,13 +369,17 @@ class _Attempt:
         self._lease_ms = lease_ms
         self._taken: list[Slot] = []
         self._in_flight: list[asyncio.Future[Any]] = []
+        self._giving_back: Leases | None = None
+        """The removal `give_back_taken` started, if it has not ended."""
         self.degraded = False
         """Some answer came without the primary storage."""
 
     async def ask(
-        self, bucket: Coroutine[Any, Any, BucketResult] | None, checks: list[_Check]
+        self, bucket: Coroutine[Any, Any, BucketResult] | None, checks: list[_Check], *, capped: bool = True
     ) -> tuple[BucketResult | None, list[SetResult]]:
         """Run `bucket` and a `set_add` per check, all issued at once; their results once all have ended.
+
+        `capped` False adds every slot without its capacity (shadow mode).
 
         Every slot is recorded as taken before its call: storage may still run a call
         whose caller was cancelled or timed out, so the clean-up must remove it too
@@ -319,7 +392,10 @@ class _Attempt:
         # turn of the loop (one pipeline), and a cancellation leaves them running so that
         # the clean-up can wait for them (a removal sent ahead of its add could arrive first).
         calls: list[Awaitable[Any]] = [] if bucket is None else [bucket]
-        calls += [self._backend.set_add(c.key, member, capacity=c.capacity, lease_ms=lease_ms) for c in checks]
+        calls += [
+            self._backend.set_add(c.key, member, capacity=c.capacity if capped else None, lease_ms=lease_ms)
+            for c in checks
+        ]
         self._in_flight = [asyncio.ensure_future(call) for call in calls]
         outcomes = await asyncio.shield(asyncio.gather(*self._in_flight, return_exceptions=True))
         self._in_flight = []
@@ -334,6 +410,29 @@ class _Attempt:
         self.degraded = any(result.degraded for result in results)
         return token, results
 
+    async def take(self, check: _Check) -> SetResult:
+        """Add this attempt's member to `check`'s set alone: recorded as taken before the call, dropped if refused."""
+        self._taken.append(Slot(check.key, self._member))
+        # Its own task, as in `ask`: a cancellation leaves it running for the clean-up to wait for.
+        call = asyncio.ensure_future(
+            self._backend.set_add(check.key, self._member, capacity=check.capacity, lease_ms=self._lease_ms)
+        )
+        self._in_flight = [call]
+        result = await asyncio.shield(call)
+        self._in_flight = []
+        self.degraded = self.degraded or result.degraded
+        if not result.added:
+            self._taken.pop()
+        return result
+
+    async def give_back_taken(self) -> None:
+        """Remove every slot taken so far (shielded, as any release) and start again holding nothing."""
+        self._giving_back = self.leases()
+        await self._giving_back.release()
+        # Only once removed: cancelled before, the removal goes on and `give_back` leaves it be.
+        self._giving_back = None
+        self._taken = []
+
     def leases(self) -> Leases:
         return Leases(self._backend, self._taken, self._lease_ms)
 
@@ -344,6 +443,10 @@ class _Attempt:
         stop it, and does not replace `exc` (a cancelled attempt ends with its own
         `CancelledError`). Any other interruption lets the new `CancelledError` through.
         """
+        if self._giving_back is not None:
+            # `give_back_taken` was cancelled: its removal goes on by itself (`Leases.release` is
+            # shielded) and nothing else was taken or is in flight, so there is nothing to wait for.
+            return
         removal = asyncio.ensure_future(_remove_after(self.leases(), self._in_flight))
         try:
             await asyncio.shield(removal)
@@ -365,15 +468,17 @@ async def _remove_after(leases: Leases, in_flight: list[asyncio.Future[Any]]) ->
     await leases.release()
 
 
-def _report(hooks: DecisionHooks, limit: Limit, result: SetResult, identity: ClientIdentity) -> None:
+def _report(
+    hooks: DecisionHooks, limit: Limit, result: SetResult, identity: ClientIdentity, *, over: bool, shadow: bool
+) -> None:
     code: ErrorCode | None
-    if result.added:
+    if not over:
         code = None
     elif result.unavailable:
         code = ErrorCode.BACKEND_UNAVAILABLE
     else:
         code = ErrorCode.ROOM_FULL if limit == "room" else ErrorCode.CONNECTION_LIMIT_EXCEEDED
-    hooks.emit(Decision(limit, result.added, code, identity.key, result.degraded))
+    hooks.emit(Decision(limit, not over, code, identity.key, result.degraded, shadow))
 
 
 def _rate_code(result: BucketResult) -> ErrorCode | None:

@@ -36,14 +36,20 @@ def message_unavailable(retry_after_ms: int) -> Denial:
     return Denial(ErrorCode.BACKEND_UNAVAILABLE, message, retry_after_ms, None, degraded=True)
 
 
-def report_failure(during: str, exc: BackendError, on_error: OnError, *, repeated: bool = False) -> None:
+def report_failure(
+    during: str, exc: BackendError, on_error: OnError, *, repeated: bool = False, shadow: bool = False
+) -> None:
     """Log a failure a policy absorbed: an outage at WARNING (DEBUG when `repeated`), anything else at ERROR.
+
+    In shadow mode a ``"deny"`` is logged as what it is: allowed, and reported as a would-be refusal.
 
     An outage is expected and says enough in one line; any other `BackendError`
     (a script error, a key of the wrong type) is a bug or a misconfiguration, so
     it is logged with its traceback.
     """
     outcome = "refused" if on_error == "deny" else "allowed"
+    if shadow and on_error == "deny":
+        outcome = "allowed (shadow mode: would have refused)"
     if isinstance(exc, BackendUnavailable):
         level = logging.DEBUG if repeated else logging.WARNING
         logger.log(level, "backend unavailable during %s: %s (on_error=%r): %s", during, outcome, on_error, exc)

@@ -22,6 +22,14 @@ one that matters), else the bucket with the longest wait. When the storage fails
 `on_error` decides (see `failures`); a refusal the backend marks `unavailable` (its
 primary is down) drops the message with `ErrorCode.BACKEND_UNAVAILABLE`. A message
 dropped for either reason is not a strike.
+
+In shadow mode (``shadow=True``) every frame is delivered: each check still runs and
+is reported (each `Decision` marked ``shadow``), and the denial that would have
+applied rides on the `Allowed` as `Allowed.shadowed`. A frame too large is then
+still counted by the other checks (it is delivered), and its payload denial is the
+one reported. A frame a bucket refused took no token (a bucket refuses atomically)
+and is a strike; when the strikes reach `strikes`, the would-be close is reported
+and the count starts again.
 """
 
 from __future__ import annotations
@@ -34,7 +42,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, Final
 
-from ..arguments import check_count, check_optional_count
+from ..arguments import check_count, check_flag, check_optional_count
 from ..backend import Backend, BucketResult, CounterResult
 from ..bucket import bucket_spec, burst_in_effect
 from ..errors import BackendError, InvalidArgument
@@ -131,10 +139,11 @@ class MessagePolicy:
     ``"deny"``; see `failures`); None lets the `BackendError` through.
     `type_resolver` gives a frame's type when `limits.types` is set
     (`message_types.json_message_type` by default); an exception it raises is
-    logged and the frame has no type.
+    logged and the frame has no type. `shadow` reports every decision without
+    dropping a frame or closing a socket (see the module's docstring).
     """
 
-    __slots__ = ("backend", "hooks", "limits", "on_error", "type_resolver", "types")
+    __slots__ = ("backend", "hooks", "limits", "on_error", "shadow", "type_resolver", "types")
 
     def __init__(
         self,
@@ -144,6 +153,7 @@ class MessagePolicy:
         on_error: OnError | None = None,
         hooks: DecisionHooks | None = None,
         type_resolver: MessageTypeResolver | None = None,
+        shadow: bool = False,
     ) -> None:
         self.backend = backend
         """Where the limits are counted."""
@@ -157,9 +167,12 @@ class MessagePolicy:
         """How a frame's type is read (by default a JSON text frame's ``"type"`` field)."""
         self.types: Mapping[str, TypeRate] = MappingProxyType({t.name: t for t in limits.types})
         """`limits.types` by name."""
+        self.shadow = check_flag("shadow", shadow)
+        """Report the limits' decisions without dropping or closing anything (`Allowed.shadowed`)."""
 
     def __repr__(self) -> str:
-        return f"MessagePolicy({self.backend!r}, {self.limits!r}, on_error={self.on_error!r})"
+        shadow = ", shadow=True" if self.shadow else ""
+        return f"MessagePolicy({self.backend!r}, {self.limits!r}, on_error={self.on_error!r}{shadow})"
 
     def gate(self, identity: ClientIdentity) -> MessageGate:
         """The admission of one connection's messages (it counts that connection's strikes)."""
@@ -211,13 +224,26 @@ class MessageGate:
         return self._strikes
 
     async def admit(self, text: str | None = None, data: bytes | None = None) -> MessageVerdict:
-        """Decide one incoming frame: `Allowed`, or a `Denial` that drops it or closes the socket."""
+        """Decide one incoming frame: `Allowed`, or a `Denial` that drops it or closes the socket.
+
+        In shadow mode always `Allowed`, carrying the denial that would have applied.
+        """
         policy = self._policy
         too_large = policy.check_payload(text, data)
         if too_large is not None:
             if policy.hooks:
-                policy.hooks.emit(Decision("payload", False, too_large.code, self._identity.key))
-            return too_large
+                policy.hooks.emit(Decision("payload", False, too_large.code, self._identity.key, shadow=policy.shadow))
+            if not policy.shadow:
+                return too_large
+        verdict = await self._decide(text, data)
+        if too_large is None or not isinstance(verdict, Allowed):
+            return verdict
+        # Shadow mode: delivered all the same, and the size check would have decided first.
+        return Allowed(verdict.remaining, verdict.degraded, too_large)
+
+    async def _decide(self, text: str | None, data: bytes | None) -> MessageVerdict:
+        """The verdict of the storage checks (rate, type, quota) on a frame of an accepted size."""
+        policy = self._policy
         limits = policy.limits
         type_rate = policy.type_rate(text, data)
         if limits.rate is None and type_rate is None and limits.quota is None:
@@ -262,13 +288,13 @@ class MessageGate:
     def _emit(
         self, hooks: DecisionHooks, rate: BucketResult | None, typed: BucketResult | None, quota: CounterResult | None
     ) -> None:
-        key = self._identity.key
+        key, shadow = self._identity.key, self._policy.shadow
         if rate is not None:
-            hooks.emit(Decision("rate", rate.allowed, _code(rate), key, rate.degraded))
+            hooks.emit(Decision("rate", rate.allowed, _code(rate), key, rate.degraded, shadow))
         if typed is not None:
-            hooks.emit(Decision("type", typed.allowed, _code(typed), key, typed.degraded))
+            hooks.emit(Decision("type", typed.allowed, _code(typed), key, typed.degraded, shadow))
         if quota is not None:
-            hooks.emit(Decision("quota", quota.allowed, _quota_code(quota), key, quota.degraded))
+            hooks.emit(Decision("quota", quota.allowed, _quota_code(quota), key, quota.degraded, shadow))
 
     def _verdict(
         self,
@@ -280,6 +306,26 @@ class MessageGate:
         """One verdict from the checks' answers (see the module's docstring for which refusal is reported)."""
         answers = [answer for answer in (rate, typed, quota) if answer is not None]
         degraded = any(answer.degraded for answer in answers)
+        denial = self._denial(rate, typed, type_rate, quota, degraded)
+        bucket = rate if rate is not None else typed
+        remaining = None if bucket is None else bucket.remaining
+        if denial is None:
+            self._strikes = 0
+            return Allowed(remaining, degraded)
+        if self._policy.shadow:
+            return Allowed(remaining, degraded, denial)
+        return denial
+
+    def _denial(
+        self,
+        rate: BucketResult | None,
+        typed: BucketResult | None,
+        type_rate: TypeRate | None,
+        quota: CounterResult | None,
+        degraded: bool,
+    ) -> Denial | None:
+        """The refusal the checks' answers make, if any (a bucket's counts a strike)."""
+        answers = [answer for answer in (rate, typed, quota) if answer is not None]
         unavailable = [_wait(answer) for answer in answers if answer.unavailable and not answer.allowed]
         if unavailable:
             return message_unavailable(max(unavailable))
@@ -293,18 +339,18 @@ class MessageGate:
         if typed is not None and not typed.allowed and type_rate is not None:
             refused.append((typed, type_rate.name))
         if not refused:
-            self._strikes = 0
-            bucket = rate if rate is not None else typed
-            return Allowed(None if bucket is None else bucket.remaining, degraded)
+            return None
         result, limit = max(refused, key=lambda pair: pair[0].retry_after_ms)
         return self._refused(result, limit, degraded)
 
     def _unchecked(self, exc: BackendError, on_error: OnError) -> MessageVerdict:
         """The verdict `on_error` gives when the storage failed; an outage is logged once per connection."""
-        report_failure("message admission", exc, on_error, repeated=self._failing)
+        shadow = self._policy.shadow
+        report_failure("message admission", exc, on_error, repeated=self._failing, shadow=shadow)
         self._failing = True
         if on_error == "deny":
-            return message_unavailable(DEFAULT_UNAVAILABLE_RETRY_MS)
+            denial = message_unavailable(DEFAULT_UNAVAILABLE_RETRY_MS)
+            return Allowed(None, degraded=True, shadowed=denial) if shadow else denial
         return Allowed(None, degraded=True)
 
     def _refused(self, result: BucketResult, limit: str | None, degraded: bool) -> Denial:
@@ -314,6 +360,8 @@ class MessageGate:
         what = "messages" if limit is None else f"{limit!r} messages"
         if self._strikes >= self._policy.limits.strikes:
             message = f"too many {what}: {self._strikes} refused in a row, closing"
+            if self._policy.shadow:
+                self._strikes = 0  # the would-be close is reported; the socket lives on, so the count starts again
             return Denial(ErrorCode.RATE_LIMIT_EXCEEDED, message, retry, CloseCode.RATE_LIMITED, degraded, limit)
         message = f"too many {what}: this one was dropped, retry in {retry} ms"
         return Denial(ErrorCode.RATE_LIMIT_EXCEEDED, message, retry, None, degraded, limit)

@@ -1,8 +1,10 @@
 """The decisions policies return: values, never exceptions.
 
 A connection attempt ends in `Admitted` or a `Denial`; a message in `Allowed` or
-a `Denial`. A `Denial` carries everything an adapter puts on the wire: the JSON
-error frame, and the close code when the socket must be closed.
+a `Denial`. In shadow mode a policy never returns a `Denial`: the one that would
+have applied rides on the `Admitted` or `Allowed` as `shadowed`. A `Denial`
+carries everything an adapter puts on the wire: the JSON error frame, and the
+close code when the socket must be closed.
 """
 
 from __future__ import annotations
@@ -76,6 +78,8 @@ class Admitted:
     """The slots the connection holds: refresh them while it lives, release them when it ends."""
     degraded: bool = False
     """True when the backend answered without its primary storage (see `FallbackBackend`)."""
+    shadowed: Denial | None = None
+    """In shadow mode, the denial that would have refused this connection; None otherwise."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +90,8 @@ class Allowed:
     """Whole tokens left in the sender's bucket; None when messages are not rate-limited."""
     degraded: bool = False
     """True when the backend answered without its primary storage (see `FallbackBackend`)."""
+    shadowed: Denial | None = None
+    """In shadow mode, the denial that would have dropped this message or closed the socket; None otherwise."""
 
 
 ConnectionVerdict = Admitted | Denial

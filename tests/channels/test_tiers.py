@@ -179,6 +179,7 @@ def test_only_limits_may_be_overridden() -> None:
         "msg_strikes",
         "msg_types",
         "msg_quota",
+        "shadow",
     }
 
 

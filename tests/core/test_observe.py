@@ -43,19 +43,21 @@ def test_a_failing_hook_is_logged_and_never_stops_the_others(caplog: pytest.LogC
     assert "decision hook" in caplog.text
 
 
-def test_prometheus_counts_decisions_by_limit_outcome_and_code() -> None:
+def test_prometheus_counts_decisions_by_limit_outcome_code_and_shadow() -> None:
     registry = CollectorRegistry()
     metrics = PrometheusMetrics(registry)
     hooks = DecisionHooks(metrics.record)
     hooks.emit(DENIED)
     hooks.emit(DENIED)
     hooks.emit(ALLOWED)
+    hooks.emit(Decision("room", False, ErrorCode.ROOM_FULL, "user:7", shadow=True))
 
     def value(**labels: str) -> float | None:
         return registry.get_sample_value("ratelimit_decisions_total", labels)
 
-    assert value(limit="room", outcome="denied", code="room_full", degraded="false") == 2
-    assert value(limit="rate", outcome="allowed", code="", degraded="true") == 1
+    assert value(limit="room", outcome="denied", code="room_full", degraded="false", shadow="false") == 2
+    assert value(limit="rate", outcome="allowed", code="", degraded="true", shadow="false") == 1
+    assert value(limit="room", outcome="denied", code="room_full", degraded="false", shadow="true") == 1
 
 
 async def test_prometheus_gauge_follows_the_fallback_breaker() -> None:

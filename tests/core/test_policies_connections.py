@@ -136,6 +136,26 @@ async def test_concurrent_attempts_never_admit_more_than_the_limit(backend: Back
     assert await policy.occupancy(ALICE) == Occupancy(identity=10, ip=10)
 
 
+async def test_concurrent_attempts_under_several_limits_fill_the_tightest_one_exactly(backend: Backend) -> None:
+    # Five users on one IP, 20 attempts each at once: at most 3 per user (15), 10 per IP, 7 in the room.
+    # One limit refusing while another admits is asked again in order, so no slot another attempt
+    # held for a moment is lost: the room ends exactly full, every limit within its capacity.
+    policy = ConnectionPolicy(backend, ConnectionLimits(per_user=3, per_ip=10, room_max_members=7))
+    users = [ClientIdentity("2.2.2.2", f"user{n}") for n in range(5)]
+    attempts = [policy.admit(user, "arena") for user in users for _ in range(20)]
+    verdicts = await asyncio.gather(*attempts)
+    admitted = [v for v in verdicts if isinstance(v, Admitted)]
+    assert len(admitted) == 7
+    for user in users:
+        occupancy = await policy.occupancy(user, "arena")
+        assert occupancy.identity <= 3
+        assert (occupancy.ip, occupancy.room) == (7, 7)
+    assert sum([(await policy.occupancy(user)).identity for user in users]) == 7
+    for verdict in admitted:
+        await verdict.leases.release()
+    assert await policy.occupancy(users[0], "arena") == Occupancy(identity=0, ip=0, room=0)
+
+
 @pytest.mark.parametrize(
     ("field", "value"),
     [("per_user", -1), ("per_ip", 1.5), ("room_max_members", True), ("lease_ms", 0), ("retry_after_ms", -5)],

@@ -62,7 +62,9 @@ async def test_an_admission_with_every_limit_is_one_round_trip_and_a_release_one
     assert counted.take() == (1, 3)
 
 
-async def test_a_refusal_is_two_round_trips_and_holds_nothing_after(stack: tuple[Backend, RedisBackend]) -> None:
+async def test_a_refusal_by_one_limit_of_several_is_asked_again_and_holds_nothing_after(
+    stack: tuple[Backend, RedisBackend],
+) -> None:
     backend, primary = stack
     policy = ConnectionPolicy(backend, LIMITS)
     alice = ClientIdentity("10.0.0.2", "alice")
@@ -71,10 +73,32 @@ async def test_a_refusal_is_two_round_trips_and_holds_nothing_after(stack: tuple
     verdict = await policy.admit(alice, "lobby")
     assert isinstance(verdict, Denial)
     assert verdict.code == ErrorCode.CONNECTION_LIMIT_EXCEEDED
-    assert counted.take() == (2, 4 + 2)  # asked for all four; then the IP's and the room's slot given back
+    # Asked for all four; the user's limit refused while the IP's and the room's admitted, so the
+    # refusal is not final: those two given back, then the user's slot asked alone, refused again.
+    assert counted.take() == (3, 4 + 2 + 1)
     occupancy = await policy.occupancy(alice, "lobby")
     assert (occupancy.identity, occupancy.ip, occupancy.room) == (2, 2, 2)
     for verdict in held:
+        assert isinstance(verdict, Admitted)
+        await verdict.leases.release()
+
+
+async def test_a_shadow_admission_over_a_limit_is_one_round_trip_and_keeps_its_slots(
+    stack: tuple[Backend, RedisBackend],
+) -> None:
+    backend, primary = stack
+    policy = ConnectionPolicy(backend, LIMITS, shadow=True)
+    alice = ClientIdentity("10.0.0.3", "alice")
+    held = [await policy.admit(alice, "lobby") for _ in range(2)]
+    counted = Counted(primary)
+    over = await policy.admit(alice, "lobby")
+    assert isinstance(over, Admitted)
+    assert over.shadowed is not None
+    assert over.shadowed.code == ErrorCode.CONNECTION_LIMIT_EXCEEDED
+    assert counted.take() == (1, 4)  # nothing given back: the over-limit connection holds its slots
+    occupancy = await policy.occupancy(alice, "lobby")
+    assert (occupancy.identity, occupancy.ip, occupancy.room) == (3, 3, 3)
+    for verdict in (*held, over):
         assert isinstance(verdict, Admitted)
         await verdict.leases.release()
 

@@ -58,8 +58,12 @@ LIMITS = {
     # An "emote" token comes back after 50 s: the second one below is refused however slow the machine is.
     "WS_RATE_MSG_TYPES": {"chat": {"rps": 1, "burst": 3}, "emote": {"rps": 0.02, "burst": 1}},
     "WS_RATE_MSG_QUOTA": [100, 60],
+    # One attempt per 1000 s after a burst of 6: the storm of 10 below meets both connection limits.
+    "WS_RATE_CONNECT_RPS": 0.001,
+    "WS_RATE_CONNECT_BURST": 6,
 }
 _BURST = 20  # what the page's "Send burst of 20" button sends
+_STORM = 10  # what the page's "Connect storm" button opens
 
 
 @pytest.fixture
@@ -199,3 +203,58 @@ async def test_a_message_type_has_its_own_rate_shown_and_its_refusal_names_the_t
     await page.click("#send")
     await expect(card.locator(".last")).to_have_text("chat alice: plain", timeout=_WAIT_MS)
     await _screenshot(page, "message-type-refused")
+
+
+async def test_a_connect_storm_shows_how_many_each_connection_limit_refused(page: Page) -> None:
+    await page.fill("#user", "alice")
+    await page.fill("#room", "arena")
+    await page.click("#storm")
+
+    result = page.locator("#storm-result")
+    await expect(result).to_contain_text(f"storm of {_STORM}, answered {_STORM}: ", timeout=_WAIT_MS)
+    shown = (await result.inner_text()).partition(": ")[2]
+    counts = {name: int(count) for name, count in re.findall(r"(\w+) (\d+)", shown)}
+    tokens = LIMITS["WS_RATE_CONNECT_BURST"]
+    # Exact: the bucket refuses every attempt past its burst. The attempts with a token share 2 slots, so at most
+    # 2 are admitted (fewer only if an attempt refused by the rate held a slot for its round trip meanwhile).
+    assert counts[ErrorCode.CONNECTION_RATE_EXCEEDED] == _STORM - tokens
+    assert counts.get("admitted", 0) + counts[ErrorCode.CONNECTION_LIMIT_EXCEEDED] == tokens
+    assert 1 <= counts.get("admitted", 0) <= LIMITS["WS_RATE_CONN_PER_USER"]
+    await expect(page.locator("#sockets .socket.closed")).to_have_count(_STORM - counts["admitted"])
+    await expect(page.locator("#sockets .socket.open")).to_have_count(counts["admitted"])
+    await _screenshot(page, "connect-storm")
+
+
+async def test_shadow_mode_admits_and_delivers_everything_and_shows_what_would_have_been_refused(page: Page) -> None:
+    await page.fill("#user", "bob")
+    await page.fill("#room", "arena")
+    await page.check("#shadow")
+    for _ in range(3):
+        await page.click("#open")
+    third = _card(page, 3)
+    await expect(page.locator("#sockets .socket.open")).to_have_count(3)
+    await expect(third.locator(".last")).to_have_text(
+        re.compile(
+            rf"^welcome to arena as user:bob .*; shadow: would have refused {ErrorCode.CONNECTION_LIMIT_EXCEEDED}$"
+        ),
+        timeout=_WAIT_MS,
+    )
+
+    await third.locator("[data-act=burst]").click()
+    # All 20 delivered: the room (the three sockets) gets each chat; nothing refused, nothing closed.
+    await expect(page.locator("#log .chat")).to_have_count(3 * _BURST, timeout=_WAIT_MS)
+    refused = _BURST - LIMITS["WS_RATE_MSG_BURST"]
+    would = page.locator("#log .shadow", has_text=f"shadow: would have refused {ErrorCode.RATE_LIMIT_EXCEEDED} ")
+    await expect(would).to_have_count(refused)
+    await expect(page.locator("#log .error")).to_have_count(0)
+    await expect(page.locator("#sockets .socket.open")).to_have_count(3)
+
+    # A storm in shadow mode: every socket admitted, the page shows what the limits would have refused.
+    await page.click("#storm")
+    result = page.locator("#storm-result")
+    await expect(result).to_contain_text(
+        f"storm of {_STORM} in shadow mode, answered {_STORM}, all admitted; would have been: ", timeout=_WAIT_MS
+    )
+    await expect(result).to_contain_text(ErrorCode.CONNECTION_RATE_EXCEEDED)
+    await expect(page.locator("#sockets .socket.open")).to_have_count(3 + _STORM)
+    await _screenshot(page, "shadow-mode")

@@ -64,3 +64,20 @@ async def test_a_refused_frame_costs_one_round_trip_too(make_backend: MakeBacken
     trips = redis.coalescer.round_trips
     assert isinstance(await gate.admit(CHAT), Denial)
     assert redis.coalescer.round_trips - trips == 1
+
+
+@pytest.mark.parametrize("wrapper", ["plain", "fallback"])
+async def test_a_shadow_frame_over_every_limit_is_delivered_in_one_round_trip(
+    make_backend: MakeBackend, wrapper: str
+) -> None:
+    redis = make_backend(ManualClock(1_000_000))
+    limits = MessageLimits(rate=1, burst=1, types=(TypeRate("chat", 1, 1),), quota=MessageQuota(1, 60_000))
+    gate = MessagePolicy(wrapped(redis, wrapper), limits, shadow=True).gate(ALICE)
+    assert isinstance(await gate.admit(CHAT), Allowed)
+    for _ in range(3):
+        trips = redis.coalescer.round_trips
+        verdict = await gate.admit(CHAT)
+        assert isinstance(verdict, Allowed)
+        assert verdict.shadowed is not None
+        assert verdict.shadowed.code == "quota_exceeded"
+        assert redis.coalescer.round_trips - trips == 1

@@ -39,12 +39,20 @@ class Echo(AsyncWebsocketConsumer):
         room = None if info is None else info.room
         ip = None if info is None else info.identity.ip
         degraded = None if info is None else info.degraded
+        shadowed = None if info is None or info.shadowed is None else info.shadowed.code
         # What the URLRouter itself found, to compare with what the middleware found beforehand.
         routed = self.scope.get("url_route", {}).get("kwargs", {}).get("room_id")
         routed = None if routed is None else str(routed)
         await self.send(
             text_data=json.dumps(
-                {"type": "welcome", "room": room, "routed_room": routed, "ip": ip, "degraded": degraded}
+                {
+                    "type": "welcome",
+                    "room": room,
+                    "routed_room": routed,
+                    "ip": ip,
+                    "degraded": degraded,
+                    "shadowed": shadowed,
+                }
             )
         )
 

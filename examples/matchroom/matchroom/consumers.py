@@ -10,6 +10,8 @@ from channels.generic.websocket import AsyncJsonWebsocketConsumer  # type: ignor
 
 from ratelimit_channels import SCOPE_KEY, ConnectionInfo
 
+from .shadow_reports import SHADOW_REPORTS
+
 __all__ = ["MatchConsumer"]
 
 
@@ -17,7 +19,9 @@ class MatchConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
     """Welcomes the player, relays text frames to the room as chat, answers binary frames with their size.
 
     Frames reach it only after the rate limits passed them; refusals are sent by
-    the middleware, never by this consumer.
+    the middleware, never by this consumer. On the shadow route nothing is refused:
+    the consumer tells the player what would have been (``"shadowed"`` in the
+    welcome, a ``"shadow"`` frame per would-be refusal of a message).
     """
 
     async def connect(self) -> None:
@@ -26,20 +30,26 @@ class MatchConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
         user = self.scope.get("user")
         self.player: str | None = getattr(user, "username", None)
         info: ConnectionInfo | None = self.scope.get(SCOPE_KEY)
+        self.counted_as: str | None = None if info is None else info.identity.key
         await self.channel_layer.group_add(self.group, self.channel_name)
         await self.accept()
-        await self.send_json(
-            {
-                "type": "welcome",
-                "room": self.room,
-                "user": self.player,
-                # Who the limits count this socket as: "user:<name>", or "ip:<address>" when anonymous.
-                "counted_as": None if info is None else info.identity.key,
-                "pid": os.getpid(),
-            }
-        )
+        welcome: dict[str, Any] = {
+            "type": "welcome",
+            "room": self.room,
+            "user": self.player,
+            # Who the limits count this socket as: "user:<name>", or "ip:<address>" when anonymous.
+            "counted_as": self.counted_as,
+            "pid": os.getpid(),
+        }
+        if info is not None and info.shadowed is not None:
+            # Shadow route only: the error frame the limits would have refused this socket with.
+            welcome["shadowed"] = info.shadowed.frame()
+        await self.send_json(welcome)
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None, **kwargs: Any) -> None:
+        if self.counted_as is not None:
+            for decision in SHADOW_REPORTS.take(self.counted_as):
+                await self.send_json({"type": "shadow", "limit": decision.limit, "code": decision.code})
         if text_data is not None:
             text, kind = _typed(text_data)
             await self.channel_layer.group_send(

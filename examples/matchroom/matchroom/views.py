@@ -17,6 +17,8 @@ _SHOWN: Final = (
     "conn_per_user",
     "conn_per_ip",
     "room_max_members",
+    "connect_rps",
+    "connect_burst",
     "msg_rps",
     "msg_burst",
     "msg_strikes",
