@@ -19,7 +19,8 @@ of one and a group of all the others, and take turns). And a queue of at least
 as two round trips on two connections, so that the server runs one while this process
 reads the other's replies: then the two halves take turns, and neither side waits for
 the other (a queue that started from idle, such as a heartbeat, is not split). A
-queue longer than `_MAX_CALLS_PER_TRIP` goes as several round trips, all at once.
+queue longer than a round trip carries (`_MAX_BUNDLED_CALLS_PER_TRIP`, `_MAX_CALLS_PER_TRIP` on a
+cluster) goes as several round trips, all at once.
 
 Each call gets back exactly its own reply or its own error: a script error (say
 WRONGTYPE) fails only that call; a lost connection or a timeout fails every call of
@@ -36,11 +37,13 @@ counter_incr(1) adds at most 1, bucket_consume takes at most its cost. The
 transports below never send a command again themselves (see `pipeline`, and
 `connect` for the cluster client's retry).
 
-A round trip on a plain client is one write on one pooled connection; on a
+A round trip of several calls sends them bundled, up to `MAX_BUNDLE` calls to one
+EVALSHA of the bundle script (see `bundle`); each call still gets its own reply or
+error. A round trip on a plain client is one write on one pooled connection; on a
 `RedisCluster` client it is redis-py's cluster pipeline, which splits it by node and
-sends the parts concurrently (one key per script, so any slot works; MOVED and ASK
-replies are followed). `pipeline` chooses, and is the only module that touches
-redis-py's private API.
+sends the parts concurrently (only calls on one hash slot are bundled, so any slot
+works; MOVED and ASK replies are followed). `pipeline` chooses, and is the only
+module that touches redis-py's private API.
 """
 
 from __future__ import annotations
@@ -50,11 +53,14 @@ import hashlib
 from collections.abc import Callable, Coroutine, Mapping, Sequence
 from typing import Any, Final, Generic, TypeVar
 
+from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import NoScriptError
 
 from ..primitives import RESENDABLE
+from .bundle import MAX_BUNDLE, Bundler, replies_of_calls
 from .connect import Client, server_name
 from .errors import REDIS_FAILURES, is_lost_connection, translated
+from .lua import BUNDLE, bundle_source
 from .pipeline import round_trip_for
 from .tls_probe import refusal_behind
 
@@ -71,8 +77,11 @@ class _NotRun:
 _NOT_RUN: Final = _NotRun()
 
 _MAX_CALLS_PER_TRIP = 512
-"""A longer queue goes as several round trips at once, so that reading the replies of one
-stays far within the socket timeout, which bounds the whole round trip (see `pipeline`)."""
+"""On a cluster (one command per call), a longer queue goes as several round trips at once, so
+that running and reading one stays far within the socket timeout, which bounds the whole round
+trip (see `pipeline`)."""
+_MAX_BUNDLED_CALLS_PER_TRIP = 16 * MAX_BUNDLE
+"""The same bound on a plain client, where calls go in bundles: 4,096 calls, 16 commands."""
 _MIN_SPLIT = 8
 """Calls per round trip below which a queue is not split in two (a round trip has a fixed cost)."""
 
@@ -123,8 +132,10 @@ class Coalescer:
     """
 
     __slots__ = (
+        "_bundler",
         "_client",
         "_in_flight",
+        "_max_calls",
         "_queue",
         "_send",
         "_server",
@@ -132,6 +143,7 @@ class Coalescer:
         "_sources",
         "_trips",
         "calls_sent",
+        "commands_sent",
         "round_trips",
     )
 
@@ -139,8 +151,11 @@ class Coalescer:
         self._client = client
         self._send = round_trip_for(client)
         self._server = server_name(client)
-        self._sources = dict(sources)
+        self._sources = {**sources, BUNDLE: bundle_source()}
         self._shas = {name: hashlib.sha1(source.encode()).hexdigest() for name, source in self._sources.items()}
+        cluster = isinstance(client, RedisCluster)
+        self._bundler = Bundler(self._shas, by_slot=cluster)
+        self._max_calls = _MAX_CALLS_PER_TRIP if cluster else _MAX_BUNDLED_CALLS_PER_TRIP
         self._in_flight = 0
         self._queue: list[_Waiting] = []
         self._trips: set[asyncio.Task[None]] = set()
@@ -148,9 +163,20 @@ class Coalescer:
         """Round trips made (a NOSCRIPT resend counts as one more); for diagnostics."""
         self.calls_sent = 0
         """Script calls sent; ``calls_sent / round_trips`` is the mean batch size."""
+        self.commands_sent = 0
+        """EVALSHAs sent (a bundle of calls is one); ``calls_sent / commands_sent`` is the mean bundle size."""
 
     def __repr__(self) -> str:
         return f"Coalescer(in_flight={self._in_flight}, queued={len(self._queue)}, round_trips={self.round_trips})"
+
+    async def load_scripts(self) -> None:
+        """Load every script now (a warm-up): otherwise the first call of each pays one NOSCRIPT round trip.
+
+        Raises `BackendError` (or `BackendUnavailable`) when the server cannot load them.
+        """
+        error = await self._load(set(self._sources))
+        if error is not None:
+            raise translated(error, "SCRIPT LOAD", self._server) if isinstance(error, REDIS_FAILURES) else error
 
     async def run(self, call: ScriptCall[T]) -> T:
         """Run one call and return its decoded reply (raises its error)."""
@@ -193,7 +219,7 @@ class Coalescer:
             self._in_flight -= 1
             return
         calls = sum(len(group) for group, _ in waiting)
-        parts = -(-calls // _MAX_CALLS_PER_TRIP)
+        parts = -(-calls // self._max_calls)
         if split and parts == 1 and self._in_flight == 1 and calls >= 2 * _MIN_SPLIT:
             # Nothing else in flight: two round trips on two connections, so that the server
             # runs one while this process reads the other's replies and its callers call again.
@@ -274,17 +300,20 @@ class Coalescer:
 
     async def _send_once(self, calls: Sequence[ScriptCall[Any]]) -> list[Any]:
         """One round trip; each reply, or each call's exception, in order. Never sends anything twice."""
+        commands, groups = self._bundler.commands(calls)
         self.round_trips += 1
         self.calls_sent += len(calls)
-        commands = [("EVALSHA", self._shas[call.name], 1, call.key, *call.args) for call in calls]
+        self.commands_sent += len(commands)
         try:
-            return await self._send(commands)
+            replies = await self._send(commands)
         except Exception as exc:  # the round trip as a whole failed (connection lost, timeout)
             return [exc] * len(calls)
+        return replies_of_calls(groups, replies, len(calls))
 
     async def _load(self, names: set[str]) -> Exception | None:
+        """Load the scripts `names` and the bundle script (a flushed cache lost it too)."""
         try:
-            for name in sorted(names):
+            for name in sorted({*names, BUNDLE}):
                 await self._client.script_load(self._sources[name])
         except Exception as exc:
             return exc

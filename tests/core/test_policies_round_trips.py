@@ -13,6 +13,7 @@ import uuid
 from collections.abc import AsyncIterator
 
 import pytest
+import redis.asyncio
 
 from ratelimit_core import Backend, FallbackBackend, RedisBackend
 from ratelimit_core.policies import Admitted, ClientIdentity, ConnectionLimits, ConnectionPolicy, Denial, ErrorCode
@@ -24,16 +25,21 @@ LIMITS = ConnectionLimits(per_user=2, per_ip=10, room_max_members=10, connect_ra
 
 
 class Counted:
-    """Round trips and calls the backend's coalescer made since the last `take`."""
+    """Round trips, calls and commands (EVALSHAs: a bundle of calls is one) the backend's coalescer
+    sent since the last `take`."""
 
     def __init__(self, primary: RedisBackend) -> None:
         self.primary = primary
-        self._trips, self._calls = primary.coalescer.round_trips, primary.coalescer.calls_sent
+        self._last = self._now()
 
-    def take(self) -> tuple[int, int]:
+    def _now(self) -> tuple[int, int, int]:
         coalescer = self.primary.coalescer
-        counts = (coalescer.round_trips - self._trips, coalescer.calls_sent - self._calls)
-        self._trips, self._calls = coalescer.round_trips, coalescer.calls_sent
+        return coalescer.round_trips, coalescer.calls_sent, coalescer.commands_sent
+
+    def take(self) -> tuple[int, int, int]:
+        now = self._now()
+        counts = (now[0] - self._last[0], now[1] - self._last[1], now[2] - self._last[2])
+        self._last = now
         return counts
 
 
@@ -60,9 +66,9 @@ async def test_an_admission_with_every_limit_is_one_round_trip_and_a_release_one
     counted = Counted(primary)
     verdict = await policy.admit(ClientIdentity("10.0.0.1", "alice"), "lobby")
     assert isinstance(verdict, Admitted)
-    assert counted.take() == (1, 4)  # the token, the user's, the IP's and the room's slot
+    assert counted.take() == (1, 4, 1)  # the token, the user's, the IP's and the room's slot, in one bundle
     await verdict.leases.release()
-    assert counted.take() == (1, 3)
+    assert counted.take() == (1, 3, 1)
 
 
 async def test_a_refusal_by_one_limit_of_several_is_asked_again_and_holds_nothing_after(
@@ -78,7 +84,7 @@ async def test_a_refusal_by_one_limit_of_several_is_asked_again_and_holds_nothin
     assert verdict.code == ErrorCode.CONNECTION_LIMIT_EXCEEDED
     # Asked for all four; the user's limit refused while the IP's and the room's admitted, so the
     # refusal is not final: those two given back, then the user's slot asked alone, refused again.
-    assert counted.take() == (3, 4 + 2 + 1)
+    assert counted.take() == (3, 4 + 2 + 1, 3)
     occupancy = await policy.occupancy(alice, "lobby")
     assert (occupancy.identity, occupancy.ip, occupancy.room) == (2, 2, 2)
     for verdict in held:
@@ -98,7 +104,7 @@ async def test_a_shadow_admission_over_a_limit_is_one_round_trip_and_keeps_its_s
     assert isinstance(over, Admitted)
     assert over.shadowed is not None
     assert over.shadowed.code == ErrorCode.CONNECTION_LIMIT_EXCEEDED
-    assert counted.take() == (1, 4)  # nothing given back: the over-limit connection holds its slots
+    assert counted.take() == (1, 4, 1)  # nothing given back: the over-limit connection holds its slots
     occupancy = await policy.occupancy(alice, "lobby")
     assert (occupancy.identity, occupancy.ip, occupancy.room) == (3, 3, 3)
     for verdict in (*held, over):
@@ -112,8 +118,8 @@ class CountingKeeper(LeaseKeeper):
     def __init__(self, counted: Counted, interval_ms: int) -> None:
         super().__init__(interval_ms, jitter=0.5)
         self.counted = counted
-        self.between: list[tuple[int, int]] = []
-        self.ticks: list[tuple[int, int]] = []
+        self.between: list[tuple[int, int, int]] = []
+        self.ticks: list[tuple[int, int, int]] = []
 
     async def refresh_now(self) -> None:
         self.between.append(self.counted.take())
@@ -122,29 +128,44 @@ class CountingKeeper(LeaseKeeper):
 
 
 async def test_many_idle_connections_are_refreshed_in_one_round_trip_per_heartbeat(
-    stack: tuple[Backend, RedisBackend],
+    stack: tuple[Backend, RedisBackend], redis_admin_url: str
 ) -> None:
     backend, primary = stack
-    policy = ConnectionPolicy(backend, ConnectionLimits(per_user=1, per_ip=500, room_max_members=500))
-    connections = [await policy.admit(ClientIdentity("10.0.0.3", f"user{n}"), "lobby") for n in range(150)]
-    keeper = CountingKeeper(Counted(primary), 100)
+    sockets = 1_000
+    policy = ConnectionPolicy(backend, ConnectionLimits(per_user=1, per_ip=sockets, room_max_members=sockets))
+    connections = await asyncio.gather(
+        *(policy.admit(ClientIdentity("10.0.0.3", f"user{n}"), "lobby") for n in range(sockets))
+    )
+    keeper = CountingKeeper(Counted(primary), 300)
     for verdict in connections:
         assert isinstance(verdict, Admitted)
         keeper.keep(verdict.leases)
-    for _ in range(300):
+    server = redis.asyncio.Redis.from_url(redis_admin_url)
+    evalsha_before = await _evalsha_calls(server)
+    for _ in range(600):
         if len(keeper.ticks) >= 3:
             break
         await asyncio.sleep(0.1)
     await keeper.aclose()
-    # Each tick: every slot of every connection (150 x 3) in one round trip; nothing between ticks.
-    assert keeper.ticks[:3] == [(1, 450)] * 3
-    assert keeper.between[1:3] == [(0, 0)] * 2
+    # Each tick: every slot of every connection (1,000 x 3) in one round trip, as ceil(3000 / 256)
+    # bundles; nothing between ticks. The server saw those EVALSHAs and no others (a tick that
+    # aclose interrupted after its writes went may have been sent and not recorded).
+    assert keeper.ticks[:3] == [(1, 3 * sockets, 12)] * 3
+    assert keeper.between[1:3] == [(0, 0, 0)] * 2
+    seen = await _evalsha_calls(server) - evalsha_before
+    assert 12 * len(keeper.ticks) <= seen <= 12 * (len(keeper.ticks) + 1)
     for verdict in connections:
         assert isinstance(verdict, Admitted)
         keeper.keep(verdict.leases)
     counted = Counted(primary)
     assert await keeper.release_all() == 0
-    assert counted.take() == (1, 450)  # released at once too
+    assert counted.take() == (1, 3 * sockets, 12)  # released at once too
     assert len(keeper) == 0
     assert (await policy.occupancy(ClientIdentity("10.0.0.3", "user0"), "lobby")).room == 0
     await keeper.aclose()
+    await server.aclose()
+
+
+async def _evalsha_calls(server: redis.asyncio.Redis) -> int:
+    stats = await server.info("commandstats")
+    return int(stats.get("cmdstat_evalsha", {}).get("calls", 0))

@@ -111,6 +111,7 @@ async def lossy(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch)
 
 async def _warm_up(backend: RedisBackend) -> None:
     """Every script loaded and every node connected, so that no NOSCRIPT resend blurs the counts."""
+    await backend.coalescer.load_scripts()
     async with backend.batch() as batch:
         batch.counter_incr("warm-up")
         batch.counter_decr("warm-up")
@@ -323,6 +324,12 @@ async def test_a_read_only_replica_is_an_outage(server: str, server_process: Cal
         assert isinstance(caught.value.__cause__, ReadOnlyError)
         with pytest.raises(BackendUnavailable):
             await _within(backend.bucket_consume("b", rate=1, burst=1))
+        # Calls bundled into one EVALSHA: each gets the replica's refusal as its own, an outage too.
+        async with backend.batch() as batch:
+            bundled = [batch.counter_incr("k"), batch.set_add("s", "m"), batch.bucket_consume("b", rate=1, burst=1)]
+        for call in bundled:
+            assert isinstance(call.error, BackendUnavailable)
+            assert isinstance(call.error.__cause__, ReadOnlyError)
 
 
 @pytest.mark.parametrize("server", SINGLE_SERVERS)
@@ -348,6 +355,10 @@ async def test_too_few_replicas_to_write_is_an_outage(
     async with RedisBackend.from_url(primary.url) as backend:
         with pytest.raises(BackendUnavailable, match="NOREPLICAS"):
             await _within(backend.counter_incr("k"))
+        outcomes = await _within(
+            asyncio.gather(backend.counter_incr("k"), backend.set_add("s", "m"), return_exceptions=True)
+        )
+        assert all(isinstance(outcome, BackendUnavailable) and "NOREPLICAS" in str(outcome) for outcome in outcomes)
 
 
 @pytest.mark.parametrize("server", SINGLE_SERVERS)
