@@ -54,13 +54,12 @@ local function live_counter(key, now)
 end
 
 -- A set lives as long as its longest lease; a permanent member (score +inf) makes it permanent.
+-- The highest score says which (Redis writes +inf as 'inf'; tonumber of it is not portable).
 local function refresh_set_expiry(key, now)
-  if redis.call('ZCOUNT', key, '+inf', '+inf') > 0 then
-    redis.call('PERSIST', key)
-    return
-  end
   local last = redis.call('ZRANGE', key, -1, -1, 'WITHSCORES')
-  if last[2] then
+  if last[2] == 'inf' or last[2] == '+inf' then
+    redis.call('PERSIST', key)
+  elseif last[2] then
     expire_at(key, now, tonumber(last[2]))
   end
 end

@@ -9,16 +9,14 @@ local lease = tonumber(ARGV[5])
 
 redis.call('ZREMRANGEBYSCORE', key, '-inf', now)
 local size = redis.call('ZCARD', key)
-if not redis.call('ZSCORE', key, member) then
-  if capacity and size >= capacity then
-    return {0, size}
-  end
-  size = size + 1
+if capacity and size >= capacity and not redis.call('ZSCORE', key, member) then
+  return {0, size}
 end
+local score = '+inf'
 if lease then
-  redis.call('ZADD', key, now + lease, member)
-else
-  redis.call('ZADD', key, '+inf', member)
+  score = now + lease
 end
+-- ZADD answers 1 for a new member, 0 for a refreshed one.
+size = size + redis.call('ZADD', key, score, member)
 refresh_set_expiry(key, now)
 return {1, size}
