@@ -5,7 +5,7 @@ __version__ = "0.2.0"
 
 from typing import TYPE_CHECKING
 
-from .backend import Backend, BucketResult, CounterResult, SetResult
+from .backend import AddsMany, Backend, BucketResult, CounterResult, SetResult, ShowsProgress
 from .clock import Clock, ManualClock, monotonic_ms
 from .errors import (
     BackendError,
@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from .urls import backend_from_url
 
 __all__ = [
+    "AddsMany",
     "Backend",
     "BackendError",
     "BackendFull",
@@ -38,6 +39,7 @@ __all__ = [
     "RateLimitError",
     "RedisBackend",
     "SetResult",
+    "ShowsProgress",
     "backend_from_url",
     "monotonic_ms",
 ]

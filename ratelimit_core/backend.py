@@ -7,11 +7,24 @@ between its read and its write.
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Protocol, Self, runtime_checkable
+from typing import Protocol, Self, cast, runtime_checkable
 
-__all__ = ["Backend", "BucketResult", "ClosesOnExit", "CounterResult", "SetResult"]
+from .errors import BackendError
+
+__all__ = [
+    "AddsMany",
+    "Backend",
+    "BucketResult",
+    "ClosesOnExit",
+    "CounterResult",
+    "SetResult",
+    "ShowsProgress",
+    "add_many",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,6 +199,64 @@ class Backend(Protocol):
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None: ...
+
+
+@runtime_checkable
+class AddsMany(Protocol):
+    """What a backend offers, beyond `Backend`, to refresh many set members at once (optional).
+
+    The lease heartbeat of a process refreshes every slot it holds; a backend with
+    `set_add_many` takes them in one call, without a task or a coroutine per slot. A
+    backend without it gets one `set_add` per slot, issued together.
+    """
+
+    async def set_add_many(
+        self, members: Sequence[tuple[str, str]], *, lease_ms: int | None = None
+    ) -> list[SetResult | BackendError]:
+        """`Backend.set_add` of each ``(key, member)`` with `lease_ms` and without a capacity, together.
+
+        Each add is atomic on its own key, as `set_add` is; the adds are not one
+        transaction. Returns each add's result, or its own storage failure
+        (`BackendError`, `BackendUnavailable`), in order: one failing does not stop
+        the others. Invalid arguments raise `InvalidArgument` before anything is written.
+        """
+        ...
+
+
+@runtime_checkable
+class ShowsProgress(Protocol):
+    """What a backend offers, beyond `Backend`, to show that a long call moves (optional).
+
+    `FallbackBackend` takes any reply as a sign of life: while one call carries many
+    writes (a heartbeat of thousands of slots), the replies to its first parts keep
+    it from being taken for a silent primary.
+    """
+
+    @property
+    def replies_read(self) -> int:
+        """Replies received from storage so far, for any call; it only grows."""
+        ...
+
+
+async def add_many(
+    backend: Backend, members: Sequence[tuple[str, str]], lease_ms: int | None
+) -> list[SetResult | BackendError]:
+    """`AddsMany.set_add_many` on `backend` where its class defines it, else one `set_add` per member, together.
+
+    Only a method of the class counts: a wrapper that overrides `set_add` and hands
+    every other name to the backend it wraps (``__getattr__``) gets its own `set_add`
+    called, not the wrapped backend's `set_add_many`. A failure that is no
+    `BackendError` (a bug below) is raised, after every add ended.
+    """
+    if callable(getattr(type(backend), "set_add_many", None)):
+        return await cast("AddsMany", backend).set_add_many(members, lease_ms=lease_ms)
+    outcomes = await asyncio.gather(
+        *(backend.set_add(key, member, lease_ms=lease_ms) for key, member in members), return_exceptions=True
+    )
+    for outcome in outcomes:
+        if isinstance(outcome, BaseException) and not isinstance(outcome, BackendError):
+            raise outcome
+    return cast("list[SetResult | BackendError]", outcomes)
 
 
 class ClosesOnExit:

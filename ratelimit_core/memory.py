@@ -8,6 +8,8 @@ without a background thread or timer.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from heapq import heapify, heappop, heappush
 from itertools import islice
 from typing import TypeVar
 
@@ -15,7 +17,7 @@ from .arguments import check_optional_count
 from .backend import BucketResult, ClosesOnExit, CounterResult, SetResult
 from .bucket import BucketSpecCache, bucket_peek_step, bucket_step
 from .clock import Clock, monotonic_ms
-from .errors import BackendFull
+from .errors import BackendError, BackendFull
 from .keys import check_prefix
 from .primitives import PRIMITIVES
 
@@ -32,9 +34,8 @@ DEFAULT_MAX_KEYS = 1_000_000
 _V = TypeVar("_V")
 
 # A bucket: (level, updated_ms, full_at), a tuple because the hot path makes one per
-# call. A set: {member: lease end or None (permanent)}.
+# call. A set: a `_LeasedSet`.
 _Bucket = tuple[int, int, int]
-_Set = dict[str, int | None]
 
 _COUNTER_INCR = PRIMITIVES["counter_incr"].check
 _COUNTER_DECR = PRIMITIVES["counter_decr"].check
@@ -58,8 +59,39 @@ class _Counter:
         self.expires_at = expires_at
 
 
-def _lease_live(expiry: int | None, now: int) -> bool:
-    return expiry is None or now < expiry
+class _LeasedSet:
+    """A set's members, each with its lease end (None: permanent), and the ends in a heap.
+
+    The heap finds the expired members without looking at the live ones, so that an
+    add or a refresh costs O(log n) in a set of n members, not O(n) (a room of
+    thousands, refreshed member by member at every heartbeat). A refresh leaves its
+    member's earlier end in the heap: an entry whose end is no longer its member's is
+    skipped when it comes up, and the heap is rebuilt when stale entries outnumber the
+    members, so it holds at most about twice as many entries as there are members.
+    """
+
+    __slots__ = ("ends", "heap")
+
+    def __init__(self) -> None:
+        self.ends: dict[str, int | None] = {}
+        self.heap: list[tuple[int, str]] = []
+
+    def drop_expired(self, now: int) -> None:
+        """Remove every member whose lease ended at `now` or before (a lease ends when now >= its end)."""
+        heap, ends = self.heap, self.ends
+        while heap and heap[0][0] <= now:
+            end, member = heappop(heap)
+            if ends.get(member, None) == end:
+                del ends[member]
+
+    def put(self, member: str, end: int | None) -> None:
+        self.ends[member] = end
+        if end is not None:
+            heap = self.heap
+            heappush(heap, (end, member))
+            if len(heap) > 2 * len(self.ends) + 16:
+                self.heap = [(end, m) for m, end in self.ends.items() if end is not None]
+                heapify(self.heap)
 
 
 class MemoryBackend(ClosesOnExit):
@@ -80,7 +112,7 @@ class MemoryBackend(ClosesOnExit):
         self.prefix = check_prefix(prefix)
         self.max_keys = check_optional_count("max_keys", max_keys)
         self._counters: dict[str, _Counter] = {}
-        self._sets: dict[str, _Set] = {}
+        self._sets: dict[str, _LeasedSet] = {}
         self._buckets: dict[str, _Bucket] = {}
         self._bucket_specs = BucketSpecCache()
         self._writes = 0
@@ -144,57 +176,69 @@ class MemoryBackend(ClosesOnExit):
 
     # -- bounded sets with leases ----------------------------------------------
 
-    def _live_set(self, key: str, now: int) -> _Set | None:
-        members = self._sets.get(key)
-        if members is None:
+    def _live_set(self, key: str, now: int) -> _LeasedSet | None:
+        leased = self._sets.get(key)
+        if leased is None:
             return None
-        expired = [m for m, expiry in members.items() if not _lease_live(expiry, now)]
-        for member in expired:
-            del members[member]
-        if not members:
+        leased.drop_expired(now)
+        if not leased.ends:
             del self._sets[key]
             return None
-        return members
+        return leased
 
     async def set_add(
         self, key: str, member: str, *, capacity: int | None = None, lease_ms: int | None = None
     ) -> SetResult:
         _SET_ADD(key, member, capacity, lease_ms)
         now = self.clock()
-        members = self._live_set(key, now)
-        size = 0 if members is None else len(members)
-        if members is None or member not in members:
+        leased = self._live_set(key, now)
+        size = 0 if leased is None else len(leased.ends)
+        if leased is None or member not in leased.ends:
             if capacity is not None and size >= capacity:
                 return SetResult(False, size)
             size += 1
-        if members is None:
+        if leased is None:
             self._make_room(now)
-            members = self._sets[key] = {}
-        members[member] = None if lease_ms is None else now + lease_ms
+            leased = self._sets[key] = _LeasedSet()
+        leased.put(member, None if lease_ms is None else now + lease_ms)
         _move_to_end(self._sets, key)
         self._wrote(now)
         return SetResult(True, size)
 
+    async def set_add_many(
+        self, members: Sequence[tuple[str, str]], *, lease_ms: int | None = None
+    ) -> list[SetResult | BackendError]:
+        """`set_add` of each ``(key, member)`` with `lease_ms` and no capacity (see `AddsMany`)."""
+        for key, member in members:
+            _SET_ADD(key, member, None, lease_ms)
+        results: list[SetResult | BackendError] = []
+        for key, member in members:
+            try:
+                results.append(await self.set_add(key, member, lease_ms=lease_ms))
+            except BackendFull as exc:  # a new key past max_keys: that add alone fails
+                results.append(exc)
+        return results
+
     async def set_remove(self, key: str, member: str) -> int:
         _SET_REMOVE(key, member)
-        members = self._live_set(key, self.clock())
-        if members is None:
+        leased = self._live_set(key, self.clock())
+        if leased is None:
             return 0
-        members.pop(member, None)
-        if not members:
+        leased.ends.pop(member, None)  # its heap entry is skipped when it comes up
+        if not leased.ends:
             del self._sets[key]
             return 0
-        return len(members)
+        return len(leased.ends)
 
     async def set_size(self, key: str) -> int:
         _SET_SIZE(key)
-        members = self._live_set(key, self.clock())
-        return 0 if members is None else len(members)
+        leased = self._live_set(key, self.clock())
+        return 0 if leased is None else len(leased.ends)
 
     async def set_members(self, key: str) -> frozenset[str]:
         _SET_MEMBERS(key)
-        members = self._live_set(key, self.clock())
-        return frozenset() if members is None else frozenset(members)
+        leased = self._live_set(key, self.clock())
+        return frozenset() if leased is None else frozenset(leased.ends)
 
     # -- token buckets ------------------------------------------------------------
 

@@ -13,11 +13,11 @@ and `shares` (per-process limits).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Final, TypeVar
 
 from ..arguments import check_count, check_optional_count
-from ..backend import Backend, BucketResult, ClosesOnExit, CounterResult, SetResult
+from ..backend import Backend, BucketResult, ClosesOnExit, CounterResult, SetResult, ShowsProgress, add_many
 from ..clock import Clock, monotonic_ms
 from ..errors import BackendError, BackendUnavailable
 from ..failure_modes import OnError, check_on_error
@@ -104,7 +104,8 @@ class FallbackBackend(ClosesOnExit):
         timeout = check_optional_count("timeout_ms", timeout_ms)
         warmup = check_count("warmup_ms", warmup_ms)
         self._timeout_s = None if timeout is None else timeout / 1000
-        self._watchdog = None if timeout is None else Watchdog(timeout, warmup)
+        progress = _replies_read(primary) if isinstance(primary, ShowsProgress) else None
+        self._watchdog = None if timeout is None else Watchdog(timeout, warmup, progress)
         cooldown = check_count("cooldown_ms", cooldown_ms)
         max_cooldown = check_count("max_cooldown_ms", max_cooldown_ms, minimum=cooldown)
         self._clock = clock or monotonic_ms
@@ -286,6 +287,39 @@ class FallbackBackend(ClosesOnExit):
         self, key: str, member: str, *, capacity: int | None = None, lease_ms: int | None = None
     ) -> SetResult:
         result = await self._call_primary(lambda b: b.set_add(key, member, capacity=capacity, lease_ms=lease_ms))
+        return await self._set_add_after(result, key, member, capacity, lease_ms)
+
+    async def set_add_many(
+        self, members: Sequence[tuple[str, str]], *, lease_ms: int | None = None
+    ) -> list[SetResult | BackendError]:
+        """`set_add` of each ``(key, member)`` with `lease_ms` and no capacity, as one call to the primary.
+
+        Each add then goes on as its own `set_add` would with the primary's answer to it:
+        an add the primary failed to answer (an outage, for all of them or some) is
+        taken locally and journalled, and the breaker opens, as for one `set_add`.
+        """
+        for key, member in members:
+            PRIMITIVES["set_add"].check(key, member, None, lease_ms)
+        answer = await self._call_primary(lambda b: add_many(b, members, lease_ms))
+        if isinstance(answer, _Down):
+            answers: list[SetResult | BackendError | _Down] = [answer] * len(members)
+        else:
+            lost = next((each for each in answer if isinstance(each, BackendUnavailable)), None)
+            if lost is not None:
+                self._went_down(lost)
+            answers = [_TRIED if isinstance(each, BackendUnavailable) else each for each in answer]
+        results: list[SetResult | BackendError] = []
+        for (key, member), each in zip(members, answers, strict=True):
+            if isinstance(each, BackendError):
+                results.append(each)  # a storage error that is no outage (e.g. WRONGTYPE): that add alone fails
+            else:
+                results.append(await self._set_add_after(each, key, member, None, lease_ms))
+        return results
+
+    async def _set_add_after(
+        self, result: SetResult | _Down, key: str, member: str, capacity: int | None, lease_ms: int | None
+    ) -> SetResult:
+        """`set_add`'s outcome, given the primary's answer (or its absence)."""
         journal = self._journal
         if not isinstance(result, _Down):
             if result.added:
@@ -383,3 +417,7 @@ class FallbackBackend(ClosesOnExit):
             await self._primary.aclose()
         finally:
             await self._fallback.aclose()
+
+
+def _replies_read(primary: ShowsProgress) -> Callable[[], int]:
+    return lambda: primary.replies_read

@@ -12,6 +12,11 @@ silence: the primary's reply may have been sitting unread in the socket all alon
 The price is that, on a loop that is late for every tick, detection takes longer
 than `timeout_ms` of wall time; on an idle loop it takes `timeout_ms`.
 
+A primary that shows its progress (`ShowsProgress`: replies read so far, as each
+arrives) is not silent while a reply arrived since the last tick, even if no call
+has ended yet: one call that carries thousands of writes (a heartbeat) is answered
+in parts, and each part is a sign of life.
+
 Until the primary has answered once (connection set-up, cluster discovery,
 script loading), and again after each outage, the allowance is `warmup_ms`.
 
@@ -21,6 +26,7 @@ The tick is scheduled only while a call waits: an idle backend runs nothing.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
 __all__ = ["Watchdog"]
 
@@ -30,9 +36,22 @@ _TICKS_PER_TIMEOUT = 4
 class Watchdog:
     """Deadlines for the calls waiting on one primary; see the module docstring."""
 
-    __slots__ = ("_answered", "_handle", "_interval_s", "_last_tick", "_quiet_s", "_timeout_s", "_waiting", "_warmup_s")
+    __slots__ = (
+        "_answered",
+        "_handle",
+        "_interval_s",
+        "_last_tick",
+        "_progress",
+        "_progress_seen",
+        "_quiet_s",
+        "_timeout_s",
+        "_waiting",
+        "_warmup_s",
+    )
 
-    def __init__(self, timeout_ms: int, warmup_ms: int) -> None:
+    def __init__(self, timeout_ms: int, warmup_ms: int, progress: Callable[[], int] | None = None) -> None:
+        self._progress = progress
+        self._progress_seen = 0 if progress is None else progress()
         self._timeout_s = timeout_ms / 1000
         self._warmup_s = max(timeout_ms, warmup_ms) / 1000
         self._interval_s = self._timeout_s / _TICKS_PER_TIMEOUT
@@ -59,6 +78,8 @@ class Watchdog:
             loop = asyncio.get_running_loop()
             self._quiet_s = 0.0
             self._last_tick = loop.time()
+            if self._progress is not None:
+                self._progress_seen = self._progress()
             self._handle = loop.call_at(self._last_tick + self._interval_s, self._tick)
         return timeout
 
@@ -81,6 +102,11 @@ class Watchdog:
         now = loop.time()
         self._quiet_s += min(now - self._last_tick, self._interval_s)
         self._last_tick = now
+        if self._progress is not None:
+            seen = self._progress()
+            if seen != self._progress_seen:  # a reply arrived since the last tick
+                self._progress_seen = seen
+                self._quiet_s = 0.0
         allowance = self._timeout_s if self._answered else self._warmup_s
         if self._quiet_s < allowance * 0.999 or not self._waiting:
             self._handle = loop.call_at(now + self._interval_s, self._tick)

@@ -1,13 +1,15 @@
 """`LeaseKeeper`: one heartbeat for every live connection of a process, instead of one per connection.
 
 The keeper holds the `Leases` of live connections and, once per interval, refreshes
-them all at once: every write of every lease is issued in the same turn of the
-event loop, so a coalescing backend (Redis) sends them together, one round trip
-per interval at idle (or a few sent at the same moment, when the writes exceed
-what one pipeline carries). Each interval is shortened by a random part of up to
-`jitter` of it, so that the processes of a deployment, started together, do not
-refresh together; an interval is never longer than `interval_ms`, so a lease is
-refreshed at least that often.
+them all at once: every write of every lease goes in one `add_many` call (see
+`refresh_together`), so a backend with `AddsMany.set_add_many` (Redis, memory, and
+`FallbackBackend` over them) takes the whole heartbeat as one call, with no task per
+connection or slot, and Redis gets it as one round trip at idle (or a few sent at
+the same moment, when the writes exceed what one round trip carries). Each
+interval is shortened by a random part of up to `jitter` of it, so that the
+processes of a deployment, started together, do not refresh together; an
+interval is never longer than `interval_ms`, so a lease is refreshed at least
+that often.
 
 One task runs while the keeper holds a lease and ends when it holds none (no
 timer runs for an idle process). A failing refresh is logged and retried at the
@@ -26,7 +28,7 @@ from collections.abc import Callable
 
 from ..arguments import check_count
 from ..errors import BackendError, InvalidArgument
-from .leases import Leases
+from .leases import Leases, refresh_together
 
 __all__ = ["DEFAULT_JITTER", "LeaseKeeper"]
 
@@ -110,7 +112,10 @@ class LeaseKeeper:
         held = list(self._held)
         if not held:
             return
-        outcomes = await asyncio.gather(*(leases.refresh() for leases in held), return_exceptions=True)
+        try:
+            outcomes = await refresh_together(held)
+        except Exception as exc:
+            outcomes = [exc] * len(held)
         self.refreshes += 1
         failures: list[BackendError] = []
         for leases, outcome in zip(held, outcomes, strict=True):

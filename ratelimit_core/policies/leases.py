@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Final
 
-from ..backend import Backend
+from ..backend import Backend, add_many
 from ..errors import BackendError
 
-__all__ = ["DEFAULT_LEASE_MS", "Leases", "Slot"]
+__all__ = ["DEFAULT_LEASE_MS", "Leases", "Slot", "refresh_together"]
 
 logger = logging.getLogger(__name__)
 
@@ -98,12 +98,14 @@ class Leases:
                 return False
             # All issued at once (one round trip on a coalescing backend), and all ended before
             # the lock is let go, failed or not: a release must not overtake a write still running.
-            writes = [self._backend.set_add(slot.key, slot.member, lease_ms=self._lease_ms) for slot in self._slots]
-            outcomes = await asyncio.gather(*writes, return_exceptions=True)
+            outcomes = await add_many(self._backend, self._members(), self._lease_ms)
             failure = next((outcome for outcome in outcomes if isinstance(outcome, BaseException)), None)
             if failure is not None:
                 raise failure
             return True
+
+    def _members(self) -> list[tuple[str, str]]:
+        return [(slot.key, slot.member) for slot in self._slots]
 
     async def release(self) -> None:
         """Remove every slot, once, whoever calls and however often.
@@ -133,3 +135,71 @@ class Leases:
                     # Not a storage failure but a bug below; the other slots went all the same.
                     logger.error("could not release slot %r (it expires with its lease)", slot.key, exc_info=outcome)
             self._released = True
+
+
+async def refresh_together(held: Sequence[Leases]) -> list[bool | BaseException]:
+    """`Leases.refresh` of each of `held`, their writes sent together: one `add_many` per backend and lease.
+
+    A heartbeat of thousands of connections is then one call on a backend that has
+    `AddsMany.set_add_many` (no task per connection or per slot). Each outcome is what
+    that `refresh` would give: True, False once released (nothing written), or its
+    failure (a `BackendError`, or a bug). The guarantees of `refresh` hold: a
+    connection's lock is held while its writes run, so a release waits for them, and
+    cancelling the caller does not cut them short.
+    """
+    return await asyncio.shield(_refresh_together(list(held)))
+
+
+async def _refresh_together(held: list[Leases]) -> list[bool | BaseException]:
+    outcomes: dict[Leases, bool | BaseException] = {}
+    busy: list[Leases] = []
+    taken: list[Leases] = []
+    try:
+        for leases in held:
+            if leases._ending:
+                outcomes[leases] = False
+            elif leases._lock.locked():
+                busy.append(leases)  # a refresh of its own is running: this one waits its turn
+            else:
+                await leases._lock.acquire()  # free, so taken at once, without yielding
+                taken.append(leases)
+        groups: dict[tuple[int, int | None], list[Leases]] = {}
+        for leases in taken:
+            groups.setdefault((id(leases._backend), leases._lease_ms), []).append(leases)
+        parts = [*groups.values(), *([leases] for leases in busy)]
+        written = await asyncio.gather(
+            *(_refresh_group(group) for group in groups.values()),
+            *(_refresh_alone(leases) for leases in busy),
+            return_exceptions=True,
+        )
+    finally:
+        for leases in taken:
+            leases._lock.release()
+    for part, outcome in zip(parts, written, strict=True):
+        for leases, each in zip(part, _spread(outcome, part), strict=True):
+            outcomes[leases] = each
+    return [outcomes[leases] for leases in held]
+
+
+async def _refresh_alone(leases: Leases) -> list[bool | BaseException]:
+    return [await leases.refresh()]
+
+
+async def _refresh_group(group: list[Leases]) -> list[bool | BaseException]:
+    """The writes of `group` (one backend, one lease) in one `add_many`; each connection's outcome."""
+    first = group[0]
+    members = [member for leases in group for member in leases._members()]
+    results = await add_many(first._backend, members, first._lease_ms)
+    outcomes: list[bool | BaseException] = []
+    start = 0
+    for leases in group:
+        end = start + len(leases._slots)
+        failure = next((each for each in results[start:end] if isinstance(each, BaseException)), None)
+        outcomes.append(True if failure is None else failure)
+        start = end
+    return outcomes
+
+
+def _spread(outcome: list[bool | BaseException] | BaseException, group: list[Leases]) -> list[bool | BaseException]:
+    """A group's outcomes, or the one failure that ended its whole call, for each connection of it."""
+    return [outcome] * len(group) if isinstance(outcome, BaseException) else outcome

@@ -28,7 +28,6 @@ SCRIPT_COMMANDS: Final = (
     "persist",
     "zadd",
     "zcard",
-    "zcount",
     "zrange",
     "zrem",
     "zremrangebyscore",

@@ -54,9 +54,9 @@ from typing import Any, Concatenate, ParamSpec, Self, TypeVar, cast
 import redis.asyncio
 from redis.asyncio.cluster import RedisCluster
 
-from ..backend import Backend, ClosesOnExit
+from ..backend import Backend, ClosesOnExit, SetResult
 from ..clock import Clock
-from ..errors import InvalidArgument
+from ..errors import BackendError, InvalidArgument
 from ..keys import check_prefix
 from ..primitives import PRIMITIVES
 from .batch import RedisBatch
@@ -152,6 +152,11 @@ class RedisBackend(ClosesOnExit):
         """What sends this backend's script calls (its counters show the mean batch size)."""
         return self._coalescer
 
+    @property
+    def replies_read(self) -> int:
+        """Replies read so far, counted as each arrives (see `ShowsProgress`)."""
+        return self._coalescer.progress.replies
+
     def batch(self) -> RedisBatch:
         """Calls collected in ``async with backend.batch() as batch:`` and sent in one round trip.
 
@@ -193,6 +198,19 @@ class RedisBackend(ClosesOnExit):
     bucket_peek = _runs_script(Backend.bucket_peek)
     bucket_reset = _runs_script(Backend.bucket_reset)
 
+    async def set_add_many(
+        self, members: Sequence[tuple[str, str]], *, lease_ms: int | None = None
+    ) -> list[SetResult | BackendError]:
+        """`set_add` of each ``(key, member)`` with `lease_ms` and no capacity, in one round trip (see `AddsMany`).
+
+        The calls go bundled (see `bundle`), with no task per call: a heartbeat of
+        thousands of slots costs this process one batch, not thousands of coroutines.
+        """
+        batch = self.batch()
+        calls = [batch.set_add(key, member, lease_ms=lease_ms) for key, member in members]
+        await batch.send()
+        return [_outcome(call) for call in calls]
+
     # -- housekeeping ---------------------------------------------------------------
 
     async def ping(self) -> None:
@@ -232,3 +250,13 @@ class RedisBackend(ClosesOnExit):
         """Close the client if this backend owns it (built by `from_url`, or passed with ``close_client=True``)."""
         if self._close_client:
             await self._client.aclose()
+
+
+def _outcome(call: ScriptCall[SetResult]) -> SetResult | BackendError:
+    """A sent call's result, or its storage failure; anything else is a bug and is raised."""
+    error = call.error
+    if error is None:
+        return call.result()
+    if isinstance(error, BackendError):
+        return error
+    raise error

@@ -61,7 +61,7 @@ from .bundle import MAX_BUNDLE, Bundler, replies_of_calls
 from .connect import Client, server_name
 from .errors import REDIS_FAILURES, is_lost_connection, translated
 from .lua import BUNDLE, bundle_source
-from .pipeline import round_trip_for
+from .pipeline import Progress, round_trip_for
 from .tls_probe import refusal_behind
 
 __all__ = ["RESENDABLE", "Coalescer", "ScriptCall"]
@@ -144,12 +144,15 @@ class Coalescer:
         "_trips",
         "calls_sent",
         "commands_sent",
+        "progress",
         "round_trips",
     )
 
     def __init__(self, client: Client, sources: Mapping[str, str]) -> None:
         self._client = client
-        self._send = round_trip_for(client)
+        self.progress = Progress()
+        """Replies read so far (see `pipeline.Progress`)."""
+        self._send = round_trip_for(client, self.progress)
         self._server = server_name(client)
         self._sources = {**sources, BUNDLE: bundle_source()}
         self._shas = {name: hashlib.sha1(source.encode()).hexdigest() for name, source in self._sources.items()}

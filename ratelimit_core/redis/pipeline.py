@@ -51,6 +51,7 @@ __all__ = [
     "SUPPORTED_REDIS_PY",
     "UNDECODED",
     "Command",
+    "Progress",
     "RoundTrip",
     "direct_fits",
     "direct_supported",
@@ -118,36 +119,55 @@ def direct_fits(client: object) -> TypeGuard[redis.asyncio.Redis]:
     return direct_supported() and isinstance(client, redis.asyncio.Redis) and not client.single_connection_client
 
 
-def round_trip_for(client: redis.asyncio.Redis | RedisCluster) -> RoundTrip:
+class Progress:
+    """Replies read so far by the round trips of one client: a long round trip shows that it moves.
+
+    The direct way counts each reply as it is read; redis-py's pipeline, all of a
+    round trip's replies when it ends.
+    """
+
+    __slots__ = ("replies",)
+
+    def __init__(self) -> None:
+        self.replies = 0
+
+
+def round_trip_for(client: redis.asyncio.Redis | RedisCluster, progress: Progress | None = None) -> RoundTrip:
     """The way to send round trips on `client`: direct where it fits, else redis-py's public pipeline.
 
     A connection failure or a timeout raises, for the whole round trip; nothing is
-    sent again by the direct way.
+    sent again by the direct way. Replies read are counted in `progress`.
     """
+    progress = Progress() if progress is None else progress
     if direct_fits(client):
-        return partial(_direct_round_trip, client)
-    return partial(_public_round_trip, client)
+        return partial(_direct_round_trip, client, progress)
+    return partial(_public_round_trip, client, progress)
 
 
-async def _public_round_trip(client: redis.asyncio.Redis | RedisCluster, commands: Sequence[Command]) -> list[Any]:
+async def _public_round_trip(
+    client: redis.asyncio.Redis | RedisCluster, progress: Progress, commands: Sequence[Command]
+) -> list[Any]:
     if len(commands) == 1:
-        return [await client.execute_command(*commands[0], **UNDECODED)]
-    pipeline = client.pipeline(transaction=False)
-    for command in commands:
-        pipeline.execute_command(*command, **UNDECODED)
-    return list(await pipeline.execute(raise_on_error=False))
+        replies = [await client.execute_command(*commands[0], **UNDECODED)]
+    else:
+        pipeline = client.pipeline(transaction=False)
+        for command in commands:
+            pipeline.execute_command(*command, **UNDECODED)
+        replies = list(await pipeline.execute(raise_on_error=False))
+    progress.replies += len(replies)
+    return replies
 
 
-async def _direct_round_trip(client: redis.asyncio.Redis, commands: Sequence[Command]) -> list[Any]:
+async def _direct_round_trip(client: redis.asyncio.Redis, progress: Progress, commands: Sequence[Command]) -> list[Any]:
     pool = client.connection_pool
     connection = await pool.get_connection()  # type: ignore[no-untyped-call]
     try:
-        return await _send_and_read(connection, commands)
+        return await _send_and_read(connection, commands, progress)
     finally:
         await pool.release(connection)
 
 
-async def _send_and_read(connection: Any, commands: Sequence[Command]) -> list[Any]:
+async def _send_and_read(connection: Any, commands: Sequence[Command], progress: Progress) -> list[Any]:
     if _pack_command is not None:
         packed = b"".join([_pack_command(command) for command in commands])
     else:
@@ -169,6 +189,7 @@ async def _send_and_read(connection: Any, commands: Sequence[Command]) -> list[A
                     replies.append(await connection.read_response(disable_decoding=True, timeout=_NO_READ_TIMEOUT))
                 except ResponseError as exc:
                     replies.append(exc)
+                progress.replies += 1
     except BaseException:
         # Cut short (a broken connection, the deadline, a cancellation): replies may be
         # left unread, so the connection is out of step and must not be reused.

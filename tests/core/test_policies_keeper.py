@@ -5,11 +5,13 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import Counter
+from collections.abc import Sequence
 from typing import Any
 
 import pytest
 
-from ratelimit_core import Backend, BackendUnavailable, InvalidArgument, ManualClock, SetResult
+from ratelimit_core import Backend, BackendError, BackendUnavailable, InvalidArgument, ManualClock, SetResult
+from ratelimit_core.backend import add_many
 from ratelimit_core.policies import Leases
 from ratelimit_core.policies.keeper import LeaseKeeper
 from ratelimit_core.policies.leases import Slot
@@ -34,6 +36,17 @@ class Writes:
         if self.failure is not None:
             raise self.failure
         return await self.backend.set_add(key, member, **kwargs)
+
+    async def set_add_many(
+        self, members: Sequence[tuple[str, str]], *, lease_ms: int | None = None
+    ) -> list[SetResult | BackendError]:
+        """The keeper's one call per heartbeat: counted per key, failing as a whole while `failure` is set."""
+        for key, _ in members:
+            self.adds[key] += 1
+        self.written.set()
+        if self.failure is not None:
+            raise self.failure
+        return await add_many(self.backend, members, lease_ms)
 
 
 async def held(backend: Backend, name: str, slots: int = 2) -> Leases:
