@@ -157,3 +157,29 @@ def test_default_clock_is_the_monotonic_clock() -> None:
 
 def test_repr_names_prefix_and_key_count() -> None:
     assert repr(MemoryBackend(prefix="x:")) == "MemoryBackend(prefix='x:', keys=0)"
+
+
+async def test_a_member_refreshed_many_times_keeps_the_set_small(memory: MemoryBackend, clock: ManualClock) -> None:
+    # Each refresh leaves its earlier lease end behind; the set is rebuilt before those outnumber the members.
+    for _ in range(10_000):
+        clock.advance(1)
+        await memory.set_add("room", "m", lease_ms=60_000)
+    leased = memory._sets["room"]
+    assert len(leased.heap) <= 2 * len(leased.ends) + 16
+    clock.advance(60_000 - 1)
+    assert await memory.set_members("room") == {"m"}  # its last lease ends one ms later
+    clock.advance(1)
+    assert await memory.set_size("room") == 0
+
+
+async def test_a_lease_shortened_by_a_clock_step_back_ends_at_its_new_end() -> None:
+    clock = RewindableClock(10_000)
+    memory = MemoryBackend(clock=clock)
+    await memory.set_add("room", "m", lease_ms=5_000)  # ends at 15,000
+    clock.rewind(9_000)
+    await memory.set_add("room", "m", lease_ms=5_000)  # refreshed under the earlier clock: ends at 6,000
+    await memory.set_add("room", "n")  # permanent
+    clock.advance(4_999)
+    assert await memory.set_members("room") == {"m", "n"}
+    clock.advance(1)
+    assert await memory.set_members("room") == {"n"}
