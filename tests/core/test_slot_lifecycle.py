@@ -29,7 +29,7 @@ from ratelimit_core.policies import (
 )
 from ratelimit_core.policies.connections import identity_slots_key, ip_slots_key, room_members_key
 from ratelimit_core.policies.leases import Slot
-from support.held_calls import HeldCalls, calls_to, nth_call
+from support.held_calls import HeldCalls, Match, calls_to, nth_call
 
 ALICE = ClientIdentity("1.1.1.1", "alice")
 BOB = ClientIdentity("1.1.1.1", "bob")
@@ -193,6 +193,43 @@ async def test_a_refusal_reports_room_full_and_removes_nothing_it_did_not_take(b
     assert isinstance(verdict, Denial)
     assert verdict.code == ErrorCode.ROOM_FULL
     assert storage.removals == {}
+    await holder.leases.release()
+
+
+def nth_call_to(method: str, key: str, n: int) -> Match:
+    """The `n`-th call (from 0) of `method` on exactly `key`, and only that one."""
+    count = -1
+
+    def match(name: str, called_key: str, given: dict[str, Any]) -> bool:
+        nonlocal count
+        if name != method or called_key != key:
+            return False
+        count += 1
+        return count == n
+
+    return match
+
+
+async def test_an_attempt_cancelled_while_asking_again_limit_by_limit_holds_nothing_once_storage_ran_it(
+    backend: Backend,
+) -> None:
+    limits = ConnectionLimits(per_user=2, per_ip=1)
+    holder = await ConnectionPolicy(backend, limits).admit(BOB)  # the IP's one slot, from ALICE's IP
+    assert isinstance(holder, Admitted)
+    storage = HeldCalls(backend)
+    # ALICE's user slot admitted while the IP refused: given back, then asked again alone, and held there.
+    gate = storage.hold(nth_call_to("set_add", identity_slots_key(ALICE), 1))
+    policy = ConnectionPolicy(storage, limits)
+    task = asyncio.create_task(policy.admit(ALICE, connection_id="c1"))
+    await asyncio.wait_for(gate.started.wait(), timeout=10)
+    task.cancel()
+    gate.go.set()  # storage runs the add the attempt gave up on
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.wait_for(task, timeout=10)
+    await storage.settle()
+    assert await policy.occupancy(ALICE) == Occupancy(identity=0, ip=1)  # only BOB's
+    # Taken twice (at once, then alone), so removed twice; the refused IP add added nothing.
+    assert storage.removals == {(identity_slots_key(ALICE), "c1"): 2}
     await holder.leases.release()
 
 
