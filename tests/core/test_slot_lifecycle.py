@@ -15,10 +15,9 @@ from typing import Any
 
 import pytest
 
-from ratelimit_core import Backend, BackendUnavailable, SetResult
+from ratelimit_core import Backend, BackendUnavailable
 from ratelimit_core.policies import (
     Admitted,
-    ClientIdentity,
     ConnectionLimits,
     ConnectionPolicy,
     Denial,
@@ -29,10 +28,10 @@ from ratelimit_core.policies import (
 )
 from ratelimit_core.policies.connections import identity_slots_key, ip_slots_key, room_members_key
 from ratelimit_core.policies.leases import Slot
+from support.failing_storage import LostReply
 from support.held_calls import HeldCalls, Match, calls_to, nth_call
+from support.policy_clients import ALICE, BOB
 
-ALICE = ClientIdentity("1.1.1.1", "alice")
-BOB = ClientIdentity("1.1.1.1", "bob")
 LIMITS = ConnectionLimits(per_user=1, per_ip=1, room_max_members=1)
 ALICE_KEYS = (identity_slots_key(ALICE), ip_slots_key(ALICE.ip), room_members_key("r"))
 NOTHING_HELD = Occupancy(identity=0, ip=0, room=0)
@@ -103,22 +102,6 @@ async def test_an_attempt_that_times_out_while_a_set_add_is_in_flight_holds_noth
     await storage.settle()
     assert await policy.occupancy(ALICE, "r") == NOTHING_HELD
     await reconnects(backend)
-
-
-class LostReply:
-    """Delegates to a backend, but the reply of a room `set_add` is lost: storage ran it, the caller times out."""
-
-    def __init__(self, backend: Backend) -> None:
-        self.backend = backend
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.backend, name)
-
-    async def set_add(self, key: str, member: str, **kwargs: Any) -> SetResult:
-        result = await self.backend.set_add(key, member, **kwargs)
-        if key.startswith("room:"):
-            raise BackendUnavailable("Redis did not answer set_add: TimeoutError (test)")
-        return result
 
 
 @pytest.mark.parametrize("on_error", [None, "allow", "fallback", "deny"])
