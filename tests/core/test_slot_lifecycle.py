@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import random
 from collections import Counter
+from collections.abc import Coroutine
 from typing import Any
 
 import pytest
@@ -29,7 +30,7 @@ from ratelimit_core.policies import (
 from ratelimit_core.policies.connections import identity_slots_key, ip_slots_key, room_members_key
 from ratelimit_core.policies.leases import Slot
 from support.failing_storage import LostReply
-from support.held_calls import HeldCalls, Match, calls_to, nth_call
+from support.held_calls import Gate, HeldCalls, Match, calls_to, nth_call
 from support.policy_clients import ALICE, BOB
 
 LIMITS = ConnectionLimits(per_user=1, per_ip=1, room_max_members=1)
@@ -53,6 +54,17 @@ async def attempt(policy: ConnectionPolicy, caught: list[BaseException]) -> Admi
         raise
 
 
+async def cancelled_at(gate: Gate, storage: HeldCalls, admission: Coroutine[Any, Any, object]) -> None:
+    """Run `admission`, cancel it once a call reaches `gate`, let storage run that call, and wait for the clean-up."""
+    task = asyncio.create_task(admission)
+    await asyncio.wait_for(gate.started.wait(), timeout=10)
+    task.cancel()
+    gate.go.set()  # storage runs the call the attempt gave up on
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.wait_for(task, timeout=10)
+    await storage.settle()
+
+
 # -- admission ------------------------------------------------------------------------------------------
 
 
@@ -63,13 +75,7 @@ async def test_an_attempt_cancelled_while_a_set_add_is_in_flight_holds_nothing_o
     storage = HeldCalls(backend)
     gate = storage.hold(calls_to("set_add", ALICE_KEYS[in_flight]))
     policy = ConnectionPolicy(storage, LIMITS)
-    task = asyncio.create_task(policy.admit(ALICE, "r", connection_id="c1"))
-    await asyncio.wait_for(gate.started.wait(), timeout=10)
-    task.cancel()
-    gate.go.set()  # storage runs the add the attempt gave up on
-    with pytest.raises(asyncio.CancelledError):
-        await asyncio.wait_for(task, timeout=10)
-    await storage.settle()
+    await cancelled_at(gate, storage, policy.admit(ALICE, "r", connection_id="c1"))
     assert await policy.occupancy(ALICE, "r") == NOTHING_HELD
     # Every slot was asked for at once, so each counts as taken (the held one too): each removed exactly once.
     assert storage.removals == {(key, "c1"): 1 for key in ALICE_KEYS}
@@ -203,13 +209,7 @@ async def test_an_attempt_cancelled_while_asking_again_limit_by_limit_holds_noth
     # ALICE's user slot admitted while the IP refused: given back, then asked again alone, and held there.
     gate = storage.hold(nth_call_to("set_add", identity_slots_key(ALICE), 1))
     policy = ConnectionPolicy(storage, limits)
-    task = asyncio.create_task(policy.admit(ALICE, connection_id="c1"))
-    await asyncio.wait_for(gate.started.wait(), timeout=10)
-    task.cancel()
-    gate.go.set()  # storage runs the add the attempt gave up on
-    with pytest.raises(asyncio.CancelledError):
-        await asyncio.wait_for(task, timeout=10)
-    await storage.settle()
+    await cancelled_at(gate, storage, policy.admit(ALICE, connection_id="c1"))
     assert await policy.occupancy(ALICE) == Occupancy(identity=0, ip=1)  # only BOB's
     # Taken twice (at once, then alone), so removed twice; the refused IP add added nothing.
     assert storage.removals == {(identity_slots_key(ALICE), "c1"): 2}
