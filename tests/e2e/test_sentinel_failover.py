@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
+from collections.abc import Callable
 
 import pytest
 
@@ -81,8 +82,20 @@ class Scenario(OutageClients):
         self.reconnectors += [Reconnector(self.players, process, "carol") for process in self.processes]
         await self.fill_alices_limit()
 
-    async def across_the_switch(self) -> None:
-        await self.chatters_echo(_ECHOES)
+    async def through(self, switch: Callable[[], None]) -> None:
+        """Start the clients, run `switch` (in a thread) while the chatters chat, check what follows, stop.
+
+        No process may log a traceback meanwhile.
+        """
+        await self.start()
+        try:
+            await asyncio.gather(self.chatters_echo(_ECHOES), asyncio.to_thread(switch))
+            await self.after()
+        finally:
+            await self.stop()
+        for process in self.processes:
+            log = process.full_log()
+            assert "Traceback" not in log, f"{process} logged an exception:\n{process.log()}"
 
     async def after(self) -> None:
         """The reconnecting clients stop; the new master holds exactly the live sockets; the limits hold again."""
@@ -111,11 +124,6 @@ class Scenario(OutageClients):
         await asyncio.gather(*(reconnector.stop() for reconnector in self.reconnectors), return_exceptions=True)
 
 
-def _assert_no_traceback(process: AppServer) -> None:
-    log = process.full_log()
-    assert "Traceback" not in log, f"{process} logged an exception:\n{process.log()}"
-
-
 @pytest.fixture
 def processes(private_sentinels: SentinelGroup, app_pool: AppServerPool) -> tuple[AppServer, AppServer]:
     """The example served twice on the same Sentinel service: by uvicorn and by daphne."""
@@ -125,19 +133,13 @@ def processes(private_sentinels: SentinelGroup, app_pool: AppServerPool) -> tupl
 async def test_a_killed_master_under_live_traffic_is_an_outage_and_the_promoted_replica_takes_over(
     private_sentinels: SentinelGroup, processes: tuple[AppServer, AppServer], players: Players
 ) -> None:
-    scenario = Scenario(private_sentinels, processes, players)
-    await scenario.start()
-    try:
+    def kill_the_master() -> None:
         old = private_sentinels.master
         old.kill()
-        await asyncio.gather(
-            scenario.across_the_switch(), asyncio.to_thread(private_sentinels.wait_for_new_master, old.port)
-        )
-        await scenario.after()
-    finally:
-        await scenario.stop()
+        private_sentinels.wait_for_new_master(old.port)
+
+    await Scenario(private_sentinels, processes, players).through(kill_the_master)
     for process in processes:
-        _assert_no_traceback(process)
         # The processes saw the dead master as an outage and rode it out on their fallback.
         assert f"WARNING {FALLBACK_LOGGER} " in process.full_log(), process.log()
 
@@ -145,15 +147,10 @@ async def test_a_killed_master_under_live_traffic_is_an_outage_and_the_promoted_
 async def test_sentinel_failover_under_live_traffic_moves_every_process_to_the_new_master(
     private_sentinels: SentinelGroup, processes: tuple[AppServer, AppServer], players: Players
 ) -> None:
-    scenario = Scenario(private_sentinels, processes, players)
-    await scenario.start()
-    try:
+    def fail_over() -> None:
         old = private_sentinels.master
-        await asyncio.gather(scenario.across_the_switch(), asyncio.to_thread(private_sentinels.failover))
+        private_sentinels.failover()
         # The old master is still alive: until the sentinels demote it, open connections may use it.
-        await asyncio.to_thread(private_sentinels.wait_until_replica, old)
-        await scenario.after()
-    finally:
-        await scenario.stop()
-    for process in processes:
-        _assert_no_traceback(process)
+        private_sentinels.wait_until_replica(old)
+
+    await Scenario(private_sentinels, processes, players).through(fail_over)
