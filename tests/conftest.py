@@ -12,7 +12,6 @@ where a missing server fails the run.
 from __future__ import annotations
 
 import os
-import shutil
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
@@ -31,10 +30,16 @@ from support.backends import (
     SERVER_BACKENDS,
     NewBackend,
     backends,
-    missing_server,
 )
 from support.secure_server import SECURE_ACL, SECURE_TLS, SecureServerProcess
-from support.servers import ClusterProcess, SentinelGroup, ServerProcess, find_server_binary
+from support.servers import (
+    ClusterProcess,
+    SentinelGroup,
+    ServerProcess,
+    cluster_binaries,
+    required_server_binary,
+    running,
+)
 
 settings.register_profile("dev", max_examples=50, deadline=None)
 settings.register_profile(
@@ -68,17 +73,11 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 def _server(name: str) -> Iterator[ServerProcess]:
-    binary = find_server_binary(name)
-    if binary is None:
-        missing_server(f"no {name}-server binary found (install it, or set RATELIMIT_{name.upper()}_SERVER)")
-    assert binary is not None
+    binary = required_server_binary(name)
     secure = name == "redis" and (SECURE_TLS or SECURE_ACL)
     server = SecureServerProcess(binary, tls=SECURE_TLS, acl=SECURE_ACL) if secure else ServerProcess(binary)
-    server.start()
-    try:
+    with running(server):
         yield server
-    finally:
-        server.close()
 
 
 @pytest.fixture(scope="session")
@@ -106,36 +105,22 @@ def valkey_server() -> Iterator[ServerProcess]:
 @pytest.fixture(scope="session")
 def cluster_server() -> Iterator[ClusterProcess]:
     """A real three-master Redis Cluster (redis-server --cluster-enabled) shared by the session."""
-    binary, cli = find_server_binary("redis"), shutil.which("redis-cli")
-    if binary is None or cli is None:
-        missing_server("a Redis Cluster needs redis-server and redis-cli (Debian: redis-server, redis-tools)")
-    assert binary is not None
-    assert cli is not None
-    cluster = ClusterProcess(binary, cli).start()
-    try:
+    with running(ClusterProcess(*cluster_binaries())) as cluster:
         yield cluster
-    finally:
-        cluster.close()
 
 
-def sentinel_group(down_after_ms: int) -> SentinelGroup:
-    """A new (not yet started) master, replica and three sentinels, or a skip (a failure under CI=true)."""
-    binary = find_server_binary("redis")
-    if binary is None:
-        missing_server("a Sentinel group needs redis-server (Debian: redis-server), or set RATELIMIT_REDIS_SERVER")
-    assert binary is not None
-    return SentinelGroup(binary, down_after_ms=down_after_ms)
+def _sentinels(down_after_ms: int) -> Iterator[SentinelGroup]:
+    """A master, replica and three sentinels, started, then closed; or a skip (a failure under CI=true)."""
+    group = SentinelGroup(required_server_binary("redis", "a Sentinel group"), down_after_ms=down_after_ms)
+    with running(group):
+        yield group
 
 
 @pytest.fixture(scope="session")
 def sentinel_server() -> Iterator[SentinelGroup]:
     """A master, a replica and three sentinels (redis-server --sentinel) shared by the session; never failed over."""
     # No test kills it: a loaded machine must never look like a dead master to its sentinels.
-    group = sentinel_group(down_after_ms=10_000)
-    try:
-        yield group.start()
-    finally:
-        group.close()
+    yield from _sentinels(down_after_ms=10_000)
 
 
 @pytest.fixture(scope="session")
@@ -146,11 +131,7 @@ def sentinel_url(sentinel_server: SentinelGroup) -> str:
 @pytest.fixture
 def private_sentinels() -> Iterator[SentinelGroup]:
     """A Sentinel group of the test's own, which it may fail over or kill (a killed master is down after 1 s)."""
-    group = sentinel_group(down_after_ms=1000)
-    try:
-        yield group.start()
-    finally:
-        group.close()
+    yield from _sentinels(down_after_ms=1000)
 
 
 @pytest.fixture(scope="session")
@@ -174,11 +155,7 @@ def server_process(request: pytest.FixtureRequest) -> Iterator[Callable[[str], S
     started: list[ServerProcess] = []
 
     def start(name: str) -> ServerProcess:
-        binary = find_server_binary(name)
-        if binary is None:
-            missing_server(f"no {name}-server binary found")
-        assert binary is not None
-        server = ServerProcess(binary).start()
+        server = ServerProcess(required_server_binary(name)).start()
         started.append(server)
         return server
 

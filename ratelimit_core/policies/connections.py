@@ -243,11 +243,12 @@ class ConnectionPolicy:
         """
         member = connection_id if connection_id is not None else uuid.uuid4().hex
         attempt = _Attempt(self.backend, member, self.limits.lease_ms)
+        checks = self._checks(identity, room)
         try:
-            refusal = await self._ask_all(attempt, identity, room)
+            refusal = await self._ask_all(attempt, identity, checks)
             if isinstance(refusal, _Split):
                 await attempt.give_back_taken()
-                refusal = await self._ask_in_turn(attempt, identity, room)
+                refusal = await self._ask_in_turn(attempt, identity, checks)
         except BaseException as exc:
             await attempt.give_back(exc)
             if self.on_error is None or not isinstance(exc, BackendError):
@@ -274,11 +275,14 @@ class ConnectionPolicy:
             checks.append(_Check("room", room_members_key(room), limits.room_max_members))
         return checks
 
-    async def _ask_all(self, attempt: _Attempt, identity: ClientIdentity, room: str | None) -> _Refusal | _Split | None:
+    async def _ask_all(
+        self, attempt: _Attempt, identity: ClientIdentity, checks: list[_Check]
+    ) -> _Refusal | _Split | None:
         """Ask the bucket and every slot at once; the first refusal in order, `_SPLIT`, else None.
 
-        `_SPLIT` (nothing reported to the hooks yet) when a slot limit refused while
-        another admitted, and the bucket passed: `_ask_in_turn` decides then.
+        `_SPLIT` (only the bucket's decision reported to the hooks yet) when a slot
+        limit refused while another admitted, and the bucket passed: `_ask_in_turn`
+        decides then.
 
         Raises the first failure in that order once every call has ended (the attempt
         then knows what storage may hold).
@@ -287,39 +291,43 @@ class ConnectionPolicy:
         bucket = None
         if rate is not None and burst is not None:
             bucket = self.backend.bucket_consume(connect_bucket_key(identity), rate=rate, burst=burst)
-        checks = self._checks(identity, room)
         token, slots = await attempt.ask(bucket, checks, capped=not self.shadow)
-        refusals: list[_Refusal] = []
+        rate_refusal = None
         if token is not None:
-            attempt.degraded = attempt.degraded or token.degraded
             if self.hooks:
                 code = _rate_code(token)
                 self.hooks.emit(Decision("connect", token.allowed, code, identity.key, token.degraded, self.shadow))
             if not token.allowed:
-                refusals.append(_Refusal("connect", burst or 0, token.unavailable, token.retry_after_ms))
-        refused = [result for result in slots if not result.added]
-        if not refusals and refused and len(refused) < len(slots) and not any(r.unavailable for r in refused):
+                rate_refusal = _Refusal("connect", burst or 0, token.unavailable, token.retry_after_ms)
+                if not self.shadow:
+                    return rate_refusal  # the hooks hear the decisions up to the first refusal
+        if rate_refusal is None and _split(slots):
             return _SPLIT  # never in shadow mode: its adds are uncapped
+        slot_refusal = self._slot_refusal(identity, checks, slots)
+        return rate_refusal if rate_refusal is not None else slot_refusal
+
+    async def _ask_in_turn(self, attempt: _Attempt, identity: ClientIdentity, checks: list[_Check]) -> _Refusal | None:
+        """Take a slot under each limit in turn; the first full one stops the attempt and is returned."""
+        for check in checks:
+            _, slots = await attempt.ask(None, [check])
+            refusal = self._slot_refusal(identity, [check], slots)
+            if refusal is not None:
+                return refusal
+        return None
+
+    def _slot_refusal(self, identity: ClientIdentity, checks: list[_Check], slots: list[SetResult]) -> _Refusal | None:
+        """The first slot refused; the hooks hear each decision up to it (every one in shadow mode)."""
+        refusal = None
         for check, result in zip(checks, slots, strict=True):
-            if refusals and not self.shadow:
-                break  # the hooks hear the decisions up to the first refusal; shadow mode reports them all
             # Uncapped (shadow), the add always succeeds: the size after it says whether it would have.
             over = not result.added or (self.shadow and result.size > check.capacity)
             if self.hooks:
                 _report(self.hooks, check.limit, result, identity, over=over, shadow=self.shadow)
-            if over:
-                refusals.append(_Refusal(check.limit, check.capacity, result.unavailable))
-        return refusals[0] if refusals else None
-
-    async def _ask_in_turn(self, attempt: _Attempt, identity: ClientIdentity, room: str | None) -> _Refusal | None:
-        """Take a slot under each limit in turn; the first full one stops the attempt and is returned."""
-        for check in self._checks(identity, room):
-            result = await attempt.take(check)
-            if self.hooks:
-                _report(self.hooks, check.limit, result, identity, over=not result.added, shadow=False)
-            if not result.added:
-                return _Refusal(check.limit, check.capacity, result.unavailable)
-        return None
+            if over and refusal is None:
+                refusal = _Refusal(check.limit, check.capacity, result.unavailable)
+            if refusal is not None and not self.shadow:
+                break  # the hooks hear the decisions up to the first refusal; shadow mode reports them all
+        return refusal
 
     def _unchecked(self, exc: BackendError, on_error: OnError) -> ConnectionVerdict:
         """The verdict `on_error` gives when the storage failed (the attempt holds nothing by now)."""
@@ -379,7 +387,8 @@ class _Attempt:
     ) -> tuple[BucketResult | None, list[SetResult]]:
         """Run `bucket` and a `set_add` per check, all issued at once; their results once all have ended.
 
-        `capped` False adds every slot without its capacity (shadow mode).
+        `capped` False adds every slot without its capacity (shadow mode). The slots
+        join those taken by earlier calls (`give_back_taken` starts again from none).
 
         Every slot is recorded as taken before its call: storage may still run a call
         whose caller was cancelled or timed out, so the clean-up must remove it too
@@ -387,7 +396,8 @@ class _Attempt:
         the first failure, in the order bucket then checks, once every call has ended.
         """
         member, lease_ms = self._member, self._lease_ms
-        self._taken = [Slot(check.key, member) for check in checks]
+        asked = [Slot(check.key, member) for check in checks]
+        self._taken += asked
         # Each call its own task, all created before any runs: the backend sees them in one
         # turn of the loop (one pipeline), and a cancellation leaves them running so that
         # the clean-up can wait for them (a removal sent ahead of its add could arrive first).
@@ -400,30 +410,15 @@ class _Attempt:
         outcomes = await asyncio.shield(asyncio.gather(*self._in_flight, return_exceptions=True))
         self._in_flight = []
         answers = outcomes[len(outcomes) - len(checks) :]
-        refused = {check.key for check, answer in zip(checks, answers, strict=True) if _refused(answer)}
-        self._taken = [slot for slot in self._taken if slot.key not in refused]
+        refused = [slot for slot, answer in zip(asked, answers, strict=True) if _refused(answer)]
+        self._taken = [slot for slot in self._taken if slot not in refused]
         for outcome in outcomes:
             if isinstance(outcome, BaseException):
                 raise outcome  # the first failure, in order
         results = cast("list[SetResult]", answers)
         token = cast("BucketResult", outcomes[0]) if bucket is not None else None
-        self.degraded = any(result.degraded for result in results)
+        self.degraded = self.degraded or any(answer.degraded for answer in [token, *results] if answer is not None)
         return token, results
-
-    async def take(self, check: _Check) -> SetResult:
-        """Add this attempt's member to `check`'s set alone: recorded as taken before the call, dropped if refused."""
-        self._taken.append(Slot(check.key, self._member))
-        # Its own task, as in `ask`: a cancellation leaves it running for the clean-up to wait for.
-        call = asyncio.ensure_future(
-            self._backend.set_add(check.key, self._member, capacity=check.capacity, lease_ms=self._lease_ms)
-        )
-        self._in_flight = [call]
-        result = await asyncio.shield(call)
-        self._in_flight = []
-        self.degraded = self.degraded or result.degraded
-        if not result.added:
-            self._taken.pop()
-        return result
 
     async def give_back_taken(self) -> None:
         """Remove every slot taken so far (shielded, as any release) and start again holding nothing."""
@@ -454,6 +449,12 @@ class _Attempt:
             if isinstance(exc, asyncio.CancelledError):
                 raise exc from None
             raise
+
+
+def _split(slots: list[SetResult]) -> bool:
+    """Some slot limit refused while another admitted, none of them because the primary storage is down."""
+    refused = [result for result in slots if not result.added]
+    return bool(refused) and len(refused) < len(slots) and not any(result.unavailable for result in refused)
 
 
 def _refused(outcome: object) -> bool:

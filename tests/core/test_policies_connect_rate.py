@@ -10,33 +10,20 @@ import pytest
 from ratelimit_core import Backend, BackendUnavailable, BucketResult, InvalidArgument, ManualClock
 from ratelimit_core.observe import Decision, DecisionHooks
 from ratelimit_core.policies import (
-    Admitted,
     ClientIdentity,
     CloseCode,
     ConnectionLimits,
     ConnectionPolicy,
-    Denial,
     ErrorCode,
     Occupancy,
     OnError,
 )
 from ratelimit_core.policies.connections import connect_bucket_key
+from support.failing_storage import Failing
+from support.policy_clients import ALICE, ANON, BOB, admitted, denied
 
-ALICE = ClientIdentity("1.1.1.1", "alice")
-BOB = ClientIdentity("1.1.1.1", "bob")
-ANON = ClientIdentity("1.1.1.1")
 OTHER_ANON = ClientIdentity("2.2.2.2")
 RATE_2_BURST_3 = ConnectionLimits(per_user=10, connect_rate=2, connect_burst=3)
-
-
-def admitted(verdict: Admitted | Denial) -> Admitted:
-    assert isinstance(verdict, Admitted), verdict
-    return verdict
-
-
-def denied(verdict: Admitted | Denial) -> Denial:
-    assert isinstance(verdict, Denial), verdict
-    return verdict
 
 
 async def test_the_burst_th_attempt_passes_and_the_next_is_refused_with_the_bucket_wait(backend: Backend) -> None:
@@ -159,26 +146,15 @@ async def test_a_bucket_refusal_marked_unavailable_is_backend_unavailable(
     assert await policy.occupancy(ALICE) == Occupancy(identity=0, ip=0)
 
 
-class BucketFails:
-    """Raises from `bucket_consume`, as a backend without a fallback does during an outage."""
-
-    def __init__(self, backend: Backend) -> None:
-        self.backend = backend
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.backend, name)
-
-    async def bucket_consume(self, key: str, **kwargs: Any) -> BucketResult:
-        raise BackendUnavailable("connection refused (test)")
-
-
 async def test_a_failing_bucket_follows_on_error(backend: Backend) -> None:
     limits = ConnectionLimits(per_user=5, connect_rate=1)
+    failing = Failing(backend)
+    failing.fail("bucket_consume")  # as a backend without a fallback does during an outage
     with pytest.raises(BackendUnavailable):
-        await ConnectionPolicy(BucketFails(backend), limits).admit(ALICE)
-    denial = denied(await ConnectionPolicy(BucketFails(backend), limits, on_error="deny").admit(ALICE))
+        await ConnectionPolicy(failing, limits).admit(ALICE)
+    denial = denied(await ConnectionPolicy(failing, limits, on_error="deny").admit(ALICE))
     assert (denial.code, denial.close_code) == (ErrorCode.BACKEND_UNAVAILABLE, CloseCode.TRY_AGAIN_LATER)
-    allowed = admitted(await ConnectionPolicy(BucketFails(backend), limits, on_error="allow").admit(ALICE))
+    allowed = admitted(await ConnectionPolicy(failing, limits, on_error="allow").admit(ALICE))
     assert (allowed.leases.slots, allowed.degraded) == ((), True)
     assert await ConnectionPolicy(backend, limits).occupancy(ALICE) == Occupancy(identity=0, ip=0)
 

@@ -15,27 +15,14 @@ from ratelimit_core.policies import (
     CloseCode,
     ConnectionLimits,
     ConnectionPolicy,
-    Denial,
     ErrorCode,
     Occupancy,
     OnError,
 )
+from support.policy_clients import ALICE, ANON, BOB, admitted, denied
 
-ALICE = ClientIdentity("1.1.1.1", "alice")
-BOB = ClientIdentity("1.1.1.1", "bob")
 CAROL = ClientIdentity("2.2.2.2", "carol")
-ANON = ClientIdentity("1.1.1.1")
 LIMITS_3 = ConnectionLimits(per_user=3, per_ip=3, room_max_members=3, retry_after_ms=2_500)
-
-
-def admitted(verdict: Admitted | Denial) -> Admitted:
-    assert isinstance(verdict, Admitted), verdict
-    return verdict
-
-
-def denied(verdict: Admitted | Denial) -> Denial:
-    assert isinstance(verdict, Denial), verdict
-    return verdict
 
 
 async def test_a_user_gets_per_user_slots_and_the_next_is_refused(backend: Backend) -> None:

@@ -20,7 +20,6 @@ from ratelimit_core.failure_modes import check_on_error
 from ratelimit_core.policies import (
     Admitted,
     Allowed,
-    ClientIdentity,
     CloseCode,
     ConnectionLimits,
     ConnectionPolicy,
@@ -32,36 +31,12 @@ from ratelimit_core.policies import (
     OnError,
 )
 from ratelimit_core.policies.failures import DEFAULT_UNAVAILABLE_RETRY_MS
+from support.failing_storage import Failing
+from support.policy_clients import ALICE
 
-ALICE = ClientIdentity("1.1.1.1", "alice")
 LIMITS = ConnectionLimits(per_user=2, per_ip=5, room_max_members=5, retry_after_ms=2_500)
 RATE = MessageLimits(rate=1, burst=1, strikes=2)
 POLICY_LOGGER = "ratelimit_core.policies.failures"
-
-
-class Failing:
-    """Delegates to a backend; `fail(method, key_part)` makes the calls of `method` on matching keys raise."""
-
-    def __init__(self, backend: Backend) -> None:
-        self.backend = backend
-        self.failures: dict[str, tuple[str, BackendError]] = {}
-
-    def fail(self, method: str, key_part: str = "", error: BackendError | None = None) -> None:
-        self.failures[method] = (key_part, error or BackendUnavailable("connection refused (test)"))
-
-    def heal(self) -> None:
-        self.failures.clear()
-
-    def __getattr__(self, name: str) -> Any:
-        method = getattr(self.backend, name)
-
-        async def call(key: str, *args: Any, **kwargs: Any) -> Any:
-            failure = self.failures.get(name)
-            if failure is not None and failure[0] in key:
-                raise failure[1]
-            return await method(key, *args, **kwargs)
-
-        return call
 
 
 def occupancy(backend: Backend) -> Any:

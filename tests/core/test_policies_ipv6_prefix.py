@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 
 from ratelimit_core import Backend, InvalidArgument
-from ratelimit_core.policies import Admitted, ClientIdentity, ConnectionLimits, ConnectionPolicy, Denial, client_ip
+from ratelimit_core.policies import ClientIdentity, ConnectionLimits, ConnectionPolicy, client_ip
 from ratelimit_core.policies.identity import DEFAULT_IPV6_PREFIX, UNKNOWN_IP, TrustedProxies, ip_group
+from support.policy_clients import admitted, denied
 
 SAME_64 = ("2001:db8:1:2::1", "2001:db8:1:2:ffff:ffff:ffff:fffe")
 OTHER_64 = "2001:db8:1:3::1"
@@ -59,16 +60,6 @@ def test_trusted_proxies_are_matched_on_the_full_peer_address_before_grouping() 
     forwarded = ["2001:db8:9:9::1"]
     assert ip_group(client_ip("2001:db8:1:2::5", forwarded, trusted), 64) == "2001:db8:9:9::/64"
     assert ip_group(client_ip("2001:db8:1:2::6", forwarded, trusted), 64) == "2001:db8:1:2::/64"
-
-
-def admitted(verdict: Admitted | Denial) -> Admitted:
-    assert isinstance(verdict, Admitted), verdict
-    return verdict
-
-
-def denied(verdict: Admitted | Denial) -> Denial:
-    assert isinstance(verdict, Denial), verdict
-    return verdict
 
 
 async def test_two_addresses_in_one_64_share_the_per_ip_limit(backend: Backend) -> None:

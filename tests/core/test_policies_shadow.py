@@ -12,7 +12,7 @@ import json
 
 import pytest
 
-from ratelimit_core import Backend, BackendUnavailable, InvalidArgument, ManualClock, SetResult
+from ratelimit_core import Backend, BackendUnavailable, InvalidArgument, ManualClock
 from ratelimit_core.observe import Decision, DecisionHooks
 from ratelimit_core.policies import (
     Admitted,
@@ -30,20 +30,11 @@ from ratelimit_core.policies import (
     TypeRate,
 )
 from ratelimit_core.policies.connections import identity_slots_key, ip_slots_key, room_members_key
+from support.failing_storage import LostReply
 from support.held_calls import HeldCalls, calls_to
+from support.policy_clients import ALICE, admitted, allowed
 
-ALICE = ClientIdentity("1.1.1.1", "alice")
 ALICE_KEYS = (identity_slots_key(ALICE), ip_slots_key(ALICE.ip), room_members_key("r"))
-
-
-def admitted(verdict: Admitted | Denial) -> Admitted:
-    assert isinstance(verdict, Admitted), verdict
-    return verdict
-
-
-def allowed(verdict: Allowed | Denial) -> Allowed:
-    assert isinstance(verdict, Allowed), verdict
-    return verdict
 
 
 def shadowed_code(verdict: Admitted | Allowed) -> ErrorCode | None:
@@ -130,27 +121,11 @@ async def test_a_room_over_capacity_is_reported_as_room_full(backend: Backend) -
     await second.leases.release()
 
 
-class LostReply:
-    """Delegates to a backend, but the reply of a room `set_add` is lost after storage ran it."""
-
-    def __init__(self, backend: Backend) -> None:
-        self.backend = backend
-
-    def __getattr__(self, name: str) -> object:
-        return getattr(self.backend, name)
-
-    async def set_add(self, key: str, member: str, **kwargs: object) -> SetResult:
-        result = await self.backend.set_add(key, member, **kwargs)  # type: ignore[arg-type]
-        if key.startswith("room:"):
-            raise BackendUnavailable("Redis did not answer set_add: TimeoutError (test)")
-        return result
-
-
 async def test_a_storage_failure_under_deny_admits_holding_nothing_and_reports_backend_unavailable(
     backend: Backend,
 ) -> None:
     limits = ConnectionLimits(per_user=1, per_ip=1, room_max_members=1)
-    policy = ConnectionPolicy(LostReply(backend), limits, on_error="deny", shadow=True)  # type: ignore[arg-type]
+    policy = ConnectionPolicy(LostReply(backend), limits, on_error="deny", shadow=True)
     verdict = admitted(await policy.admit(ALICE, "r"))
     assert verdict.shadowed is not None
     assert (verdict.shadowed.code, verdict.degraded, verdict.leases.slots) == (ErrorCode.BACKEND_UNAVAILABLE, True, ())

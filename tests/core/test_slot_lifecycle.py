@@ -11,14 +11,14 @@ from __future__ import annotations
 import asyncio
 import random
 from collections import Counter
+from collections.abc import Coroutine
 from typing import Any
 
 import pytest
 
-from ratelimit_core import Backend, BackendUnavailable, SetResult
+from ratelimit_core import Backend, BackendUnavailable
 from ratelimit_core.policies import (
     Admitted,
-    ClientIdentity,
     ConnectionLimits,
     ConnectionPolicy,
     Denial,
@@ -29,10 +29,10 @@ from ratelimit_core.policies import (
 )
 from ratelimit_core.policies.connections import identity_slots_key, ip_slots_key, room_members_key
 from ratelimit_core.policies.leases import Slot
-from support.held_calls import HeldCalls, calls_to, nth_call
+from support.failing_storage import LostReply
+from support.held_calls import Gate, HeldCalls, Match, calls_to, nth_call
+from support.policy_clients import ALICE, BOB
 
-ALICE = ClientIdentity("1.1.1.1", "alice")
-BOB = ClientIdentity("1.1.1.1", "bob")
 LIMITS = ConnectionLimits(per_user=1, per_ip=1, room_max_members=1)
 ALICE_KEYS = (identity_slots_key(ALICE), ip_slots_key(ALICE.ip), room_members_key("r"))
 NOTHING_HELD = Occupancy(identity=0, ip=0, room=0)
@@ -54,6 +54,17 @@ async def attempt(policy: ConnectionPolicy, caught: list[BaseException]) -> Admi
         raise
 
 
+async def cancelled_at(gate: Gate, storage: HeldCalls, admission: Coroutine[Any, Any, object]) -> None:
+    """Run `admission`, cancel it once a call reaches `gate`, let storage run that call, and wait for the clean-up."""
+    task = asyncio.create_task(admission)
+    await asyncio.wait_for(gate.started.wait(), timeout=10)
+    task.cancel()
+    gate.go.set()  # storage runs the call the attempt gave up on
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.wait_for(task, timeout=10)
+    await storage.settle()
+
+
 # -- admission ------------------------------------------------------------------------------------------
 
 
@@ -64,13 +75,7 @@ async def test_an_attempt_cancelled_while_a_set_add_is_in_flight_holds_nothing_o
     storage = HeldCalls(backend)
     gate = storage.hold(calls_to("set_add", ALICE_KEYS[in_flight]))
     policy = ConnectionPolicy(storage, LIMITS)
-    task = asyncio.create_task(policy.admit(ALICE, "r", connection_id="c1"))
-    await asyncio.wait_for(gate.started.wait(), timeout=10)
-    task.cancel()
-    gate.go.set()  # storage runs the add the attempt gave up on
-    with pytest.raises(asyncio.CancelledError):
-        await asyncio.wait_for(task, timeout=10)
-    await storage.settle()
+    await cancelled_at(gate, storage, policy.admit(ALICE, "r", connection_id="c1"))
     assert await policy.occupancy(ALICE, "r") == NOTHING_HELD
     # Every slot was asked for at once, so each counts as taken (the held one too): each removed exactly once.
     assert storage.removals == {(key, "c1"): 1 for key in ALICE_KEYS}
@@ -103,22 +108,6 @@ async def test_an_attempt_that_times_out_while_a_set_add_is_in_flight_holds_noth
     await storage.settle()
     assert await policy.occupancy(ALICE, "r") == NOTHING_HELD
     await reconnects(backend)
-
-
-class LostReply:
-    """Delegates to a backend, but the reply of a room `set_add` is lost: storage ran it, the caller times out."""
-
-    def __init__(self, backend: Backend) -> None:
-        self.backend = backend
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.backend, name)
-
-    async def set_add(self, key: str, member: str, **kwargs: Any) -> SetResult:
-        result = await self.backend.set_add(key, member, **kwargs)
-        if key.startswith("room:"):
-            raise BackendUnavailable("Redis did not answer set_add: TimeoutError (test)")
-        return result
 
 
 @pytest.mark.parametrize("on_error", [None, "allow", "fallback", "deny"])
@@ -193,6 +182,37 @@ async def test_a_refusal_reports_room_full_and_removes_nothing_it_did_not_take(b
     assert isinstance(verdict, Denial)
     assert verdict.code == ErrorCode.ROOM_FULL
     assert storage.removals == {}
+    await holder.leases.release()
+
+
+def nth_call_to(method: str, key: str, n: int) -> Match:
+    """The `n`-th call (from 0) of `method` on exactly `key`, and only that one."""
+    count = -1
+
+    def match(name: str, called_key: str, given: dict[str, Any]) -> bool:
+        nonlocal count
+        if name != method or called_key != key:
+            return False
+        count += 1
+        return count == n
+
+    return match
+
+
+async def test_an_attempt_cancelled_while_asking_again_limit_by_limit_holds_nothing_once_storage_ran_it(
+    backend: Backend,
+) -> None:
+    limits = ConnectionLimits(per_user=2, per_ip=1)
+    holder = await ConnectionPolicy(backend, limits).admit(BOB)  # the IP's one slot, from ALICE's IP
+    assert isinstance(holder, Admitted)
+    storage = HeldCalls(backend)
+    # ALICE's user slot admitted while the IP refused: given back, then asked again alone, and held there.
+    gate = storage.hold(nth_call_to("set_add", identity_slots_key(ALICE), 1))
+    policy = ConnectionPolicy(storage, limits)
+    await cancelled_at(gate, storage, policy.admit(ALICE, connection_id="c1"))
+    assert await policy.occupancy(ALICE) == Occupancy(identity=0, ip=1)  # only BOB's
+    # Taken twice (at once, then alone), so removed twice; the refused IP add added nothing.
+    assert storage.removals == {(identity_slots_key(ALICE), "c1"): 2}
     await holder.leases.release()
 
 

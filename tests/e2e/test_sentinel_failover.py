@@ -14,72 +14,28 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
+from collections.abc import Callable
 
 import pytest
-from websockets.asyncio.client import ClientConnection
 
-from ratelimit_core import backend_from_url
-from ratelimit_core.policies import ClientIdentity, CloseCode, ConnectionLimits, ConnectionPolicy, ErrorCode, Occupancy
+from ratelimit_core.policies import ErrorCode, Occupancy
 from support.app_servers import AppServer, AppServerPool
+from support.outage_clients import FALLBACK_LOGGER, OUTAGE_SETTINGS, OutageClients, serve_twice, slot_counts
 from support.servers import SentinelGroup
 from support.ws_clients import Players, eventually, next_frame
 
 pytestmark = pytest.mark.sentinel  # real processes on a real Sentinel group
 
 LIMITS = {
-    "WS_RATE_CONN_PER_USER": 2,
+    **OUTAGE_SETTINGS,
     "WS_RATE_CONN_PER_IP": 100,  # every client here is 127.0.0.1
     "WS_RATE_ROOM_MAX_MEMBERS": 50,
-    "WS_RATE_MSG_RPS": 100,  # above the chatters' pace: their frames are never refused
-    "WS_RATE_MSG_BURST": 100,
-    "WS_RATE_ON_BACKEND_ERROR": "fallback",
-    "WS_RATE_BACKEND_TIMEOUT_MS": 2000,
-    "WS_RATE_FALLBACK_COOLDOWN_MS": 50,
-    # Writes to a master that is switched away may be lost: live sockets count on the new one
-    # again at their next refresh.
-    "WS_RATE_LEASE_MS": 3000,
-    "WS_RATE_HEARTBEAT_MS": 300,
 }
 _PACE_S = 0.02
 _ECHOES = 10
 """Frames each chatter must get back across the switch, and again after it."""
-_FALLBACK_LOGGER = "ratelimit_core.fallback"
 _SETTLED_WITHIN_S = 30.0
 """Bound on the new master holding exactly the live sockets (the old master's demotion included)."""
-
-
-class Chatter:
-    """One socket sending chat frames until stopped; each must come back as its own echo, in time."""
-
-    def __init__(self, socket: ClientConnection, name: str) -> None:
-        self.socket = socket
-        self.name = name
-        self.echoed = 0
-        self._stop = asyncio.Event()
-        self._task = asyncio.create_task(self._run(), name=f"chatter {name}")
-
-    async def _run(self) -> None:
-        while not self._stop.is_set():
-            text = f"{self.name} {self.echoed}"
-            await self.socket.send(text)
-            assert await next_frame(self.socket) == {"type": "chat", "user": self.name, "text": text}
-            self.echoed += 1
-            await asyncio.sleep(_PACE_S)
-
-    async def echoed_more(self, count: int) -> None:
-        target = self.echoed + count
-
-        async def reached() -> bool:
-            if self._task.done():
-                self._task.result()
-                pytest.fail(f"{self.name} stopped early")
-            return self.echoed >= target
-
-        await eventually(reached, within_s=count * 0.5 + _SETTLED_WITHIN_S)
-
-    async def stop(self) -> None:
-        self._stop.set()
-        await self._task
 
 
 class Reconnector:
@@ -112,45 +68,40 @@ class Reconnector:
         return self.outcomes
 
 
-async def _refused_for_the_user_limit(players: Players, process: AppServer, user: str) -> None:
-    refusal = await players.refused(process, "overflow", user)
-    assert (refusal.frame["code"], refusal.close_code) == (
-        ErrorCode.CONNECTION_LIMIT_EXCEEDED,
-        CloseCode.CONNECTION_REFUSED,
-    )
-
-
-class Scenario:
+class Scenario(OutageClients):
     """Both processes' clients across the switch: chatters, reconnecting clients, and sockets held across it."""
 
     def __init__(self, group: SentinelGroup, processes: tuple[AppServer, AppServer], players: Players) -> None:
-        self.group, self.processes, self.players = group, processes, players
-        self.chatters: list[Chatter] = []
+        # A chatter's echoes may wait for the switch, or the old master's demotion.
+        super().__init__(processes, players, slack_s=_SETTLED_WITHIN_S)
+        self.group = group
         self.reconnectors: list[Reconnector] = []
-        self.held: list[ClientConnection] = []
 
     async def start(self) -> None:
-        for process in self.processes:
-            name = f"chatter-{process.asgi_server}"
-            self.chatters.append(Chatter(await self.players.join(process, name, name), name))
-            self.reconnectors.append(Reconnector(self.players, process, "carol"))
-        a, b = self.processes
-        self.held += [await self.players.join(a, "hall", "alice"), await self.players.join(b, "hall", "alice")]
-        await _refused_for_the_user_limit(self.players, b, "alice")
+        await self.start_chatting()
+        self.reconnectors += [Reconnector(self.players, process, "carol") for process in self.processes]
+        await self.fill_alices_limit()
 
-    async def across_the_switch(self) -> None:
-        await asyncio.gather(*(chatter.echoed_more(_ECHOES) for chatter in self.chatters))
+    async def through(self, switch: Callable[[], None]) -> None:
+        """Start the clients, run `switch` (in a thread) while the chatters chat, check what follows, stop.
+
+        No process may log a traceback meanwhile.
+        """
+        await self.start()
+        try:
+            await asyncio.gather(self.chatters_echo(_ECHOES), asyncio.to_thread(switch))
+            await self.after()
+        finally:
+            await self.stop()
+        for process in self.processes:
+            log = process.full_log()
+            assert "Traceback" not in log, f"{process} logged an exception:\n{process.log()}"
 
     async def after(self) -> None:
         """The reconnecting clients stop; the new master holds exactly the live sockets; the limits hold again."""
         outcomes = sum([await reconnector.stop() for reconnector in self.reconnectors], Counter[str]())
         assert outcomes["welcomed"] > 0, outcomes
-        a, b = self.processes
-        async with backend_from_url(self.group.url) as backend:
-            policy = ConnectionPolicy(backend, ConnectionLimits())
-
-            async def slots(user: str) -> Occupancy:
-                return await policy.occupancy(ClientIdentity("127.0.0.1", user))
+        async with slot_counts(self.group.url) as slots:
 
             async def exactly_the_live_sockets() -> bool:
                 return await slots("alice") == Occupancy(identity=2, ip=len(self.chatters) + 2, room=None) and (
@@ -159,74 +110,47 @@ class Scenario:
 
             await eventually(exactly_the_live_sockets, within_s=_SETTLED_WITHIN_S)
             await eventually(self._every_outage_ended, within_s=_SETTLED_WITHIN_S)
-            await asyncio.gather(*(chatter.echoed_more(_ECHOES) for chatter in self.chatters))
-            await self.players.join(a, "hall", "frank")
-            await self.players.join(b, "hall", "frank")
-            for process in self.processes:
-                await _refused_for_the_user_limit(self.players, process, "frank")
-                await _refused_for_the_user_limit(self.players, process, "alice")
-            for socket in self.held:
-                await socket.close()
-
-            async def released() -> bool:
-                return await slots("alice") == Occupancy(identity=0, ip=len(self.chatters) + 2, room=None)
-
-            await eventually(released, within_s=_SETTLED_WITHIN_S)
+            await self.chatters_echo(_ECHOES)
+            await self.limits_hold_across_both()
+            await self.release_held(slots, within_s=_SETTLED_WITHIN_S)
 
     async def _every_outage_ended(self) -> bool:
         """Each process logged the end of every outage it logged (one line each: the fallback's log)."""
         logs = [process.full_log() for process in self.processes]
-        return all(log.count(f"WARNING {_FALLBACK_LOGGER} ") == log.count(f"INFO {_FALLBACK_LOGGER} ") for log in logs)
+        return all(log.count(f"WARNING {FALLBACK_LOGGER} ") == log.count(f"INFO {FALLBACK_LOGGER} ") for log in logs)
 
     async def stop(self) -> None:
-        await asyncio.gather(*(chatter.stop() for chatter in self.chatters))
+        await self.stop_chatting()
         await asyncio.gather(*(reconnector.stop() for reconnector in self.reconnectors), return_exceptions=True)
-
-
-def _assert_no_traceback(process: AppServer) -> None:
-    log = process.full_log()
-    assert "Traceback" not in log, f"{process} logged an exception:\n{process.log()}"
 
 
 @pytest.fixture
 def processes(private_sentinels: SentinelGroup, app_pool: AppServerPool) -> tuple[AppServer, AppServer]:
     """The example served twice on the same Sentinel service: by uvicorn and by daphne."""
-    url = private_sentinels.url
-    return app_pool.start("uvicorn", url, **LIMITS), app_pool.start("daphne", url, **LIMITS)
+    return serve_twice(app_pool, private_sentinels.url, LIMITS)
 
 
 async def test_a_killed_master_under_live_traffic_is_an_outage_and_the_promoted_replica_takes_over(
     private_sentinels: SentinelGroup, processes: tuple[AppServer, AppServer], players: Players
 ) -> None:
-    scenario = Scenario(private_sentinels, processes, players)
-    await scenario.start()
-    try:
+    def kill_the_master() -> None:
         old = private_sentinels.master
         old.kill()
-        await asyncio.gather(
-            scenario.across_the_switch(), asyncio.to_thread(private_sentinels.wait_for_new_master, old.port)
-        )
-        await scenario.after()
-    finally:
-        await scenario.stop()
+        private_sentinels.wait_for_new_master(old.port)
+
+    await Scenario(private_sentinels, processes, players).through(kill_the_master)
     for process in processes:
-        _assert_no_traceback(process)
         # The processes saw the dead master as an outage and rode it out on their fallback.
-        assert f"WARNING {_FALLBACK_LOGGER} " in process.full_log(), process.log()
+        assert f"WARNING {FALLBACK_LOGGER} " in process.full_log(), process.log()
 
 
 async def test_sentinel_failover_under_live_traffic_moves_every_process_to_the_new_master(
     private_sentinels: SentinelGroup, processes: tuple[AppServer, AppServer], players: Players
 ) -> None:
-    scenario = Scenario(private_sentinels, processes, players)
-    await scenario.start()
-    try:
+    def fail_over() -> None:
         old = private_sentinels.master
-        await asyncio.gather(scenario.across_the_switch(), asyncio.to_thread(private_sentinels.failover))
+        private_sentinels.failover()
         # The old master is still alive: until the sentinels demote it, open connections may use it.
-        await asyncio.to_thread(private_sentinels.wait_until_replica, old)
-        await scenario.after()
-    finally:
-        await scenario.stop()
-    for process in processes:
-        _assert_no_traceback(process)
+        private_sentinels.wait_until_replica(old)
+
+    await Scenario(private_sentinels, processes, players).through(fail_over)

@@ -36,9 +36,8 @@ from ratelimit_core.cli import EXIT_OK, main
 from ratelimit_core.fallback import FallbackBackend
 from ratelimit_core.redis import acl_rule
 from ratelimit_core.redis.acl import CLUSTER_COMMANDS, DRIVER_COMMANDS, SCRIPT_COMMANDS
-from support.backends import missing_server
 from support.secure_server import SecureServerProcess, url_as
-from support.servers import ClusterProcess, ServerProcess, find_server_binary
+from support.servers import ClusterProcess, ServerProcess, required_server_binary, running
 
 _HANG_S = 10.0
 """Bounds a hang so it fails the test; not a speed check."""
@@ -50,16 +49,8 @@ async def _within(call: Any) -> Any:
 
 
 def _server(*, tls: bool, acl: bool) -> Iterator[SecureServerProcess]:
-    binary = find_server_binary("redis")
-    if binary is None:
-        missing_server("no redis-server binary found")
-    assert binary is not None
-    server = SecureServerProcess(binary, tls=tls, acl=acl)
-    server.start()
-    try:
+    with running(SecureServerProcess(required_server_binary("redis"), tls=tls, acl=acl)) as server:
         yield server
-    finally:
-        server.close()
 
 
 @pytest.fixture(scope="module")

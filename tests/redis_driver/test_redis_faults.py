@@ -32,10 +32,10 @@ from ratelimit_core import (
 from ratelimit_core.redis import connect, pipeline
 from ratelimit_core.redis.coalesce import RESENDABLE
 from ratelimit_core.redis.errors import translated
-from support.backends import backends, missing_server
+from support.backends import backends
 from support.lossy_proxy import LossyProxy
 from support.secure_server import SecureServerProcess, admin_url, url_as
-from support.servers import ClusterProcess, ServerProcess, find_server_binary
+from support.servers import ClusterProcess, ServerProcess, required_server_binary, running
 from support.tls_server import TLSServerProcess
 
 # Bounds a hang so it fails the test instead of stalling the suite; not a speed check.
@@ -491,15 +491,8 @@ async def test_no_password_where_one_is_required_is_a_misconfiguration(
 
 @pytest.fixture
 def tls_server() -> Iterator[TLSServerProcess]:
-    binary = find_server_binary("redis")
-    if binary is None:
-        missing_server("no redis-server binary found")
-    assert binary is not None
-    server = TLSServerProcess(binary).start()
-    try:
+    with running(TLSServerProcess(required_server_binary("redis"))) as server:
         yield server
-    finally:
-        server.close()
 
 
 @pytest.mark.redis

@@ -22,8 +22,7 @@ from ratelimit_core.cli import EXIT_OK, main
 from ratelimit_core.redis import DEFAULT_CONNECT_TIMEOUT_S, DEFAULT_RETRIES, DEFAULT_SOCKET_TIMEOUT_S
 from ratelimit_core.redis.connect import server_name
 from ratelimit_core.redis.sentinel import DEFAULT_SENTINEL_PORT
-from support.backends import missing_server
-from support.servers import SentinelGroup, find_server_binary
+from support.servers import SentinelGroup, required_server_binary, running
 
 _SECRETS = ("m4ster-pw", "s3ntinel-pw")
 _POLLS = 400
@@ -279,15 +278,10 @@ async def test_a_frozen_sentinel_costs_one_socket_timeout_and_the_next_one_answe
 @pytest.fixture
 def guarded_sentinels() -> Iterator[SentinelGroup]:
     """A Sentinel group whose data servers and sentinels each require their own password."""
-    binary = find_server_binary("redis")
-    if binary is None:
-        missing_server("a Sentinel group needs redis-server")
-    assert binary is not None
+    binary = required_server_binary("redis", "a Sentinel group")
     group = SentinelGroup(binary, down_after_ms=10_000, password=_SECRETS[0], sentinel_password=_SECRETS[1])
-    try:
-        yield group.start()
-    finally:
-        group.close()
+    with running(group):
+        yield group
 
 
 def _with_credentials(group: SentinelGroup, master: str | None, sentinel: str | None) -> str:

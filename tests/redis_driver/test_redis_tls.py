@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import re
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -24,8 +23,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 
 from ratelimit_core import BackendMisconfigured, BackendUnavailable, InvalidArgument, RedisBackend, backend_from_url
 from ratelimit_core.redis.tls_probe import refusal_behind
-from support.backends import missing_server
-from support.servers import find_server_binary
+from support.servers import cluster_binaries, required_server_binary, running
 from support.tls_server import TLSClusterProcess, TLSServerProcess
 
 pytestmark = pytest.mark.redis
@@ -37,16 +35,15 @@ _HANG_S = 10.0
 @pytest.fixture(scope="module")
 def mutual_tls() -> Iterator[TLSServerProcess]:
     """A redis-server that speaks only TLS and drops a client without a certificate from its CA."""
-    binary = find_server_binary("redis")
-    if binary is None:
-        missing_server("no redis-server binary found")
-    assert binary is not None
-    server = TLSServerProcess(binary, client_auth=True)
-    server.start()
-    try:
+    with running(TLSServerProcess(required_server_binary("redis"), client_auth=True)) as server:
         yield server
-    finally:
-        server.close()
+
+
+@pytest.fixture
+def one_way_tls() -> Iterator[TLSServerProcess]:
+    """A redis-server over TLS that asks no client certificate (a test may kill it)."""
+    with running(TLSServerProcess(required_server_binary("redis"), client_auth=False)) as server:
+        yield server
 
 
 @pytest.fixture
@@ -107,23 +104,16 @@ async def test_a_client_without_a_certificate_is_refused_as_a_misconfiguration_s
         assert f"127.0.0.1:{mutual_tls.port}" in str(caught.value)
 
 
-async def test_a_tls_client_without_a_certificate_whose_server_dies_sees_an_outage() -> None:
-    binary = find_server_binary("redis")
-    if binary is None:
-        missing_server("no redis-server binary found")
-    assert binary is not None
-    server = TLSServerProcess(binary, client_auth=False)
-    server.start()
-    try:
-        async with backend_from_url(server.verified_url(client_certificate=False), **_PATIENT) as backend:
-            assert (await _within(backend.counter_incr("k"))).value == 1
-            server.kill()  # the pooled connection breaks; the probe finds no server: an outage, as it is
-            with pytest.raises(BackendUnavailable):
-                await _within(backend.counter_incr("k"))
-            with pytest.raises(BackendUnavailable):
-                await _within(backend.ping())
-    finally:
-        server.close()
+async def test_a_tls_client_without_a_certificate_whose_server_dies_sees_an_outage(
+    one_way_tls: TLSServerProcess,
+) -> None:
+    async with backend_from_url(one_way_tls.verified_url(client_certificate=False), **_PATIENT) as backend:
+        assert (await _within(backend.counter_incr("k"))).value == 1
+        one_way_tls.kill()  # the pooled connection breaks; the probe finds no server: an outage, as it is
+        with pytest.raises(BackendUnavailable):
+            await _within(backend.counter_incr("k"))
+        with pytest.raises(BackendUnavailable):
+            await _within(backend.ping())
 
 
 async def test_a_client_certificate_from_a_ca_the_server_does_not_trust_is_a_misconfiguration(
@@ -185,17 +175,8 @@ def test_the_key_password_is_not_echoed_when_the_key_cannot_be_used(
 @pytest.fixture(scope="module")
 def tls_cluster() -> Iterator[TLSClusterProcess]:
     """A three-master Redis Cluster over TLS (cluster bus too), client certificates required."""
-    binary, cli = find_server_binary("redis"), shutil.which("redis-cli")
-    if binary is None or cli is None:
-        missing_server("a Redis Cluster needs redis-server and redis-cli (Debian: redis-server, redis-tools)")
-    assert binary is not None
-    assert cli is not None
-    cluster = TLSClusterProcess(binary, cli)
-    try:
-        cluster.start()
+    with running(TLSClusterProcess(*cluster_binaries())) as cluster:
         yield cluster
-    finally:
-        cluster.close()
 
 
 @pytest.mark.cluster
@@ -233,21 +214,6 @@ def test_a_cluster_url_query_takes_only_tls_options() -> None:
     settings = client.nodes_manager.connection_kwargs
     assert issubclass(settings["connection_class"], SSLConnection)
     assert settings["ssl_check_hostname"] is False
-
-
-@pytest.fixture
-def one_way_tls() -> Iterator[TLSServerProcess]:
-    """A redis-server over TLS that asks no client certificate."""
-    binary = find_server_binary("redis")
-    if binary is None:
-        missing_server("no redis-server binary found")
-    assert binary is not None
-    server = TLSServerProcess(binary, client_auth=False)
-    server.start()
-    try:
-        yield server
-    finally:
-        server.close()
 
 
 async def _connected_clients(url: str) -> int:

