@@ -16,15 +16,57 @@ Until the primary has answered once (connection set-up, cluster discovery,
 script loading), and again after each outage, the allowance is `warmup_ms`.
 
 The tick is scheduled only while a call waits: an idle backend runs nothing.
+
+A call is watched by a `Watch`, which behaves as an ``asyncio.timeout`` whose
+deadline only the watchdog moves: when the allowance runs out, the task of every
+waiting call is cancelled (on the next turn of the loop, unless the call ended
+first), and the call ends with `TimeoutError` unless something else cancelled the
+task too. It is cheaper than an ``asyncio.timeout`` (no context manager, no timer
+handle per call), which matters since every call to the primary is watched.
 """
 
 from __future__ import annotations
 
 import asyncio
 
-__all__ = ["Watchdog"]
+__all__ = ["Watch", "Watchdog"]
 
 _TICKS_PER_TIMEOUT = 4
+
+
+class Watch:
+    """One call waiting on the primary: its task, and whether the watchdog cancelled that task."""
+
+    __slots__ = ("_cancelling", "_task", "ended", "expired")
+
+    def __init__(self) -> None:
+        task = asyncio.current_task()
+        if task is None:
+            raise RuntimeError("a call to the primary must run inside an asyncio task")
+        self._task = task
+        self._cancelling = task.cancelling()
+        self.ended = False
+        self.expired = False
+        """The watchdog cancelled the call's task (the allowance ran out while it waited)."""
+
+    def __repr__(self) -> str:
+        return f"Watch({'expired' if self.expired else 'ended' if self.ended else 'waiting'})"
+
+    def expire(self) -> None:
+        """The allowance ran out: cancel the call's task, unless the call ended meanwhile."""
+        if not self.ended:
+            self.expired = True
+            self._task.cancel()
+
+    def end(self) -> bool:
+        """The call ended; True when it must end with `TimeoutError` instead of `CancelledError`.
+
+        As ``asyncio.timeout`` does, the watchdog's own cancellation is withdrawn
+        (`Task.uncancel`) whatever the call ended with, and the call is reported as
+        timed out only when nothing else asked to cancel the task meanwhile.
+        """
+        self.ended = True
+        return self.expired and self._task.uncancel() <= self._cancelling
 
 
 class Watchdog:
@@ -36,7 +78,7 @@ class Watchdog:
         self._timeout_s = timeout_ms / 1000
         self._warmup_s = max(timeout_ms, warmup_ms) / 1000
         self._interval_s = self._timeout_s / _TICKS_PER_TIMEOUT
-        self._waiting: set[asyncio.Timeout] = set()
+        self._waiting: set[Watch] = set()
         self._quiet_s = 0.0
         self._last_tick = 0.0
         self._handle: asyncio.TimerHandle | None = None
@@ -50,27 +92,33 @@ class Watchdog:
         """True once the primary answered since the watchdog was made or last `reset`."""
         return self._answered
 
-    def watch(self) -> asyncio.Timeout:
-        """A deadline for one call: enter it at once (``async with``), and call `done` after it."""
-        timeout = asyncio.timeout(None)
-        self._waiting.add(timeout)
+    def watch(self) -> Watch:
+        """Watch one call of the current task: call `done` when it ends, however it ends."""
+        watch = Watch()
+        self._waiting.add(watch)
         if self._handle is None:
             # Nothing waited until now, so no silence could be observed: start counting afresh.
             loop = asyncio.get_running_loop()
             self._quiet_s = 0.0
             self._last_tick = loop.time()
             self._handle = loop.call_at(self._last_tick + self._interval_s, self._tick)
-        return timeout
+        return watch
 
-    def done(self, timeout: asyncio.Timeout, *, answered: bool) -> None:
-        """The call under `timeout` ended; `answered` when the primary replied (even with an error)."""
-        self._waiting.discard(timeout)
+    def done(self, watch: Watch, *, answered: bool) -> bool:
+        """The call under `watch` ended; `answered` when the primary replied (even with an error).
+
+        True when the watchdog cancelled the call and nothing else did: the caller
+        raises `TimeoutError` in place of the `CancelledError` (see `Watch.end`).
+        """
+        timed_out = watch.end()
+        self._waiting.discard(watch)
         if answered:
             self._quiet_s = 0.0
             self._answered = True
         if not self._waiting and self._handle is not None:
             self._handle.cancel()
             self._handle = None
+        return timed_out
 
     def reset(self) -> None:
         """The primary went away: its next first answer gets the warm-up allowance again."""
@@ -85,8 +133,9 @@ class Watchdog:
         if self._quiet_s < allowance * 0.999 or not self._waiting:
             self._handle = loop.call_at(now + self._interval_s, self._tick)
             return
-        # Silent for the whole allowance: every waiting call ends with TimeoutError.
+        # Silent for the whole allowance: every waiting call ends with TimeoutError. The tasks are
+        # cancelled on the next turn, as an expired asyncio.timeout does: a call that ends first is spared.
         self._handle = None
         waiting, self._waiting = self._waiting, set()
-        for timeout in waiting:
-            timeout.reschedule(now)
+        for watch in waiting:
+            loop.call_soon(watch.expire)
