@@ -15,7 +15,12 @@ than `timeout_ms` of wall time; on an idle loop it takes `timeout_ms`.
 Until the primary has answered once (connection set-up, cluster discovery,
 script loading), and again after each outage, the allowance is `warmup_ms`.
 
-The tick is scheduled only while a call waits: an idle backend runs nothing.
+The tick runs only while calls wait: the first tick after the last call ended
+stops it, so an idle backend runs nothing. A call that arrives while a tick is
+still due does not reschedule it (a timer handle per burst of calls costs more
+than the calls): the count restarts at the call, the next tick credits only the
+time since then, and the last tick is shortened so that, on an idle loop, the
+allowance runs out exactly `timeout_ms` after the count started.
 
 A call is watched by a `Watch`, which behaves as an ``asyncio.timeout`` whose
 deadline only the watchdog moves: when the allowance runs out, the task of every
@@ -72,7 +77,17 @@ class Watch:
 class Watchdog:
     """Deadlines for the calls waiting on one primary; see the module docstring."""
 
-    __slots__ = ("_answered", "_handle", "_interval_s", "_last_tick", "_quiet_s", "_timeout_s", "_waiting", "_warmup_s")
+    __slots__ = (
+        "_answered",
+        "_due",
+        "_handle",
+        "_interval_s",
+        "_last_tick",
+        "_quiet_s",
+        "_timeout_s",
+        "_waiting",
+        "_warmup_s",
+    )
 
     def __init__(self, timeout_ms: int, warmup_ms: int) -> None:
         self._timeout_s = timeout_ms / 1000
@@ -81,6 +96,8 @@ class Watchdog:
         self._waiting: set[Watch] = set()
         self._quiet_s = 0.0
         self._last_tick = 0.0
+        self._due = 0.0
+        """When the scheduled tick is due: a tick that fires later is credited up to this only."""
         self._handle: asyncio.TimerHandle | None = None
         self._answered = False
 
@@ -95,13 +112,14 @@ class Watchdog:
     def watch(self) -> Watch:
         """Watch one call of the current task: call `done` when it ends, however it ends."""
         watch = Watch()
-        self._waiting.add(watch)
-        if self._handle is None:
+        if not self._waiting:
             # Nothing waited until now, so no silence could be observed: start counting afresh.
             loop = asyncio.get_running_loop()
             self._quiet_s = 0.0
             self._last_tick = loop.time()
-            self._handle = loop.call_at(self._last_tick + self._interval_s, self._tick)
+            if self._handle is None:
+                self._schedule(loop, self._last_tick + self._interval_s)
+        self._waiting.add(watch)
         return watch
 
     def done(self, watch: Watch, *, answered: bool) -> bool:
@@ -115,23 +133,28 @@ class Watchdog:
         if answered:
             self._quiet_s = 0.0
             self._answered = True
-        if not self._waiting and self._handle is not None:
-            self._handle.cancel()
-            self._handle = None
         return timed_out
 
     def reset(self) -> None:
         """The primary went away: its next first answer gets the warm-up allowance again."""
         self._answered = False
 
+    def _schedule(self, loop: asyncio.AbstractEventLoop, due: float) -> None:
+        self._due = due
+        self._handle = loop.call_at(due, self._tick)
+
     def _tick(self) -> None:
+        if not self._waiting:
+            self._handle = None  # every call ended since the last tick: stop until the next one
+            return
         loop = asyncio.get_running_loop()
         now = loop.time()
-        self._quiet_s += min(now - self._last_tick, self._interval_s)
+        # Late or not, a tick counts no more than the time from the last tick (or the restart) to its due time.
+        self._quiet_s += max(min(now, self._due) - self._last_tick, 0.0)
         self._last_tick = now
         allowance = self._timeout_s if self._answered else self._warmup_s
-        if self._quiet_s < allowance * 0.999 or not self._waiting:
-            self._handle = loop.call_at(now + self._interval_s, self._tick)
+        if self._quiet_s < allowance * 0.999:
+            self._schedule(loop, now + min(self._interval_s, allowance - self._quiet_s))
             return
         # Silent for the whole allowance: every waiting call ends with TimeoutError. The tasks are
         # cancelled on the next turn, as an expired asyncio.timeout does: a call that ends first is spared.
