@@ -17,7 +17,7 @@ import os
 from types import ModuleType
 from typing import Final
 
-from django.conf import LazySettings, UserSettingsHolder
+from django.conf import UserSettingsHolder
 from django.utils.functional import empty
 
 __all__ = ["django_settings", "setting_value"]
@@ -32,14 +32,12 @@ def django_settings() -> object | None:
 
     if not (settings.configured or os.environ.get("DJANGO_SETTINGS_MODULE")):
         return None
-    if isinstance(settings, LazySettings):
-        wrapped: object = settings._wrapped
-        if wrapped is empty:
-            settings._setup()
-            wrapped = settings._wrapped
-        # The lazy wrapper adds nothing to a WS_RATE_* value (it only special-cases Django's own).
-        return wrapped
-    return settings
+    wrapped: object = settings._wrapped
+    if wrapped is empty:
+        settings._setup()
+        wrapped = settings._wrapped
+    # The lazy wrapper adds nothing to a WS_RATE_* value (it only special-cases Django's own).
+    return wrapped
 
 
 def setting_value(source: object | None, name: str, default: object) -> object:

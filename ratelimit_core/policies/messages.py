@@ -310,7 +310,8 @@ class MessageGate:
         bucket = rate if rate is not None else typed
         remaining = None if bucket is None else bucket.remaining
         # Every refusal needs an answer that did not allow: when all allowed, there is nothing to weigh.
-        denial = None if all(answer.allowed for answer in answers) else self._denial(rate, typed, type_rate, quota, degraded)
+        allowed = all(answer.allowed for answer in answers)
+        denial = None if allowed else self._denial(rate, typed, type_rate, quota, degraded)
         if denial is None:
             self._strikes = 0
             return Allowed(remaining, degraded)
