@@ -41,7 +41,7 @@ from ratelimit_core.urls import BACKEND_SCHEMES
 
 from .asgi import Scope
 from .backends import BackendOptions
-from .settings_source import django_settings, setting_value
+from .settings_source import SettingLayers, django_settings
 
 __all__ = [
     "SETTINGS",
@@ -197,10 +197,10 @@ class SettingsReader:
 
 
 def _snapshot(overrides: Mapping[str, object]) -> tuple[object, ...]:
-    source = django_settings()
+    source = SettingLayers(django_settings())
     values: list[object] = []
     for field, (setting, default) in SETTINGS.items():
-        value = overrides[field] if field in overrides else setting_value(source, setting, default)
+        value = overrides[field] if field in overrides else source.value(setting, default)
         # A list or a dict is copied, so that changing it in place is seen as a change.
         if isinstance(value, (list, set, frozenset)):
             value = tuple(value)
