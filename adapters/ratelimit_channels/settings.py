@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
@@ -42,6 +41,7 @@ from ratelimit_core.urls import BACKEND_SCHEMES
 
 from .asgi import Scope
 from .backends import BackendOptions
+from .settings_source import SettingLayers, django_settings
 
 __all__ = [
     "SETTINGS",
@@ -196,21 +196,13 @@ class SettingsReader:
         return _validate(values, limits, source=source)
 
 
-def _django_settings() -> object | None:
-    from django.conf import settings
-
-    if settings.configured or os.environ.get("DJANGO_SETTINGS_MODULE"):
-        return settings
-    return None
-
-
 def _snapshot(overrides: Mapping[str, object]) -> tuple[object, ...]:
-    source = _django_settings()
+    source = SettingLayers(django_settings())
     values: list[object] = []
     for field, (setting, default) in SETTINGS.items():
-        value = overrides[field] if field in overrides else getattr(source, setting, default)
+        value = overrides[field] if field in overrides else source.value(setting, default)
         # A list or a dict is copied, so that changing it in place is seen as a change.
-        if isinstance(value, list | set | frozenset):
+        if isinstance(value, (list, set, frozenset)):
             value = tuple(value)
         elif isinstance(value, dict):
             value = {k: dict(v) if isinstance(v, dict) else v for k, v in value.items()}

@@ -177,20 +177,17 @@ class FallbackBackend(ClosesOnExit):
         watchdog = self._watchdog
         if watchdog is None:
             return await call
-        timeout = watchdog.watch()
-        answered = False
+        watch = watchdog.watch()
         try:
-            async with timeout:
-                result = await call
-            answered = True
-            return result
-        except BackendUnavailable:
+            result = await call
+        except BaseException as exc:
+            # An error reply is an answer (the primary is there); an outage or no reply is not.
+            answered = isinstance(exc, BackendError) and not isinstance(exc, BackendUnavailable)
+            if watchdog.done(watch, answered=answered) and isinstance(exc, asyncio.CancelledError):
+                raise TimeoutError from exc
             raise
-        except BackendError:
-            answered = True
-            raise
-        finally:
-            watchdog.done(timeout, answered=answered)
+        watchdog.done(watch, answered=True)
+        return result
 
     def _went_down(self, exc: BaseException) -> None:
         if isinstance(exc, TimeoutError) and not str(exc):

@@ -20,7 +20,19 @@ in parts, and each part is a sign of life.
 Until the primary has answered once (connection set-up, cluster discovery,
 script loading), and again after each outage, the allowance is `warmup_ms`.
 
-The tick is scheduled only while a call waits: an idle backend runs nothing.
+The tick runs only while calls wait: the first tick after the last call ended
+stops it, so an idle backend runs nothing. A call that arrives while a tick is
+still due does not reschedule it (a timer handle per burst of calls costs more
+than the calls): the count restarts at the call, the next tick credits only the
+time since then, and the last tick is shortened so that, on an idle loop, the
+allowance runs out exactly `timeout_ms` after the count started.
+
+A call is watched by a `Watch`, which behaves as an ``asyncio.timeout`` whose
+deadline only the watchdog moves: when the allowance runs out, the task of every
+waiting call is cancelled (on the next turn of the loop, unless the call ended
+first), and the call ends with `TimeoutError` unless something else cancelled the
+task too. It is cheaper than an ``asyncio.timeout`` (no context manager, no timer
+handle per call), which matters since every call to the primary is watched.
 """
 
 from __future__ import annotations
@@ -28,9 +40,44 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
-__all__ = ["Watchdog"]
+__all__ = ["Watch", "Watchdog"]
 
 _TICKS_PER_TIMEOUT = 4
+
+
+class Watch:
+    """One call waiting on the primary: its task, and whether the watchdog cancelled that task."""
+
+    __slots__ = ("_cancelling", "_task", "ended", "expired")
+
+    def __init__(self) -> None:
+        task = asyncio.current_task()
+        if task is None:
+            raise RuntimeError("a call to the primary must run inside an asyncio task")
+        self._task = task
+        self._cancelling = task.cancelling()
+        self.ended = False
+        self.expired = False
+        """The watchdog cancelled the call's task (the allowance ran out while it waited)."""
+
+    def __repr__(self) -> str:
+        return f"Watch({'expired' if self.expired else 'ended' if self.ended else 'waiting'})"
+
+    def expire(self) -> None:
+        """The allowance ran out: cancel the call's task, unless the call ended meanwhile."""
+        if not self.ended:
+            self.expired = True
+            self._task.cancel()
+
+    def end(self) -> bool:
+        """The call ended; True when it must end with `TimeoutError` instead of `CancelledError`.
+
+        As ``asyncio.timeout`` does, the watchdog's own cancellation is withdrawn
+        (`Task.uncancel`) whatever the call ended with, and the call is reported as
+        timed out only when nothing else asked to cancel the task meanwhile.
+        """
+        self.ended = True
+        return self.expired and self._task.uncancel() <= self._cancelling
 
 
 class Watchdog:
@@ -38,6 +85,7 @@ class Watchdog:
 
     __slots__ = (
         "_answered",
+        "_due",
         "_handle",
         "_interval_s",
         "_last_tick",
@@ -55,9 +103,11 @@ class Watchdog:
         self._timeout_s = timeout_ms / 1000
         self._warmup_s = max(timeout_ms, warmup_ms) / 1000
         self._interval_s = self._timeout_s / _TICKS_PER_TIMEOUT
-        self._waiting: set[asyncio.Timeout] = set()
+        self._waiting: set[Watch] = set()
         self._quiet_s = 0.0
         self._last_tick = 0.0
+        self._due = 0.0
+        """When the scheduled tick is due: a tick that fires later is credited up to this only."""
         self._handle: asyncio.TimerHandle | None = None
         self._answered = False
 
@@ -69,38 +119,50 @@ class Watchdog:
         """True once the primary answered since the watchdog was made or last `reset`."""
         return self._answered
 
-    def watch(self) -> asyncio.Timeout:
-        """A deadline for one call: enter it at once (``async with``), and call `done` after it."""
-        timeout = asyncio.timeout(None)
-        self._waiting.add(timeout)
-        if self._handle is None:
+    def watch(self) -> Watch:
+        """Watch one call of the current task: call `done` when it ends, however it ends."""
+        watch = Watch()
+        if not self._waiting:
             # Nothing waited until now, so no silence could be observed: start counting afresh.
             loop = asyncio.get_running_loop()
             self._quiet_s = 0.0
             self._last_tick = loop.time()
             if self._progress is not None:
                 self._progress_seen = self._progress()
-            self._handle = loop.call_at(self._last_tick + self._interval_s, self._tick)
-        return timeout
+            if self._handle is None:
+                self._schedule(loop, self._last_tick + self._interval_s)
+        self._waiting.add(watch)
+        return watch
 
-    def done(self, timeout: asyncio.Timeout, *, answered: bool) -> None:
-        """The call under `timeout` ended; `answered` when the primary replied (even with an error)."""
-        self._waiting.discard(timeout)
+    def done(self, watch: Watch, *, answered: bool) -> bool:
+        """The call under `watch` ended; `answered` when the primary replied (even with an error).
+
+        True when the watchdog cancelled the call and nothing else did: the caller
+        raises `TimeoutError` in place of the `CancelledError` (see `Watch.end`).
+        """
+        timed_out = watch.end()
+        self._waiting.discard(watch)
         if answered:
             self._quiet_s = 0.0
             self._answered = True
-        if not self._waiting and self._handle is not None:
-            self._handle.cancel()
-            self._handle = None
+        return timed_out
 
     def reset(self) -> None:
         """The primary went away: its next first answer gets the warm-up allowance again."""
         self._answered = False
 
+    def _schedule(self, loop: asyncio.AbstractEventLoop, due: float) -> None:
+        self._due = due
+        self._handle = loop.call_at(due, self._tick)
+
     def _tick(self) -> None:
+        if not self._waiting:
+            self._handle = None  # every call ended since the last tick: stop until the next one
+            return
         loop = asyncio.get_running_loop()
         now = loop.time()
-        self._quiet_s += min(now - self._last_tick, self._interval_s)
+        # Late or not, a tick counts no more than the time from the last tick (or the restart) to its due time.
+        self._quiet_s += max(min(now, self._due) - self._last_tick, 0.0)
         self._last_tick = now
         if self._progress is not None:
             seen = self._progress()
@@ -108,11 +170,12 @@ class Watchdog:
                 self._progress_seen = seen
                 self._quiet_s = 0.0
         allowance = self._timeout_s if self._answered else self._warmup_s
-        if self._quiet_s < allowance * 0.999 or not self._waiting:
-            self._handle = loop.call_at(now + self._interval_s, self._tick)
+        if self._quiet_s < allowance * 0.999:
+            self._schedule(loop, now + min(self._interval_s, allowance - self._quiet_s))
             return
-        # Silent for the whole allowance: every waiting call ends with TimeoutError.
+        # Silent for the whole allowance: every waiting call ends with TimeoutError. The tasks are
+        # cancelled on the next turn, as an expired asyncio.timeout does: a call that ends first is spared.
         self._handle = None
         waiting, self._waiting = self._waiting, set()
-        for timeout in waiting:
-            timeout.reschedule(now)
+        for watch in waiting:
+            loop.call_soon(watch.expire)

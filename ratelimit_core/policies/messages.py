@@ -275,7 +275,8 @@ class MessageGate:
         if limits.quota is not None:
             quota = limits.quota
             calls.append(backend.counter_incr(self._quota_key, 1, limit=quota.count, window_ms=quota.window_ms))
-        answers = await _together(calls)
+        # One check (the common case) is awaited here: no list of answers to gather.
+        answers = [await calls[0]] if len(calls) == 1 else await _together(calls)
         found = iter(answers)
         rate = next(found) if limits.rate is not None else None
         typed = next(found) if type_rate is not None else None
@@ -306,9 +307,11 @@ class MessageGate:
         """One verdict from the checks' answers (see the module's docstring for which refusal is reported)."""
         answers = [answer for answer in (rate, typed, quota) if answer is not None]
         degraded = any(answer.degraded for answer in answers)
-        denial = self._denial(rate, typed, type_rate, quota, degraded)
         bucket = rate if rate is not None else typed
         remaining = None if bucket is None else bucket.remaining
+        # Every refusal needs an answer that did not allow: when all allowed, there is nothing to weigh.
+        allowed = all(answer.allowed for answer in answers)
+        denial = None if allowed else self._denial(rate, typed, type_rate, quota, degraded)
         if denial is None:
             self._strikes = 0
             return Allowed(remaining, degraded)

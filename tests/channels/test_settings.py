@@ -201,3 +201,45 @@ def test_the_middleware_works_without_any_django_settings() -> None:
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["websocket.accept", "connection_limit_exceeded", "4008", "False"]
+
+
+def test_settings_are_read_as_django_gives_them_through_every_override_layer() -> None:
+    """The middleware reads settings without Django's exception per unset name: the values must not differ."""
+    from django.conf import settings
+
+    from ratelimit_channels.settings_source import django_settings, setting_value
+
+    names = ("WS_RATE_CONN_PER_USER", "WS_RATE_MSG_RPS", "WS_RATE_BACKEND", "SECRET_KEY", "USE_TZ")
+
+    def both() -> list[tuple[object, object]]:
+        source = django_settings()
+        return [(getattr(settings, name, "unset"), setting_value(source, name, "unset")) for name in names]
+
+    def same() -> None:
+        pairs = both()
+        assert all(django == ours for django, ours in pairs), pairs
+
+    same()
+    with override_settings(WS_RATE_CONN_PER_USER=3):
+        same()
+        with override_settings(WS_RATE_MSG_RPS=7, WS_RATE_BACKEND="memory://"):
+            same()
+            del settings.WS_RATE_CONN_PER_USER  # hidden in this layer only
+            same()
+            assert both()[0] == ("unset", "unset")
+            settings.WS_RATE_MSG_RPS = 8  # assigned at run time: seen by the next connection
+            same()
+            assert both()[1] == (8, 8)
+        same()
+        assert both()[0] == (3, 3)
+    same()
+
+
+def test_a_list_setting_changed_in_place_is_seen_by_the_next_connection() -> None:
+    proxies = ["10.0.0.1"]
+    with override_settings(WS_RATE_TRUSTED_PROXIES=proxies):
+        reader = SettingsReader({})
+        first = reader.current().trusted_proxies
+        proxies.append("10.0.0.2")
+        second = reader.current().trusted_proxies
+    assert first != second

@@ -184,6 +184,83 @@ async def test_the_outage_warning_says_why(
     assert "no answer within 50 ms" in record.getMessage()
 
 
+async def test_silence_is_counted_from_the_call_that_waits_not_from_an_earlier_tick(
+    make: Callable[..., FallbackBackend], primary: ControlledBackend
+) -> None:
+    """A call made while the watchdog's tick from an earlier call is still due must get its whole
+    allowance (the tick is reused, not the time before the call)."""
+    backend = make(timeout_ms=200)
+    for _ in range(3):
+        await backend.ping()  # answered; the watchdog's tick stays due for up to 50 ms
+    await asyncio.sleep(0.02)
+    primary.state = "hung"
+    started = time.monotonic()
+    result = await asyncio.wait_for(backend.set_add("room", "a", capacity=1, lease_ms=LEASE), 10)
+    assert result.degraded
+    assert time.monotonic() - started >= 0.2 * 0.99
+
+
+async def test_an_idle_watchdog_stops_ticking() -> None:
+    from ratelimit_core.fallback.watchdog import Watchdog
+
+    watchdog = Watchdog(timeout_ms=20, warmup_ms=20)
+    watchdog.done(watchdog.watch(), answered=True)
+    loop = asyncio.get_running_loop()
+    for _ in range(_POLLS):
+        if not any(getattr(handle, "_callback", None) == watchdog._tick for handle in loop._scheduled):  # type: ignore[attr-defined]
+            break
+        await asyncio.sleep(0.001)
+    else:
+        pytest.fail("the watchdog still ticks with no call waiting")
+
+
+async def test_a_call_the_watchdog_ended_leaves_no_cancellation_pending_in_the_caller(
+    make: Callable[..., FallbackBackend], primary: ControlledBackend
+) -> None:
+    backend = make(timeout_ms=50)
+    await backend.ping()
+    primary.state = "hung"
+    async with asyncio.timeout(10):  # bounds a failure of the watchdog; nested deadlines must not mix
+        result = await backend.set_add("room", "a", capacity=1, lease_ms=LEASE)
+        task = asyncio.current_task()
+        assert task is not None and task.cancelling() == 0
+        await asyncio.sleep(0)  # a cancellation left pending would be raised here
+    assert result.added and result.degraded and backend.degraded
+
+
+async def test_a_caller_cancelled_while_its_call_hangs_is_cancelled_and_no_outage_is_declared(
+    make: Callable[..., FallbackBackend], primary: ControlledBackend
+) -> None:
+    backend = make(timeout_ms=10_000)
+    await backend.ping()
+    primary.state = "hung"
+    call = asyncio.create_task(backend.set_add("room", "a", capacity=1, lease_ms=LEASE))
+    await asyncio.sleep(0.05)
+    call.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await call
+    assert not backend.degraded
+
+
+async def test_a_caller_cancelled_as_the_watchdog_gives_up_is_cancelled_not_answered_locally(
+    make: Callable[..., FallbackBackend], primary: ControlledBackend
+) -> None:
+    """The watchdog cancels the waiting call's task; a cancellation from elsewhere in the same turn
+    must still reach the caller (as with nested ``asyncio.timeout``s), never turn into a local answer."""
+    backend = make(timeout_ms=50)
+    await backend.ping()
+    primary.state = "hung"
+    call = asyncio.create_task(backend.set_add("room", "a", capacity=1, lease_ms=LEASE))
+    for _ in range(1_000_000):  # bounded; the watchdog gives up after about 50 ms
+        if call.cancelling() or call.done():
+            break
+        await asyncio.sleep(0)
+    assert not call.done(), "the watchdog's cancellation is seen before the call's task runs again"
+    call.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await call
+
+
 async def test_a_misconfigured_primary_is_reported_not_mistaken_for_an_outage(
     make: Callable[..., FallbackBackend], primary: ControlledBackend
 ) -> None:
