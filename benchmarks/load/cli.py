@@ -101,7 +101,7 @@ def _print(document: dict[str, Any], scale: LoadScale, goals: Sequence[Any]) -> 
         print(f"graceful restart: {restart}")
     print(f"crash: {document['crash']}")
     for stretch, commands in document["redis commands"].items():
-        print(f"Redis calls by command, {stretch} (first round): {commands}")
+        print(f"Redis commands by name, {stretch} (first round): {commands}")
     print()
     print(f"Targets of issue 11 ({scale.sockets:,} sockets, medians of {scale.rounds} rounds):")
     for goal in goals:

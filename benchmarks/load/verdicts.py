@@ -65,6 +65,7 @@ def ratios(medians: Medians) -> dict[str, dict[str, float | None]]:
 
 def load_targets(medians: Medians, restarts: list[dict[str, Any]], crash: dict[str, Any] | None) -> list[LoadTarget]:
     on_redis = ratios(medians).get("redis", {})
+    # The app's own count: Redis reads a heartbeat of thousands of slots 16 KB at a time, several reads a trip.
     idle = _value(medians, "redis", "idle Redis round trips per process per heartbeat (all sockets)")
     found = [
         LoadTarget("Redis echo throughput", ">= 0.9x off", on_redis.get("throughput ratio"), 0.9),
