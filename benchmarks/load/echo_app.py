@@ -8,7 +8,8 @@ that room; it is welcomed with ``{"type": "welcome", "degraded": ..., "pid": ...
 and every frame after that is sent back. ``GET /stats`` answers, as JSON, the
 round trips, script calls and commands the Redis backends of this process have
 sent so far (`Coalescer`'s counters: the suite's count of round trips, which
-Redis cannot tell apart from its socket reads); any other HTTP request answers
+Redis cannot tell apart from its socket reads) and the heartbeats its lease
+keepers have made; any other HTTP request answers
 ``ok`` (the readiness probe).
 """
 
@@ -46,6 +47,7 @@ from ratelimit_channels import (  # noqa: E402
     build_backend,
 )
 from ratelimit_core import Backend  # noqa: E402
+from ratelimit_core.policies.keeper import LeaseKeeper  # noqa: E402
 
 __all__ = ["application"]
 
@@ -89,6 +91,18 @@ class QueryUser:
 
 _BUILT: list[Backend] = []
 """Every backend the middleware built in this process, for ``/stats``."""
+_KEEPERS: list[LeaseKeeper] = []
+"""Every lease keeper the middleware used in this process, for ``/stats``."""
+
+
+class _RecordingCache(BackendCache):
+    """The middleware's cache, remembering each keeper it hands out (to count heartbeats)."""
+
+    def keeper(self, backend: Backend, interval_ms: int) -> LeaseKeeper:
+        keeper = super().keeper(backend, interval_ms)
+        if not any(kept is keeper for kept in _KEEPERS):
+            _KEEPERS.append(keeper)
+        return keeper
 
 
 def _recorded(url: str, options: BackendOptions) -> Backend:
@@ -98,8 +112,8 @@ def _recorded(url: str, options: BackendOptions) -> Backend:
 
 
 def _backend_stats() -> dict[str, int]:
-    """Round trips, script calls and commands every Redis backend built here has sent."""
-    found = {"round_trips": 0, "calls": 0, "commands": 0}
+    """Round trips, script calls and commands every Redis backend built here has sent; heartbeats made."""
+    found = {"round_trips": 0, "calls": 0, "commands": 0, "heartbeats": sum(k.refreshes for k in _KEEPERS)}
     for built in _BUILT:
         redis_backend = getattr(built, "primary", built)  # behind FallbackBackend, or alone
         coalescer = getattr(redis_backend, "coalescer", None)
@@ -120,7 +134,7 @@ def _websocket_app() -> Any:
     router = URLRouter([path("ws/echo/<str:room_id>/", Echo.as_asgi())])
     if os.environ.get("RATELIMIT_LOAD_MIDDLEWARE", "on") == "off":
         return QueryUser(router)
-    return QueryUser(RateLimitMiddleware(router, backend_cache=BackendCache(_recorded)))
+    return QueryUser(RateLimitMiddleware(router, backend_cache=_RecordingCache(_recorded)))
 
 
 _websocket = _websocket_app()

@@ -29,6 +29,8 @@ class Reading:
     """Round trips the app's Redis backends made (their coalescers' count)."""
     script_calls: int
     """Script calls the app's Redis backends sent (one per primitive: a bucket, a slot, ...)."""
+    heartbeats: int
+    """Heartbeats the app's lease keepers made (each refreshes every slot the process holds)."""
     wall_s: float
 
 
@@ -51,6 +53,7 @@ class Meter:
             redis=window,
             round_trips=stats["round_trips"] - self._stats["round_trips"],
             script_calls=stats["calls"] - self._stats["calls"],
+            heartbeats=stats["heartbeats"] - self._stats["heartbeats"],
             wall_s=time.perf_counter() - self._wall,
         )
 

@@ -175,22 +175,27 @@ class _Round:
         reading = meter.read()
         window, wall = reading.redis, reading.wall_s
         intervals = wall / (self.scale.heartbeat_ms / 1000)
+        slots = open_sockets * SLOTS_PER_SOCKET
         self.subject.commands_of(f"idle, {label}", window)
         record = self.subject.record
-        record(
-            f"idle Redis script calls per socket per heartbeat ({label})",
-            reading.script_calls / open_sockets / intervals,
-        )
+        record(f"idle heartbeats per interval ({label})", reading.heartbeats / intervals)
+        # Per heartbeat the process made (its keeper's count): a window holds 3 or 4 of them, jittered.
+        beats = max(1, reading.heartbeats)
+        record(f"idle Redis script calls per slot per heartbeat ({label})", reading.script_calls / slots / beats)
+        record(f"idle Redis round trips per process per heartbeat ({label})", reading.round_trips / beats)
+        record(f"idle Redis commands per process per heartbeat ({label})", window.commands / beats)
+        record(f"idle Redis socket reads per process per heartbeat ({label})", window.reads / beats)
         record(f"idle Redis commands per socket per s ({label})", window.commands / open_sockets / wall)
         record(f"idle Redis bytes in per socket per s ({label})", window.bytes_in / open_sockets / wall)
-        record(f"idle Redis commands per process per heartbeat ({label})", window.commands / intervals)
-        record(f"idle Redis round trips per process per heartbeat ({label})", reading.round_trips / intervals)
-        record(f"idle Redis socket reads per process per heartbeat ({label})", window.reads / intervals)
+        if window.by_command.get("ping"):
+            self.subject.notes.append(
+                f"idle, {label}: {window.by_command['ping']} PING(s), the fallback's probe: a heartbeat timed out"
+            )
         record(f"idle server CPU per socket per s ({label})", reading.server_cpu_s / open_sockets / wall * 1e6)
         cpus = {"Redis CPU": window.cpu_s, "Redis main-thread CPU": window.main_thread_cpu_s}
         for name, cpu_s in cpus.items():
             if cpu_s is not None:
-                self._idle_cpu(name, cpu_s, open_sockets * intervals, reading=reading, label=label)
+                self._idle_cpu(name, cpu_s, open_sockets * max(1, reading.heartbeats), reading=reading, label=label)
 
     def _idle_cpu(self, name: str, cpu_s: float, socket_heartbeats: float, *, reading: Reading, label: str) -> None:
         """`name` per s of the window, and per socket per heartbeat less what Redis spent at rest."""
@@ -218,6 +223,7 @@ class _Round:
             redis=RedisWindow.total(r.redis for r in readings),
             round_trips=sum(r.round_trips for r in readings),
             script_calls=sum(r.script_calls for r in readings),
+            heartbeats=sum(r.heartbeats for r in readings),
             wall_s=sum(r.wall_s for r in readings),
         )
         self.subject.record("server CPU per disconnect", total.server_cpu_s / self.closed * 1e6)
