@@ -4,7 +4,9 @@ A stretch's Redis cost is read three ways, because since the driver bundles the
 calls of a round trip (up to 256 to one ``EVALSHA``) they no longer agree: the
 round trips and script calls the app's own backends counted (its ``/stats``), the
 commands and socket reads Redis counted, and the CPU Redis spent (all threads,
-and the main thread, which runs every command, where Redis reports it).
+and the main thread, which runs every command, where Redis reports it), of which
+the time in the commands themselves (``commandstats``; the rest is reading,
+parsing and answering them).
 """
 
 from __future__ import annotations
@@ -69,6 +71,7 @@ def redis_costs(reading: Reading, units: float) -> dict[str, float]:
         "Redis round trips": reading.round_trips / units,
         "Redis socket reads": window.reads / units,
         "Redis CPU": window.cpu_s / units * 1e6,
+        "Redis time in commands": window.command_s / units * 1e6,
     }
     if window.main_thread_cpu_s is not None:
         found["Redis main-thread CPU"] = window.main_thread_cpu_s / units * 1e6

@@ -65,17 +65,20 @@ class RedisSnapshot:
     """The same for the main thread (None before Redis 6.2)."""
     info_us: int
     """Microseconds Redis spent in INFO so far (to take the suite's own out of a window)."""
+    command_us: int
+    """Microseconds Redis spent running the commands counted in `commands` (``usec`` of ``commandstats``)."""
     by_command: tuple[tuple[str, int], ...]
     """(command, count) of every command counted in `commands`."""
 
     @classmethod
     def take(cls, client: redis.Redis) -> Self:
         info = client.info("all")
-        by_command = tuple(
-            (name.removeprefix("cmdstat_"), int(value["calls"]))
+        counted = {
+            name.removeprefix("cmdstat_"): value
             for name, value in info.items()
             if name.startswith("cmdstat_") and name.removeprefix("cmdstat_") not in _NOT_COMMANDS
-        )
+        }
+        by_command = tuple((name, int(value["calls"])) for name, value in counted.items())
         cpu = _cpu_s(info)
         if cpu is None:
             raise RuntimeError("INFO has no used_cpu_user/used_cpu_sys: the load suite needs Redis's CPU figures")
@@ -89,6 +92,7 @@ class RedisSnapshot:
             cpu_s=cpu,
             main_thread_cpu_s=_cpu_s(info, "_main_thread"),
             info_us=int(info.get("cmdstat_info", {}).get("usec", 0)),
+            command_us=sum(int(value["usec"]) for value in counted.values()),
         )
 
 
@@ -105,6 +109,9 @@ class RedisWindow:
     """Server CPU seconds (every thread), less the first snapshot's INFO."""
     main_thread_cpu_s: float | None
     """Main-thread CPU seconds, less the first snapshot's INFO (None before Redis 6.2)."""
+    command_s: float
+    """Seconds Redis spent running the counted commands: what they held the server for (the CPU besides
+    is reading, parsing and answering them)."""
     by_command: dict[str, int]
     """Commands by name (``evalsha``, ...), those that ran in the window only."""
 
@@ -125,6 +132,7 @@ class RedisWindow:
             memory=after.used_memory - before.used_memory,
             cpu_s=max(0.0, after.cpu_s - before.cpu_s - own_s),
             main_thread_cpu_s=main,
+            command_s=(after.command_us - before.command_us) / 1e6,
         )
 
     @classmethod
@@ -144,5 +152,6 @@ class RedisWindow:
             bytes_out=sum(window.bytes_out for window in found),
             memory=sum(window.memory for window in found),
             cpu_s=sum(window.cpu_s for window in found),
+            command_s=sum(window.command_s for window in found),
             main_thread_cpu_s=None if None in mains else sum(m for m in mains if m is not None),
         )

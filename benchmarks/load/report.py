@@ -18,6 +18,7 @@ __all__ = ["format_load_table", "write_load_chart", "write_load_json"]
 
 _UNITS = (
     ("CPU", "µs"),
+    ("time in commands", "µs"),
     ("latency", "ms"),
     ("echoes lost", "echoes"),
     ("memory", "bytes"),

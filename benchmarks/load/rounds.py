@@ -9,7 +9,8 @@ a round trip), and the sockets closed again. The Redis cost is read as script
 calls, commands, round trips, socket reads and Redis CPU (`meter`). These servers run
 with the default lease (60 s), so a turn ends before the first heartbeat is due
 (20 s after a socket opened; a longer turn is noted). Then a fourth server, on
-the same Redis with a short lease, holds the sockets through two idle windows
+the same Redis with a short lease (and a longer backend timeout, `IDLE_TIMEOUT_MS`,
+so that a slow heartbeat is not taken for an outage), holds the sockets through two idle windows
 (all sockets, then half): what heartbeats cost, recorded as Redis figures, after
 a window with nothing open (Redis's own CPU at rest, taken out of the idle CPU
 per socket).
@@ -187,6 +188,8 @@ class _Round:
         record(f"idle Redis socket reads per process per heartbeat ({label})", window.reads / beats)
         record(f"idle Redis commands per socket per s ({label})", window.commands / open_sockets / wall)
         record(f"idle Redis bytes in per socket per s ({label})", window.bytes_in / open_sockets / wall)
+        # How long a heartbeat's bundles hold the server, next to the backend timeout a call waits at most.
+        record(f"idle Redis time in commands per process per heartbeat ({label})", window.command_s / beats * 1e6)
         if window.by_command.get("ping"):
             self.subject.notes.append(
                 f"idle, {label}: {window.by_command['ping']} PING(s), the fallback's probe: a heartbeat timed out"
