@@ -55,8 +55,6 @@ class Constants:
     middleware_us_per_connection: float
     idle_cpu_us_per_socket_s: float
     """App-server CPU per open idle socket per second (heartbeats), at the run's heartbeat."""
-    heartbeats_per_interval: float
-    """Heartbeats per heartbeat interval (each interval is shortened by up to a tenth, at random)."""
     heartbeat_ms: int
     """The heartbeat interval the idle figures were measured at."""
     source: str = "MEASURED"
@@ -64,20 +62,19 @@ class Constants:
 
 MEASURED: Final = Constants(
     # python -m benchmarks load, 1,000 sockets, 3 rounds, on a shared 2-core VM (docs/production/sizing.md).
-    redis_cpu_us_per_message=28.0,
-    redis_cpu_us_per_connection=140.0,
-    idle_redis_cpu_us_per_socket=30.0,
-    commands_per_message=0.24,
-    commands_per_connection=0.42,
+    redis_cpu_us_per_message=27.4,
+    redis_cpu_us_per_connection=82.1,
+    idle_redis_cpu_us_per_socket=29.7,
+    commands_per_message=0.247,
+    commands_per_connection=0.156,
     idle_commands_per_process=0.0,
     idle_commands_per_socket=0.012,
-    redis_bytes_per_socket=404.0,
-    cpu_us_per_message=344.0,
-    cpu_us_per_connection=1_700.0,
-    middleware_us_per_message=67.0,
-    middleware_us_per_connection=400.0,
-    idle_cpu_us_per_socket_s=75.1,
-    heartbeats_per_interval=1.05,
+    redis_bytes_per_socket=399.2,
+    cpu_us_per_message=373.3,
+    cpu_us_per_connection=2_040.0,
+    middleware_us_per_message=126.9,
+    middleware_us_per_connection=530.0,
+    idle_cpu_us_per_socket_s=165.8,
     heartbeat_ms=2_000,
 )
 
@@ -138,7 +135,6 @@ def constants_from(document: dict[str, Any], source: str) -> Constants:
         middleware_us_per_message=added("server CPU per echo"),
         middleware_us_per_connection=added("server CPU per connect") + added("server CPU per disconnect"),
         idle_cpu_us_per_socket_s=idle_cpu_per_socket,
-        heartbeats_per_interval=_median(medians, "redis", "idle heartbeats per interval (all sockets)", 1.0),
         heartbeat_ms=max(1, int(document["scale"]["lease_ms"]) // 3),
         source=source,
     )
@@ -184,7 +180,9 @@ def size(deployment: Deployment, constants: Constants) -> Sizing:
     d, c = deployment, constants
     messages = d.sockets * d.messages_per_socket
     heartbeat_s = max(1, d.lease_ms // 3) / 1000
-    heartbeats_per_s = c.heartbeats_per_interval / heartbeat_s
+    # One heartbeat per interval: the keeper shortens each by up to a tenth, and starts the next after
+    # the refresh ends, which a slow refresh (a loaded app) lengthens.
+    heartbeats_per_s = 1 / heartbeat_s
     idle_cpu = d.sockets * c.idle_cpu_us_per_socket_s * (c.heartbeat_ms / 1000) / heartbeat_s
     app_cores = (messages * c.cpu_us_per_message + d.churn_per_s * c.cpu_us_per_connection + idle_cpu) / 1e6
     processes = max(1, math.ceil(app_cores / d.core_share))
@@ -295,14 +293,14 @@ def _check_rows(run: dict[str, Any], constants: Constants) -> list[tuple[str, fl
     measured = medians["redis"]
     sockets = int(run["scale"]["sockets"])
     heartbeat_s = max(1, int(run["scale"]["lease_ms"]) // 3) / 1000
-    model_beats = constants.heartbeats_per_interval / heartbeat_s
+    # The model at the heartbeats the run's keeper made, so that its per-heartbeat costs are what is compared.
     beats = _median(medians, "redis", "idle heartbeats per interval (all sockets)", 1.0) / heartbeat_s
 
     def value(metric: str) -> float:
         return float(measured[metric]["value"])
 
     saturation, offered = value("echo throughput at saturation"), value("offered load")
-    idle_commands = (constants.idle_commands_per_process + sockets * constants.idle_commands_per_socket) * model_beats
+    idle_commands = (constants.idle_commands_per_process + sockets * constants.idle_commands_per_socket) * beats
     return [
         (
             "Redis CPU at the offered load (cores)",
@@ -321,7 +319,7 @@ def _check_rows(run: dict[str, Any], constants: Constants) -> list[tuple[str, fl
         ),
         (
             "idle Redis CPU, all sockets (cores)",
-            sockets * constants.idle_redis_cpu_us_per_socket * model_beats / 1e6,
+            sockets * constants.idle_redis_cpu_us_per_socket * beats / 1e6,
             sockets * _redis_cpu(medians, "idle Redis CPU per socket per heartbeat (all sockets)") * beats / 1e6,
         ),
         (

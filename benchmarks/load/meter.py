@@ -4,9 +4,9 @@ A stretch's Redis cost is read three ways, because since the driver bundles the
 calls of a round trip (up to 256 to one ``EVALSHA``) they no longer agree: the
 round trips and script calls the app's own backends counted (its ``/stats``), the
 commands and socket reads Redis counted, and the CPU Redis spent (all threads,
-and the main thread, which runs every command, where Redis reports it), of which
-the time in the commands themselves (``commandstats``; the rest is reading,
-parsing and answering them).
+and the main thread, which runs every command, where Redis reports it), next to
+the wall-clock time Redis spent inside the commands (``commandstats``: how long
+they held the server).
 """
 
 from __future__ import annotations

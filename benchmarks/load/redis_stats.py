@@ -110,8 +110,9 @@ class RedisWindow:
     main_thread_cpu_s: float | None
     """Main-thread CPU seconds, less the first snapshot's INFO (None before Redis 6.2)."""
     command_s: float
-    """Seconds Redis spent running the counted commands: what they held the server for (the CPU besides
-    is reading, parsing and answering them)."""
+    """Wall-clock seconds Redis spent inside the counted commands (``commandstats`` usec): how long they
+    held the server, time the OS gave other processes meanwhile included. Redis's CPU besides goes to
+    reading, parsing and answering them."""
     by_command: dict[str, int]
     """Commands by name (``evalsha``, ...), those that ran in the window only."""
 
