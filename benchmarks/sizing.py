@@ -9,7 +9,7 @@ frame, per connection and per open socket per heartbeat, the same for commands
 (reported too, as commands), and app CPU per frame, connection and idle socket.
 Idle commands are fitted as a part per process and heartbeat plus a part per
 socket from the run's two idle windows (all sockets, then half); idle Redis CPU
-is the run's per socket, less what Redis spends at rest. ``--check RUN.json``
+is the run's per socket per heartbeat (Redis's own timers left in). ``--check RUN.json``
 compares the model with a measured run at that run's own size.
 """
 
@@ -35,7 +35,7 @@ class Constants:
     redis_cpu_us_per_connection: float
     """Redis CPU to admit and release one connection."""
     idle_redis_cpu_us_per_socket: float
-    """Redis CPU per open socket per heartbeat (its slots refreshed), less Redis at rest."""
+    """Redis CPU per open socket per heartbeat (its slots refreshed; Redis's own timers left in)."""
     commands_per_message: float
     """Redis commands per frame at the offered load (the checks of concurrent frames share bundles)."""
     commands_per_connection: float
