@@ -9,8 +9,7 @@ and every frame after that is sent back. ``GET /stats`` answers, as JSON, the
 round trips, script calls and commands the Redis backends of this process have
 sent so far (`Coalescer`'s counters: the suite's count of round trips, which
 Redis cannot tell apart from its socket reads) and the heartbeats its lease
-keepers have made; any other HTTP request answers
-``ok`` (the readiness probe).
+keepers have made; any other HTTP request answers ``ok`` (the readiness probe).
 """
 
 from __future__ import annotations
