@@ -62,19 +62,19 @@ class Constants:
 
 MEASURED: Final = Constants(
     # python -m benchmarks load, 1,000 sockets, 3 rounds, on a shared 2-core VM (docs/production/sizing.md).
-    redis_cpu_us_per_message=27.4,
-    redis_cpu_us_per_connection=82.1,
-    idle_redis_cpu_us_per_socket=29.7,
-    commands_per_message=0.247,
-    commands_per_connection=0.156,
+    redis_cpu_us_per_message=33.3,
+    redis_cpu_us_per_connection=80.0,
+    idle_redis_cpu_us_per_socket=42.5,
+    commands_per_message=0.274,
+    commands_per_connection=0.154,
     idle_commands_per_process=0.0,
     idle_commands_per_socket=0.012,
-    redis_bytes_per_socket=399.2,
-    cpu_us_per_message=373.3,
-    cpu_us_per_connection=2_040.0,
-    middleware_us_per_message=126.9,
-    middleware_us_per_connection=530.0,
-    idle_cpu_us_per_socket_s=165.8,
+    redis_bytes_per_socket=395.1,
+    cpu_us_per_message=353.3,
+    cpu_us_per_connection=1_890.0,
+    middleware_us_per_message=45.6,
+    middleware_us_per_connection=390.0,
+    idle_cpu_us_per_socket_s=153.2,
     heartbeat_ms=2_000,
 )
 
