@@ -102,8 +102,8 @@ class AppProcess:
         return self
 
     def backend_stats(self) -> dict[str, int]:
-        """``{"round_trips", "calls", "commands", "heartbeats"}``: what the process's Redis backends have sent
-        so far, and the heartbeats its lease keepers have made."""
+        """``{"round_trips", "calls", "commands", "heartbeats", "held"}``: what the process's Redis backends
+        have sent so far, the heartbeats its lease keepers have made and the connections they hold."""
         with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/stats", timeout=10) as reply:
             found: dict[str, int] = json.loads(reply.read())
         return found

@@ -8,8 +8,8 @@ that room; it is welcomed with ``{"type": "welcome", "degraded": ..., "pid": ...
 and every frame after that is sent back. ``GET /stats`` answers, as JSON, the
 round trips, script calls and commands the Redis backends of this process have
 sent so far (`Coalescer`'s counters: the suite's count of round trips, which
-Redis cannot tell apart from its socket reads) and the heartbeats its lease
-keepers have made; any other HTTP request answers ``ok`` (the readiness probe).
+Redis cannot tell apart from its socket reads), the heartbeats its lease
+keepers have made and the connections they hold; any other HTTP request answers ``ok`` (the readiness probe).
 """
 
 from __future__ import annotations
@@ -111,8 +111,15 @@ def _recorded(url: str, options: BackendOptions) -> Backend:
 
 
 def _backend_stats() -> dict[str, int]:
-    """Round trips, script calls and commands every Redis backend built here has sent; heartbeats made."""
-    found = {"round_trips": 0, "calls": 0, "commands": 0, "heartbeats": sum(k.refreshes for k in _KEEPERS)}
+    """Round trips, script calls and commands every Redis backend built here has sent; heartbeats made, and
+    the connections whose leases the keepers hold now (a closed one is forgotten before its release)."""
+    found = {
+        "round_trips": 0,
+        "calls": 0,
+        "commands": 0,
+        "heartbeats": sum(keeper.refreshes for keeper in _KEEPERS),
+        "held": sum(len(keeper) for keeper in _KEEPERS),
+    }
     for built in _BUILT:
         redis_backend = getattr(built, "primary", built)  # behind FallbackBackend, or alone
         coalescer = getattr(redis_backend, "coalescer", None)

@@ -37,9 +37,10 @@ __all__ = ["Metrics", "run_rounds"]
 _SETTLE_S: Final = 0.5
 """Pause after opening or closing sockets, so that the server's own clean-up is not in the next window."""
 _QUIET_S: Final = 0.3
-_QUIET_MAX_S: Final = 10.0
-"""After closing sockets, wait until Redis has seen no command for `_QUIET_S` (at most this long): a loaded
-server sends the releases of a close storm after its clients saw the sockets close."""
+_QUIET_MAX_S: Final = 30.0
+"""After closing sockets, wait (at most this long) until the server has let go of them and Redis has seen no
+command for `_QUIET_S`: a loaded server releases a close storm's slots well after its clients saw the
+sockets close (at 2,000 sockets the releases otherwise fell into the next window)."""
 _OPEN_TIMEOUT_S: Final = 10.0
 """Bound on one socket's opening (connect and welcome)."""
 
@@ -217,15 +218,18 @@ class _Round:
         meter = Meter(self.subject.app, self.client)
         answers = self.clients.call_all("close", 60, indices=indices, timeout_s=50)
         time.sleep(_SETTLE_S)
-        self._until_redis_is_quiet()
+        self._until_released(still_open=sum(self._held()))
         reading = meter.read()
         self.subject.commands_of("close", reading.redis)
         self.closed += sum(answer["closed"] for answer in answers)
         self.close_readings.append(reading)
 
-    def _until_redis_is_quiet(self) -> None:
-        """Wait until Redis's command count holds still for `_QUIET_S` (each look is an INFO: a read more)."""
+    def _until_released(self, still_open: int) -> None:
+        """Wait until the server holds no more than `still_open` connections' leases (it forgets one as its
+        release starts), then until Redis's command count holds still for `_QUIET_S` (each look an INFO)."""
         deadline = time.monotonic() + _QUIET_MAX_S
+        while self.subject.app.backend_stats()["held"] > still_open and time.monotonic() < deadline:
+            time.sleep(_QUIET_S)
         seen = RedisSnapshot.take(self.client).commands
         while time.monotonic() < deadline:
             time.sleep(_QUIET_S)
@@ -233,7 +237,7 @@ class _Round:
             if now == seen:
                 return
             seen = now
-        self.subject.notes.append(f"{self.subject.name}: Redis was still busy {_QUIET_MAX_S:g} s after a close")
+        self.subject.notes.append(f"{self.subject.name}: still releasing {_QUIET_MAX_S:g} s after a close")
 
     def record_disconnects(self) -> None:
         if not self.closed:
