@@ -169,8 +169,9 @@ def test_the_quick_load_run_measures_every_figure_and_both_restart_scenarios(tmp
         assert _finite_positive(medians["redis"][metric]["value"]), (metric, medians["redis"][metric])
     for metric in ("Redis commands per echo", "Redis round trips per echo", "Redis script calls per echo"):
         assert medians["off"][metric]["value"] == 0, f"the middleware-off server never calls Redis ({metric})"
-    # One message bucket per frame, counted by the app's own backends (less only if the fallback answered).
-    assert 0 < medians["redis"]["Redis script calls per echo"]["value"] <= 1.0
+    # One message bucket per frame, counted by the app's own backends: less if the fallback answered, a
+    # little more for the NOSCRIPT resend of the bucket script's first use (the app counts it twice).
+    assert 0 < medians["redis"]["Redis script calls per echo"]["value"] <= 1.01
     assert medians["redis"]["Redis commands per echo"]["value"] <= 1.0, "a frame is at most one command"
     for subject in ("memory", "redis"):
         assert all(math.isfinite(value) for value in report["ratios"][subject].values())
