@@ -111,15 +111,30 @@ _EVERY_SUBJECT = (
     "offered load",
 )
 _ON_REDIS = (
-    "Redis calls per connect",
-    "Redis calls per disconnect",
-    "Redis calls per echo",
+    "Redis script calls per connect",
+    "Redis commands per connect",
+    "Redis round trips per connect",
+    "Redis CPU per connect",
+    "Redis commands per disconnect",
+    "Redis CPU per disconnect",
+    "Redis commands per echo",
+    "Redis round trips per echo",
+    "Redis socket reads per echo",
+    "Redis CPU per echo",
+    "Redis CPU per echo at the offered load",
+    "Redis commands per echo at the offered load",
     "Redis memory per slot",
     "Redis memory per socket, message bucket included",
-    "idle Redis calls per socket per s (all sockets)",
-    "idle Redis calls per process per heartbeat (all sockets)",
-    "idle Redis calls per process per heartbeat (half the sockets)",
+    "Redis CPU per s at rest",
+    "idle heartbeats per interval (all sockets)",
+    "idle Redis script calls per slot per heartbeat (all sockets)",
+    "idle Redis commands per socket per s (all sockets)",
+    "idle Redis commands per process per heartbeat (all sockets)",
+    "idle Redis commands per process per heartbeat (half the sockets)",
+    "idle Redis round trips per process per heartbeat (all sockets)",
+    "idle Redis socket reads per process per heartbeat (all sockets)",
     "idle Redis bytes in per socket per s (all sockets)",
+    "idle Redis CPU per s (all sockets)",
 )
 
 
@@ -152,7 +167,12 @@ def test_the_quick_load_run_measures_every_figure_and_both_restart_scenarios(tmp
         assert medians[subject]["echoes lost at the offered load"]["value"] == 0
     for metric in _ON_REDIS:
         assert _finite_positive(medians["redis"][metric]["value"]), (metric, medians["redis"][metric])
-    assert medians["off"]["Redis calls per echo"]["value"] == 0, "the middleware-off server never calls Redis"
+    for metric in ("Redis commands per echo", "Redis round trips per echo", "Redis script calls per echo"):
+        assert medians["off"][metric]["value"] == 0, f"the middleware-off server never calls Redis ({metric})"
+    # One message bucket per frame, counted by the app's own backends: less if the fallback answered, a
+    # little more for the NOSCRIPT resend of the bucket script's first use (the app counts it twice).
+    assert 0 < medians["redis"]["Redis script calls per echo"]["value"] <= 1.01
+    assert medians["redis"]["Redis commands per echo"]["value"] <= 1.0, "a frame is at most one command"
     for subject in ("memory", "redis"):
         assert all(math.isfinite(value) for value in report["ratios"][subject].values())
     assert [restart["server"] for restart in report["restarts"]] == ["uvicorn", "daphne"]
@@ -169,31 +189,41 @@ def test_the_quick_load_run_measures_every_figure_and_both_restart_scenarios(tmp
 
 
 @pytest.mark.memory
-def test_the_sizing_command_reproduces_a_load_run_at_its_own_size(tmp_path: Path) -> None:
+def test_the_sizing_command_sizes_redis_by_cpu_and_reproduces_a_load_run_at_its_own_size(tmp_path: Path) -> None:
     """The model built from a run, applied to that same run's size, gives back what the run measured."""
+    redis_figures = {
+        "echo throughput at saturation": 3000.0,
+        "offered load": 1500.0,
+        # The main thread's CPU is what a shard has to spare: the model takes it over the all-threads figure.
+        "Redis CPU per echo": 30.0,
+        "Redis main-thread CPU per echo": 20.0,
+        "Redis CPU per echo at the offered load": 25.0,
+        "Redis main-thread CPU per echo at the offered load": 20.0,
+        "Redis main-thread CPU per connect": 60.0,
+        "Redis main-thread CPU per disconnect": 40.0,
+        "idle Redis main-thread CPU per socket per heartbeat (all sockets)": 10.0,
+        "Redis commands per echo at the offered load": 0.25,
+        "Redis commands per connect": 0.3,
+        "Redis commands per disconnect": 0.2,
+        "Redis memory per socket, message bucket included": 600.0,
+        "server CPU per echo": 200.0,
+        "server CPU per connect": 2000.0,
+        "idle Redis commands per process per heartbeat (all sockets)": 12.0,
+        "idle Redis commands per process per heartbeat (half the sockets)": 6.0,
+        "idle server CPU per socket per s (all sockets)": 5.0,
+        "idle server CPU per socket per s (half the sockets)": 5.0,
+    }
     document = {
         "scale": {"sockets": 1000, "lease_ms": 6000},
         "medians": {
             "off": {"server CPU per echo": {"value": 150.0}, "server CPU per connect": {"value": 1000.0}},
-            "redis": {
-                "echo throughput at saturation": {"value": 3000.0},
-                "Redis calls per echo": {"value": 1.0},
-                "Redis calls per connect": {"value": 3.0},
-                "Redis calls per disconnect": {"value": 3.0},
-                "Redis memory per socket, message bucket included": {"value": 600.0},
-                "server CPU per echo": {"value": 200.0},
-                "server CPU per connect": {"value": 2000.0},
-                "idle Redis calls per process per heartbeat (all sockets)": {"value": 3000.0},
-                "idle Redis calls per process per heartbeat (half the sockets)": {"value": 1500.0},
-                "idle server CPU per socket per s (all sockets)": {"value": 5.0},
-                "idle server CPU per socket per s (half the sockets)": {"value": 5.0},
-            },
+            "redis": {metric: {"value": value} for metric, value in redis_figures.items()},
         },
     }
     run = tmp_path / "run.json"
     run.write_text(json.dumps(document), encoding="utf-8")
     deployment = ["--sockets", "1000000", "--messages-per-socket", "0.5", "--lease-ms", "60000"]
-    deployment += ["--churn-per-s", "1000", "--shard-ops", "100000"]
+    deployment += ["--churn-per-s", "1000", "--shard-cpu", "0.8"]
     done = subprocess.run(
         [sys.executable, "-m", "benchmarks", "sizing", *deployment, "--from", str(run), "--check", str(run)],
         cwd=ROOT,
@@ -203,9 +233,32 @@ def test_the_sizing_command_reproduces_a_load_run_at_its_own_size(tmp_path: Path
         check=False,
     )
     assert done.returncode == 0, done.stdout + done.stderr
-    # 1M sockets: 500,000 frames/s at 1 call each, 1,000 connects/s at 6 calls, 3 calls per socket per 20 s.
-    assert "Redis calls/s, total                     656,000" in done.stdout, done.stdout
-    assert "Redis Cluster shards                           7" in done.stdout
+    # 1M sockets: 500,000 frames/s at 20 µs of Redis CPU each (10 cores), 1,000 connects/s at 100 µs (0.1),
+    # heartbeats 10 µs per socket per 20 s (0.5): 10.6 cores, 14 shards at 80% of a core.
+    assert "Redis CPU, total                           10.60 cores" in done.stdout, done.stdout
+    assert "Redis Cluster shards                          14" in done.stdout
+    # Commands: 0.25 per frame, 0.5 per connection, 12 per 1,000 sockets per 6 s heartbeat (fitted per socket).
+    assert "Redis commands/s, total                  126,100" in done.stdout
     checks = [line for line in done.stdout.splitlines() if "model/measured" in line]
-    assert len(checks) == 4
+    assert len(checks) == 7
     assert all(line.endswith("model/measured 1.00") for line in checks), checks
+
+
+@pytest.mark.memory
+def test_the_sizing_command_refuses_a_run_without_redis_cpu_and_a_shard_share_over_one(tmp_path: Path) -> None:
+    old = tmp_path / "old.json"
+    old.write_text(json.dumps({"scale": {"sockets": 10}, "medians": {"redis": {}}}), encoding="utf-8")
+    for arguments, says in (
+        (["--from", str(old)], "has no Redis CPU figures"),
+        (["--shard-cpu", "1.5"], "--shard-cpu must be positive"),
+    ):
+        done = subprocess.run(
+            [sys.executable, "-m", "benchmarks", "sizing", *arguments],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=_TIMEOUT_S,
+            check=False,
+        )
+        assert done.returncode == 2, done.stdout + done.stderr
+        assert says in done.stderr

@@ -2,7 +2,8 @@
 
 It is started in its own session, so that `kill` (SIGKILL, a crashed host) and
 `stop` (SIGTERM, a deploy; SIGKILL after a bound) reach every process it made.
-Its CPU time and resident memory are read from ``/proc`` (Linux).
+Its CPU time and resident memory are read from ``/proc`` (Linux), and the
+round trips its Redis backends made from the echo app's ``/stats``.
 """
 
 from __future__ import annotations
@@ -99,6 +100,13 @@ class AppProcess:
                 raise RuntimeError(f"{self!r} did not start within {_START_TIMEOUT_S:.0f} s; its log:\n{log}")
             time.sleep(0.05)
         return self
+
+    def backend_stats(self) -> dict[str, int]:
+        """``{"round_trips", "calls", "commands", "heartbeats", "held"}``: what the process's Redis backends
+        have sent so far, the heartbeats its lease keepers have made and the connections they hold."""
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/stats", timeout=10) as reply:
+            found: dict[str, int] = json.loads(reply.read())
+        return found
 
     def _answers(self) -> bool:
         try:

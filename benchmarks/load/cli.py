@@ -13,7 +13,7 @@ from typing import Any
 from ..server import RedisServer, find_redis_server
 from .app_process import ASGI_SERVERS, AppProcess, proc_readable
 from .clients import ClientPool
-from .plan import LIMITS, SCALES, SUBJECTS, LoadScale
+from .plan import IDLE_TIMEOUT_MS, LIMITS, SCALES, SUBJECTS, LoadScale
 from .report import format_load_table, write_load_chart, write_load_json
 from .restarts import crash, graceful_restart
 from .rounds import medians, run_rounds
@@ -33,6 +33,12 @@ def _parser() -> argparse.ArgumentParser:
         "--restart-servers",
         default=",".join(ASGI_SERVERS),
         help=f"ASGI servers the graceful restart runs on, comma-separated of: {', '.join(ASGI_SERVERS)}",
+    )
+    parser.add_argument(
+        "--idle-timeout-ms",
+        type=int,
+        default=IDLE_TIMEOUT_MS,
+        help=f"WS_RATE_BACKEND_TIMEOUT_MS of the idle windows' server (default {IDLE_TIMEOUT_MS}; the library's: 50)",
     )
     parser.add_argument("--out", type=Path, default=RESULTS, help="where the JSON and PNG go (benchmarks/results)")
     parser.add_argument("--redis-server", help="the redis-server binary ($RATELIMIT_REDIS_SERVER, else PATH)")
@@ -62,7 +68,7 @@ def _subject_settings(subject: str, redis_url: str) -> dict[str, object]:
     return {**LIMITS, "WS_RATE_BACKEND": redis_url if subject == "redis" else "memory://"}
 
 
-def _measure(scale: LoadScale, redis_binary: str, restart_servers: list[str]) -> dict[str, Any]:
+def _measure(scale: LoadScale, redis_binary: str, restart_servers: list[str], idle_timeout_ms: int) -> dict[str, Any]:
     with RedisServer(redis_binary) as redis_server, ClientPool(scale.clients) as clients:
         with contextlib.ExitStack() as stack:
             apps = {
@@ -75,7 +81,12 @@ def _measure(scale: LoadScale, redis_binary: str, restart_servers: list[str]) ->
                 )
                 for subject in SUBJECTS
             }
-            idle_settings = {**LIMITS, "WS_RATE_BACKEND": redis_server.url, "WS_RATE_LEASE_MS": scale.lease_ms}
+            idle_settings = {
+                **LIMITS,
+                "WS_RATE_BACKEND": redis_server.url,
+                "WS_RATE_LEASE_MS": scale.lease_ms,
+                "WS_RATE_BACKEND_TIMEOUT_MS": idle_timeout_ms,
+            }
             idle = stack.enter_context(AppProcess("uvicorn", middleware=True, settings=idle_settings))
             metrics, notes, commands = run_rounds(apps, idle, clients, redis_server.url, scale)
         restarts = [graceful_restart(server, redis_server.url, clients, scale) for server in restart_servers]
@@ -88,6 +99,7 @@ def _measure(scale: LoadScale, redis_binary: str, restart_servers: list[str]) ->
         "crash": crashed,
         "notes": notes,
         "redis commands": commands,
+        "idle timeout ms": idle_timeout_ms,
     }
 
 
@@ -101,8 +113,9 @@ def _print(document: dict[str, Any], scale: LoadScale, goals: Sequence[Any]) -> 
         print(f"graceful restart: {restart}")
     print(f"crash: {document['crash']}")
     for stretch, commands in document["redis commands"].items():
-        print(f"Redis calls by command, {stretch} (first round): {commands}")
+        print(f"Redis commands by name, {stretch} (first round): {commands}")
     print()
+    print(f"(the idle windows' server: WS_RATE_BACKEND_TIMEOUT_MS={document['idle timeout ms']})")
     print(f"Targets of issue 11 ({scale.sockets:,} sockets, medians of {scale.rounds} rounds):")
     for goal in goals:
         print(f"  {goal.line()}")
@@ -125,12 +138,14 @@ def load_main(argv: Sequence[str]) -> int:
     redis_binary = args.redis_server or find_redis_server()
     if redis_binary is None:
         parser.error("no redis-server found: pass --redis-server or set $RATELIMIT_REDIS_SERVER")
+    if args.idle_timeout_ms < 1:
+        parser.error(f"--idle-timeout-ms must be at least 1, got {args.idle_timeout_ms}")
     if not proc_readable():
         parser.error("the load suite reads process CPU and memory from /proc: it runs on Linux only")
     # Stopped by SIGTERM, the run still stops every process it started (the `with` blocks' exits).
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
     started = time.perf_counter()
-    document = _measure(scale, redis_binary, restart_servers)
+    document = _measure(scale, redis_binary, restart_servers, args.idle_timeout_ms)
     goals = load_targets(document["medians"], document["restarts"], document["crash"])
     _print(document, scale, goals)
     args.out.mkdir(parents=True, exist_ok=True)

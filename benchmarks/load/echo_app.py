@@ -5,8 +5,11 @@ environment says how: ``RATELIMIT_LOAD_MIDDLEWARE`` is ``on`` or ``off``, and
 ``RATELIMIT_LOAD_SETTINGS`` holds the ``WS_RATE_*`` settings as JSON (the backend
 URL among them). ``/ws/echo/<room_id>/?user=NAME`` is a socket of user NAME in
 that room; it is welcomed with ``{"type": "welcome", "degraded": ..., "pid": ...}``
-and every frame after that is sent back. Any HTTP request answers ``ok`` (the
-readiness probe).
+and every frame after that is sent back. ``GET /stats`` answers, as JSON, the
+round trips, script calls and commands the Redis backends of this process have
+sent so far (`Coalescer`'s counters: the suite's count of round trips, which
+Redis cannot tell apart from its socket reads), the heartbeats its lease
+keepers have made and the connections they hold; any other HTTP request answers ``ok`` (the readiness probe).
 """
 
 from __future__ import annotations
@@ -35,7 +38,15 @@ from channels.generic.websocket import AsyncWebsocketConsumer  # noqa: E402
 from channels.routing import URLRouter  # noqa: E402
 from django.urls import path  # noqa: E402
 
-from ratelimit_channels import SCOPE_KEY, RateLimitMiddleware  # noqa: E402
+from ratelimit_channels import (  # noqa: E402
+    SCOPE_KEY,
+    BackendCache,
+    BackendOptions,
+    RateLimitMiddleware,
+    build_backend,
+)
+from ratelimit_core import Backend  # noqa: E402
+from ratelimit_core.policies.keeper import LeaseKeeper  # noqa: E402
 
 __all__ = ["application"]
 
@@ -77,16 +88,59 @@ class QueryUser:
         await self.inner(scope, receive, send)
 
 
-async def _http_ok(scope: Scope, receive: Any, send: Any) -> None:
+_BUILT: list[Backend] = []
+"""Every backend the middleware built in this process, for ``/stats``."""
+_KEEPERS: list[LeaseKeeper] = []
+"""Every lease keeper the middleware used in this process, for ``/stats``."""
+
+
+class _RecordingCache(BackendCache):
+    """The middleware's cache, remembering each keeper it hands out (to count heartbeats)."""
+
+    def keeper(self, backend: Backend, interval_ms: int) -> LeaseKeeper:
+        keeper = super().keeper(backend, interval_ms)
+        if not any(kept is keeper for kept in _KEEPERS):
+            _KEEPERS.append(keeper)
+        return keeper
+
+
+def _recorded(url: str, options: BackendOptions) -> Backend:
+    backend = build_backend(url, options)
+    _BUILT.append(backend)
+    return backend
+
+
+def _backend_stats() -> dict[str, int]:
+    """Round trips, script calls and commands every Redis backend built here has sent; heartbeats made, and
+    the connections whose leases the keepers hold now (a closed one is forgotten before its release)."""
+    found = {
+        "round_trips": 0,
+        "calls": 0,
+        "commands": 0,
+        "heartbeats": sum(keeper.refreshes for keeper in _KEEPERS),
+        "held": sum(len(keeper) for keeper in _KEEPERS),
+    }
+    for built in _BUILT:
+        redis_backend = getattr(built, "primary", built)  # behind FallbackBackend, or alone
+        coalescer = getattr(redis_backend, "coalescer", None)
+        if coalescer is not None:
+            found["round_trips"] += coalescer.round_trips
+            found["calls"] += coalescer.calls_sent
+            found["commands"] += coalescer.commands_sent
+    return found
+
+
+async def _http(scope: Scope, receive: Any, send: Any) -> None:
+    body = json.dumps(_backend_stats()).encode() if scope["path"] == "/stats" else b"ok"
     await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/plain")]})
-    await send({"type": "http.response.body", "body": b"ok"})
+    await send({"type": "http.response.body", "body": body})
 
 
 def _websocket_app() -> Any:
     router = URLRouter([path("ws/echo/<str:room_id>/", Echo.as_asgi())])
     if os.environ.get("RATELIMIT_LOAD_MIDDLEWARE", "on") == "off":
         return QueryUser(router)
-    return QueryUser(RateLimitMiddleware(router))
+    return QueryUser(RateLimitMiddleware(router, backend_cache=_RecordingCache(_recorded)))
 
 
 _websocket = _websocket_app()
@@ -96,4 +150,4 @@ async def application(scope: Scope, receive: Any, send: Any) -> None:
     if scope["type"] == "websocket":
         await _websocket(scope, receive, send)
     elif scope["type"] == "http":
-        await _http_ok(scope, receive, send)
+        await _http(scope, receive, send)

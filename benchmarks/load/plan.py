@@ -7,7 +7,16 @@ from typing import Final
 
 from .client_worker import Socket
 
-__all__ = ["LIMITS", "SCALES", "SOCKETS_PER_ROOM", "SOCKETS_PER_USER", "SUBJECTS", "LoadScale", "sockets"]
+__all__ = [
+    "IDLE_TIMEOUT_MS",
+    "LIMITS",
+    "SCALES",
+    "SOCKETS_PER_ROOM",
+    "SOCKETS_PER_USER",
+    "SUBJECTS",
+    "LoadScale",
+    "sockets",
+]
 
 SUBJECTS: Final = ("off", "memory", "redis")
 """The middleware off, on ``memory://``, and on the default stack (a Redis URL, the fallback on)."""
@@ -15,6 +24,10 @@ SOCKETS_PER_USER: Final = 2
 SOCKETS_PER_ROOM: Final = 10
 SLOTS_PER_SOCKET: Final = 3
 """A socket holds a user slot, an IP slot and a room place."""
+IDLE_TIMEOUT_MS: Final = 1_000
+"""``WS_RATE_BACKEND_TIMEOUT_MS`` of the idle windows' server (``--idle-timeout-ms``). A heartbeat is one round
+trip of every slot the process holds (3,000 at 1,000 sockets); on a loaded 2-core machine it can take longer
+than the default 50 ms, and the windows would then measure an outage and its recovery, not heartbeats."""
 
 LIMITS: Final[dict[str, object]] = {
     # Every user sits at its limit (2 sockets), so that a stale slot after a restart shows as a refusal.

@@ -17,14 +17,16 @@ from .verdicts import LoadTarget, Medians
 __all__ = ["format_load_table", "write_load_chart", "write_load_json"]
 
 _UNITS = (
+    ("CPU", "µs"),
+    ("time in commands", "µs"),
     ("latency", "ms"),
+    ("echoes lost", "echoes"),
+    ("memory", "bytes"),
+    ("bytes", "bytes"),
+    ("Redis", ""),
     ("connect rate", "sockets/s"),
     ("throughput", "echoes/s"),
     ("offered load", "echoes/s"),
-    ("echoes lost", "echoes"),
-    ("CPU", "µs"),
-    ("memory", "bytes"),
-    ("bytes", "bytes"),
 )
 """(word in the metric's name, unit), first match wins."""
 
@@ -39,14 +41,15 @@ def unit_of(metric: str) -> str:
 def format_load_table(medians: Medians) -> str:
     subjects = list(medians)
     metrics = list(dict.fromkeys(name for found in medians.values() for name in found))
-    header = f"{'metric (median of rounds)':<62} " + " ".join(f"{s:>12}" for s in subjects) + "  unit"
+    width = max([26, *map(len, metrics)])
+    header = f"{'metric (median of rounds)':<{width}} " + " ".join(f"{s:>12}" for s in subjects) + "  unit"
     lines = [header, "-" * len(header)]
     for metric in metrics:
         cells = []
         for subject in subjects:
             found = medians[subject].get(metric)
             cells.append(f"{found['value']:>12,.3f}" if found is not None else f"{'-':>12}")
-        lines.append(f"{metric:<62} " + " ".join(cells) + f"  {unit_of(metric)}")
+        lines.append(f"{metric:<{width}} " + " ".join(cells) + f"  {unit_of(metric)}")
     return "\n".join(lines)
 
 

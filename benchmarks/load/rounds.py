@@ -1,14 +1,18 @@
 """The interleaved rounds: each subject (middleware off, on memory, on Redis) in turn, round after round.
 
 In each round a subject's server gets all the sockets opened (connect rate,
-Redis calls and memory per connection, process memory per socket), a window of
-echoes as fast as the sockets go (throughput, CPU and Redis calls per echo), a
+Redis cost and memory per connection, process memory per socket), a window of
+echoes as fast as the sockets go (throughput, CPU and Redis cost per echo), a
 window at a fixed offered load of half what the middleware-off server sustained
-in the same round (latency), and the sockets closed again. These servers run
+in the same round (latency, and the Redis cost per echo when fewer frames share
+a round trip), and the sockets closed again. The Redis cost is read as script
+calls, commands, round trips, socket reads and Redis CPU (`meter`). These servers run
 with the default lease (60 s), so a turn ends before the first heartbeat is due
 (20 s after a socket opened; a longer turn is noted). Then a fourth server, on
-the same Redis with a short lease, holds the sockets through two idle windows
-(all sockets, then half): what heartbeats cost, recorded as Redis figures.
+the same Redis with a short lease (and a longer backend timeout, `IDLE_TIMEOUT_MS`,
+so that a slow heartbeat is not taken for an outage), holds the sockets through two idle windows
+(all sockets, then half): what heartbeats cost, recorded as Redis figures, after
+a window with nothing open (Redis's own CPU at rest, for comparison).
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from ratelimit_core.policies.leases import DEFAULT_LEASE_MS
 
 from .app_process import AppProcess
 from .clients import ClientPool
+from .meter import Meter, Reading, redis_costs
 from .plan import SLOTS_PER_SOCKET, LoadScale, sockets
 from .redis_stats import RedisSnapshot, RedisWindow
 
@@ -31,6 +36,11 @@ __all__ = ["Metrics", "run_rounds"]
 
 _SETTLE_S: Final = 0.5
 """Pause after opening or closing sockets, so that the server's own clean-up is not in the next window."""
+_QUIET_S: Final = 0.3
+_QUIET_MAX_S: Final = 30.0
+"""After closing sockets, wait (at most this long) until the server has let go of them and Redis has seen no
+command for `_QUIET_S`: a loaded server releases a close storm's slots well after its clients saw the
+sockets close (at 2,000 sockets the releases otherwise fell into the next window)."""
 _OPEN_TIMEOUT_S: Final = 10.0
 """Bound on one socket's opening (connect and welcome)."""
 
@@ -45,7 +55,7 @@ class _Subject:
     metrics: Metrics = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     commands: dict[str, dict[str, int]] = field(default_factory=dict)
-    """Redis calls per command in each stretch of the first round (``connect``, ``echoes``, ...)."""
+    """Redis commands by name in each stretch of the first round (``connect``, ``echoes``, ...)."""
 
     def commands_of(self, stretch: str, window: RedisWindow) -> None:
         self.commands.setdefault(stretch, window.by_command)
@@ -53,21 +63,10 @@ class _Subject:
     def record(self, metric: str, value: float) -> None:
         self.metrics.setdefault(metric, []).append(value)
 
-
-class _Meter:
-    """The server's CPU time and Redis's counters over one stretch of a round."""
-
-    def __init__(self, app: AppProcess, client: redis.Redis) -> None:
-        self._app, self._client = app, client
-        self._cpu = app.cpu_s()
-        self._redis = RedisSnapshot.take(client)
-        self._wall = time.perf_counter()
-
-    def read(self) -> tuple[float, RedisWindow, float]:
-        """(server CPU seconds, Redis window, wall seconds) since this meter was made."""
-        cpu = self._app.cpu_s() - self._cpu
-        window = RedisWindow.between(self._redis, RedisSnapshot.take(self._client))
-        return cpu, window, time.perf_counter() - self._wall
+    def record_redis(self, reading: Reading, units: float, per: str) -> None:
+        """`reading`'s Redis cost per unit as ``Redis <cost> per <per>`` (commands, round trips, CPU, ...)."""
+        for cost, value in redis_costs(reading, units).items():
+            self.record(f"{cost} per {per}", value)
 
 
 def _percentile(values: list[float], fraction: float) -> float:
@@ -84,8 +83,7 @@ class _Round:
         self.before = RedisSnapshot.take(client)
         """Redis before this turn opened anything: its memory afterwards is what the sockets hold."""
         self.closed = 0
-        self.close_calls = 0
-        self.close_cpu = 0.0
+        self.close_readings: list[Reading] = []
 
     def open(self) -> tuple[int, list[dict[str, Any]]]:
         """Open every socket; how many were admitted, and each worker's answer."""
@@ -111,16 +109,16 @@ class _Round:
 
     def connect(self, first_round: bool) -> int:
         rss = self.subject.app.rss_bytes()
-        meter = _Meter(self.subject.app, self.client)
+        meter = Meter(self.subject.app, self.client)
         admitted, answers = self.open()
-        cpu, window, _ = meter.read()
+        reading = meter.read()
+        window = reading.redis
         self.subject.commands_of("connect", window)
         record = self.subject.record
         record("connect rate", admitted / max(a["seconds"] for a in answers))
         record("degraded admissions", sum(a["degraded"] for a in answers))
-        record("server CPU per connect", cpu / admitted * 1e6)
-        record("Redis calls per connect", window.commands / admitted)
-        record("Redis round trips per connect", window.reads / admitted)
+        record("server CPU per connect", reading.server_cpu_s / admitted * 1e6)
+        self.subject.record_redis(reading, admitted, "connect")
         record("Redis memory per socket", window.memory / admitted)
         record("Redis memory per slot", window.memory / admitted / SLOTS_PER_SOCKET)
         time.sleep(_SETTLE_S)
@@ -129,9 +127,9 @@ class _Round:
         return admitted
 
     def saturate(self) -> float:
-        meter = _Meter(self.subject.app, self.client)
+        meter = Meter(self.subject.app, self.client)
         answers = self.clients.call_all("saturate", self.scale.window_s + 60, duration_s=self.scale.window_s)
-        cpu, window, _ = meter.read()
+        reading = meter.read()
         echoes = int(sum(a["echoes"] for a in answers))
         if echoes == 0:
             raise RuntimeError(
@@ -139,12 +137,10 @@ class _Round:
             )
         throughput: float = echoes / self.scale.window_s
         self.subject.record("echo throughput at saturation", throughput)
-        self.subject.record("server CPU per echo", cpu / echoes * 1e6)
-        self.subject.commands_of("echoes at saturation", window)
+        self.subject.record("server CPU per echo", reading.server_cpu_s / echoes * 1e6)
+        self.subject.commands_of("echoes at saturation", reading.redis)
         # Per frame sent, the last ones (echoed after the window closed) included.
-        frames = int(sum(a["frames"] for a in answers))
-        self.subject.record("Redis calls per echo", window.commands / frames)
-        self.subject.record("Redis round trips per echo", window.reads / frames)
+        self.subject.record_redis(reading, sum(a["frames"] for a in answers), "echo")
         held = RedisSnapshot.take(self.client).used_memory - self.before.used_memory
         self.subject.record("Redis memory per socket, message bucket included", held / sum(self._held()))
         return throughput
@@ -154,7 +150,9 @@ class _Round:
 
     def paced(self, rate: float) -> None:
         share = rate / self.clients.size
+        meter = Meter(self.subject.app, self.client)
         answers = self.clients.call_all("paced", self.scale.window_s + 60, rate=share, duration_s=self.scale.window_s)
+        reading = meter.read()
         latencies = [value for answer in answers for value in answer["latencies_ms"]]
         if not latencies:
             raise RuntimeError(f"no echo at {rate:.0f}/s from {self.subject.app!r}:\n{self.subject.app.log()}")
@@ -162,36 +160,99 @@ class _Round:
         self.subject.record("p50 latency at the offered load", _percentile(latencies, 0.5))
         self.subject.record("p99 latency at the offered load", _percentile(latencies, 0.99))
         self.subject.record("echoes lost at the offered load", sum(a["sent"] for a in answers) - len(latencies))
+        self.subject.record_redis(reading, sum(a["sent"] for a in answers), "echo at the offered load")
+
+    def rest(self) -> None:
+        """Redis's own CPU with nothing open on this server (its cron, the clients' idle connections)."""
+        meter = Meter(self.subject.app, self.client)
+        time.sleep(self.scale.idle_window_s / 2)
+        reading = meter.read()
+        self.subject.record("Redis CPU per s at rest", reading.redis.cpu_s / reading.wall_s * 1e6)
+        if reading.redis.main_thread_cpu_s is not None:
+            self.subject.record(
+                "Redis main-thread CPU per s at rest", reading.redis.main_thread_cpu_s / reading.wall_s * 1e6
+            )
 
     def idle(self, open_sockets: int, label: str) -> None:
         """Nothing but heartbeats for a window: what each open socket costs Redis and the server."""
-        meter = _Meter(self.subject.app, self.client)
+        meter = Meter(self.subject.app, self.client)
         time.sleep(self.scale.idle_window_s)
-        cpu, window, wall = meter.read()
+        reading = meter.read()
+        window, wall = reading.redis, reading.wall_s
         intervals = wall / (self.scale.heartbeat_ms / 1000)
+        slots = open_sockets * SLOTS_PER_SOCKET
         self.subject.commands_of(f"idle, {label}", window)
         record = self.subject.record
-        record(f"idle Redis calls per socket per s ({label})", window.commands / open_sockets / wall)
-        record(f"idle Redis round trips per socket per s ({label})", window.reads / open_sockets / wall)
+        record(f"idle heartbeats per interval ({label})", reading.heartbeats / intervals)
+        # Per heartbeat the process made (its keeper's count): a window holds 3 or 4 of them, jittered.
+        beats = max(1, reading.heartbeats)
+        record(f"idle Redis script calls per slot per heartbeat ({label})", reading.script_calls / slots / beats)
+        record(f"idle Redis round trips per process per heartbeat ({label})", reading.round_trips / beats)
+        record(f"idle Redis commands per process per heartbeat ({label})", window.commands / beats)
+        record(f"idle Redis socket reads per process per heartbeat ({label})", window.reads / beats)
+        record(f"idle Redis commands per socket per s ({label})", window.commands / open_sockets / wall)
         record(f"idle Redis bytes in per socket per s ({label})", window.bytes_in / open_sockets / wall)
-        record(f"idle Redis calls per process per heartbeat ({label})", window.commands / intervals)
-        record(f"idle Redis round trips per process per heartbeat ({label})", window.reads / intervals)
-        record(f"idle server CPU per socket per s ({label})", cpu / open_sockets / wall * 1e6)
+        # How long a heartbeat's bundles hold the server, next to the backend timeout a call waits at most.
+        record(f"idle Redis time in commands per process per heartbeat ({label})", window.command_s / beats * 1e6)
+        if window.by_command.get("ping"):
+            self.subject.notes.append(
+                f"idle, {label}: {window.by_command['ping']} PING(s), the fallback's probe: a heartbeat timed out"
+            )
+        record(f"idle server CPU per socket per s ({label})", reading.server_cpu_s / open_sockets / wall * 1e6)
+        cpus = {"Redis CPU": window.cpu_s, "Redis main-thread CPU": window.main_thread_cpu_s}
+        for name, cpu_s in cpus.items():
+            if cpu_s is not None:
+                self._idle_cpu(name, cpu_s, open_sockets * max(1, reading.heartbeats), reading=reading, label=label)
+
+    def _idle_cpu(self, name: str, cpu_s: float, socket_heartbeats: float, *, reading: Reading, label: str) -> None:
+        """`name` per s of the window, and per socket per heartbeat.
+
+        Redis's own work is left in: it is small next to heartbeats, and not steady enough to take out (at
+        rest it spent 1 to 8 ms a second in these windows, more while it rehashed after a turn freed keys).
+        """
+        record = self.subject.record
+        record(f"idle {name} per s ({label})", cpu_s / reading.wall_s * 1e6)
+        record(f"idle {name} per socket per heartbeat ({label})", cpu_s / socket_heartbeats * 1e6)
 
     def close(self, indices: list[int] | None) -> None:
-        meter = _Meter(self.subject.app, self.client)
+        meter = Meter(self.subject.app, self.client)
         answers = self.clients.call_all("close", 60, indices=indices, timeout_s=50)
         time.sleep(_SETTLE_S)
-        cpu, window, _ = meter.read()
-        self.subject.commands_of("close", window)
+        self._until_released(still_open=sum(self._held()))
+        reading = meter.read()
+        self.subject.commands_of("close", reading.redis)
         self.closed += sum(answer["closed"] for answer in answers)
-        self.close_calls += window.commands
-        self.close_cpu += cpu
+        self.close_readings.append(reading)
+
+    def _until_released(self, still_open: int) -> None:
+        """Wait until the server holds no more than `still_open` connections' leases (it forgets one as its
+        release starts), then until Redis's command count holds still for `_QUIET_S` (each look an INFO)."""
+        deadline = time.monotonic() + _QUIET_MAX_S
+        while self.subject.app.backend_stats()["held"] > still_open and time.monotonic() < deadline:
+            time.sleep(_QUIET_S)
+        seen = RedisSnapshot.take(self.client).commands
+        while time.monotonic() < deadline:
+            time.sleep(_QUIET_S)
+            now = RedisSnapshot.take(self.client).commands
+            if now == seen:
+                return
+            seen = now
+        self.subject.notes.append(f"{self.subject.name}: still releasing {_QUIET_MAX_S:g} s after a close")
 
     def record_disconnects(self) -> None:
-        if self.closed:
-            self.subject.record("Redis calls per disconnect", self.close_calls / self.closed)
-            self.subject.record("server CPU per disconnect", self.close_cpu / self.closed * 1e6)
+        if not self.closed:
+            return
+        readings = self.close_readings
+        total = Reading(
+            server_cpu_s=sum(r.server_cpu_s for r in readings),
+            redis=RedisWindow.total(r.redis for r in readings),
+            round_trips=sum(r.round_trips for r in readings),
+            script_calls=sum(r.script_calls for r in readings),
+            heartbeats=sum(r.heartbeats for r in readings),
+            wall_s=sum(r.wall_s for r in readings),
+        )
+        self.subject.record("server CPU per disconnect", total.server_cpu_s / self.closed * 1e6)
+        self.subject.record_redis(total, self.closed, "disconnect")
 
 
 def _turn(
@@ -216,6 +277,7 @@ def _turn(
 def _idle_turn(app: AppProcess, into: _Subject, clients: ClientPool, client: redis.Redis, scale: LoadScale) -> None:
     """The idle windows, on the short-lease server; recorded as figures of `into` (the Redis subject)."""
     turn = _Round(_Subject(into.name, app, into.metrics, into.notes, into.commands), clients, client, scale)
+    turn.rest()
     try:
         admitted, _ = turn.open()
         time.sleep(_SETTLE_S)
