@@ -101,8 +101,13 @@ class LeaseKeeper:
             task.cancel()  # the writes of a refresh in flight go on (each `Leases.refresh` is shielded)
 
     async def _run(self) -> None:
+        # Ticks are spaced from start to start, so a refresh that takes long (thousands of slots
+        # on a loaded machine) does not stretch the period; one that overruns is followed at once.
+        loop = asyncio.get_running_loop()
+        due = loop.time()
         while self._held:
-            await asyncio.sleep(self._interval_s * (1 - self._jitter * self._rng()))
+            due = max(due, loop.time() - self._interval_s) + self._interval_s * (1 - self._jitter * self._rng())
+            await asyncio.sleep(max(0.0, due - loop.time()))
             await self.refresh_now()
         if self._task is asyncio.current_task():
             self._task = None  # nothing held: the next `keep` starts a new task
