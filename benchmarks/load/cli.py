@@ -38,7 +38,7 @@ def _parser() -> argparse.ArgumentParser:
         "--idle-timeout-ms",
         type=int,
         default=IDLE_TIMEOUT_MS,
-        help=f"WS_RATE_BACKEND_TIMEOUT_MS of the idle windows' server (default {IDLE_TIMEOUT_MS}; the library's: 50)",
+        help=f"WS_RATE_BACKEND_TIMEOUT_MS of the idle windows' server (default {IDLE_TIMEOUT_MS}, the library's)",
     )
     parser.add_argument("--out", type=Path, default=RESULTS, help="where the JSON and PNG go (benchmarks/results)")
     parser.add_argument("--redis-server", help="the redis-server binary ($RATELIMIT_REDIS_SERVER, else PATH)")

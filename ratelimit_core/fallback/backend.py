@@ -59,6 +59,8 @@ class _Down:
         self.tried = tried
 
 
+_YIELD_EVERY = 256
+"""Adds of a `set_add_many` handled between two turns of the event loop (about a millisecond of work)."""
 _UNTRIED: Final = _Down(tried=False)
 _TRIED: Final = _Down(tried=True)
 
@@ -306,7 +308,9 @@ class FallbackBackend(ClosesOnExit):
                 self._went_down(lost)
             answers = [_TRIED if isinstance(each, BackendUnavailable) else each for each in answer]
         results: list[SetResult | BackendError] = []
-        for (key, member), each in zip(members, answers, strict=True):
+        for i, ((key, member), each) in enumerate(zip(members, answers, strict=True)):
+            if i and not i % _YIELD_EVERY:
+                await asyncio.sleep(0)  # let other tasks (frames) run between parts of a large heartbeat
             if isinstance(each, BackendError):
                 results.append(each)  # a storage error that is no outage (e.g. WRONGTYPE): that add alone fails
             else:

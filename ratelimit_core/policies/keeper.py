@@ -45,7 +45,7 @@ class LeaseKeeper:
     floats in [0, 1) (inject one to make the spread reproducible).
     """
 
-    __slots__ = ("_held", "_interval_s", "_jitter", "_rng", "_task", "refreshes")
+    __slots__ = ("_held", "_interval_s", "_jitter", "_refreshing", "_rng", "_task", "refreshes")
 
     def __init__(
         self, interval_ms: int, *, jitter: float = DEFAULT_JITTER, rng: Callable[[], float] = random.random
@@ -58,6 +58,8 @@ class LeaseKeeper:
         self._held: dict[Leases, None] = {}
         """Insertion-ordered set of the leases kept alive."""
         self._task: asyncio.Task[None] | None = None
+        self._refreshing: asyncio.Future[list[bool | BaseException]] | None = None
+        """The last refresh's writes, which go on when the task is stopped (`aclose` waits for them)."""
         self.refreshes = 0
         """Refreshes of the held leases completed, failed or not (for diagnostics and tests)."""
 
@@ -117,8 +119,9 @@ class LeaseKeeper:
         held = list(self._held)
         if not held:
             return
+        self._refreshing = refreshing = asyncio.ensure_future(refresh_together(held))
         try:
-            outcomes = await refresh_together(held)
+            outcomes = await asyncio.shield(refreshing)
         except Exception as exc:
             outcomes = [exc] * len(held)
         self.refreshes += 1
@@ -153,9 +156,13 @@ class LeaseKeeper:
         return len(pending)
 
     async def aclose(self) -> None:
-        """Stop the task and forget every lease (not released: their slots expire with their leases)."""
+        """Stop the task and forget every lease (not released: their slots expire with their leases).
+
+        Returns once the writes of a refresh in flight have ended too.
+        """
         self._held.clear()
         task = self._task
         self._stop()
-        if task is not None:
-            await asyncio.wait((task,))
+        pending = [each for each in (task, self._refreshing) if each is not None and not each.done()]
+        if pending:
+            await asyncio.wait(pending)

@@ -207,7 +207,13 @@ class RedisBackend(ClosesOnExit):
         thousands of slots costs this process one batch, not thousands of coroutines.
         """
         batch = self.batch()
-        calls = [batch.set_add(key, member, lease_ms=lease_ms) for key, member in members]
+        calls = []
+        for start in range(0, len(members), _YIELD_EVERY):
+            if start:
+                await asyncio.sleep(0)  # let other tasks (frames) run between parts of a large heartbeat
+            calls += [
+                batch.set_add(key, member, lease_ms=lease_ms) for key, member in members[start : start + _YIELD_EVERY]
+            ]
         await batch.send()
         return [_outcome(call) for call in calls]
 
@@ -250,6 +256,10 @@ class RedisBackend(ClosesOnExit):
         """Close the client if this backend owns it (built by `from_url`, or passed with ``close_client=True``)."""
         if self._close_client:
             await self._client.aclose()
+
+
+_YIELD_EVERY = 256
+"""Members of a `set_add_many` prepared between two turns of the event loop (about a millisecond of work)."""
 
 
 def _outcome(call: ScriptCall[SetResult]) -> SetResult | BackendError:

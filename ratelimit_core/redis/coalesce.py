@@ -19,6 +19,8 @@ of one and a group of all the others, and take turns). And a queue of at least
 as two round trips on two connections, so that the server runs one while this process
 reads the other's replies: then the two halves take turns, and neither side waits for
 the other (a queue that started from idle, such as a heartbeat, is not split). A
+batch of `_OWN_TRIP_CALLS` calls or more issued at once (a heartbeat) does not queue: it goes at once
+on round trips of its own, so the calls queued meanwhile do not wait for it. A
 queue longer than a round trip carries (`_MAX_BUNDLED_CALLS_PER_TRIP`, `_MAX_CALLS_PER_TRIP` on a
 cluster) goes as several round trips, all at once.
 
@@ -82,6 +84,11 @@ that running and reading one stays far within the socket timeout, which bounds t
 trip (see `pipeline`)."""
 _MAX_BUNDLED_CALLS_PER_TRIP = 16 * MAX_BUNDLE
 """The same bound on a plain client, where calls go in bundles: 4,096 calls, 16 commands."""
+_OWN_TRIP_CALLS = 256
+"""Calls issued together (one `run_all`) from which they go on a round trip of their own, at once: a
+heartbeat of thousands of slots would otherwise hold back every call queued behind it (the frames'
+checks) for as long as Redis takes to run it. Redis reads a connection 16 KB at a time and serves the
+other connections in between, so the calls on other connections go on meanwhile."""
 _MIN_SPLIT = 8
 """Calls per round trip below which a queue is not split in two (a round trip has a fixed cost)."""
 
@@ -189,8 +196,14 @@ class Coalescer:
     async def run_all(self, calls: Sequence[ScriptCall[Any]]) -> None:
         """Run `calls` in one round trip: on the next turn of the loop if none is in flight, else when it ends.
 
-        Never raises for a Redis failure: each call holds its own outcome afterwards.
+        At least `_OWN_TRIP_CALLS` calls (a heartbeat) go at once on round trips of their
+        own instead, which the queue does not wait for. Never raises for a Redis failure:
+        each call holds its own outcome afterwards.
         """
+        if len(calls) >= _OWN_TRIP_CALLS:
+            # Shielded: a caller that gives up does not cut the round trip short (its replies are dropped).
+            await asyncio.shield(self._own_trips(calls))
+            return
         waiter = asyncio.get_running_loop().create_future()
         self._queue.append((calls, waiter))
         if not self._in_flight:
@@ -199,6 +212,18 @@ class Coalescer:
             self._in_flight += 1
             self._spawn(self._send_queue(split=False))
         await waiter
+
+    async def _own_trips(self, calls: Sequence[ScriptCall[Any]]) -> None:
+        size = self._max_calls
+        await asyncio.gather(*(self._own_trip(calls[start : start + size]) for start in range(0, len(calls), size)))
+
+    async def _own_trip(self, calls: Sequence[ScriptCall[Any]]) -> None:
+        try:
+            await self._round_trip(calls)
+        except Exception as exc:  # a bug, not a Redis failure: every call of the round trip sees it
+            for call in calls:
+                if not call.done:
+                    call.error = exc
 
     def _ended(self) -> None:
         """A round trip ended: send what queued meanwhile, or go idle."""

@@ -360,3 +360,33 @@ async def test_a_server_that_stops_answering_fails_the_round_trip_within_the_soc
         assert all(isinstance(outcome, BackendUnavailable) for outcome in outcomes), outcomes
         # The timed-out connection was dropped; the next call gets a fresh one.
         assert (await backend.counter_get("fresh")) == 0
+
+
+@pytest.mark.parametrize("backend_name", backends("redis", "valkey"))
+async def test_a_large_batch_goes_at_once_on_a_round_trip_of_its_own(
+    make_backend: MakeBackend, storage: Storage
+) -> None:
+    backend = make_backend()
+    await _warm_up(backend)
+    # The server holds every command it gets for 300 ms: each round trip sent meanwhile stays in flight.
+    await storage.client().execute_command("CLIENT", "PAUSE", 300, "ALL")
+    trips = backend.coalescer.round_trips
+    first = asyncio.ensure_future(backend.counter_incr("first"))
+    for _ in range(100):  # until the first call's round trip is on its way
+        if backend.coalescer.round_trips > trips:
+            break
+        await asyncio.sleep(0)
+    assert not first.done()
+    # A heartbeat's worth of calls does not queue behind the round trip in flight: it is sent at once.
+    heartbeat = asyncio.ensure_future(backend.set_add_many([(f"s{n}", "m") for n in range(300)], lease_ms=60_000))
+    queued = asyncio.ensure_future(backend.counter_incr("queued"))
+    for _ in range(100):
+        if backend.coalescer.round_trips >= trips + 2:
+            break
+        await asyncio.sleep(0)
+    assert backend.coalescer.round_trips == trips + 2  # the first, then the heartbeat; "queued" waits
+    assert not first.done()
+    results = await asyncio.wait_for(asyncio.gather(first, heartbeat, queued), _HANG_S)
+    assert results[0].value == 1 and results[2].value == 1
+    assert all(result.added for result in results[1])
+    assert backend.coalescer.round_trips == trips + 3
