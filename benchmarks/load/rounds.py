@@ -9,8 +9,8 @@ a round trip), and the sockets closed again. The Redis cost is read as script
 calls, commands, round trips, socket reads and Redis CPU (`meter`). These servers run
 with the default lease (60 s), so a turn ends before the first heartbeat is due
 (20 s after a socket opened; a longer turn is noted). Then a fourth server, on
-the same Redis with a short lease (and a longer backend timeout, `IDLE_TIMEOUT_MS`,
-so that a slow heartbeat is not taken for an outage), holds the sockets through two idle windows
+the same Redis with a short lease (and the backend timeout `IDLE_TIMEOUT_MS`, the
+library's default), holds the sockets through two idle windows
 (all sockets, then half): what heartbeats cost, recorded as Redis figures, after
 a window with nothing open (Redis's own CPU at rest, for comparison).
 """
