@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import signal
 import time
 from collections.abc import Sequence
@@ -13,7 +14,7 @@ from typing import Any
 from ..server import RedisServer, find_redis_server
 from .app_process import ASGI_SERVERS, AppProcess, proc_readable
 from .clients import ClientPool
-from .plan import IDLE_TIMEOUT_MS, LIMITS, SCALES, SUBJECTS, LoadScale
+from .plan import IDLE_TIMEOUT_MS, LIMITS, SCALES, SERVER_GC, SERVER_GC_VARIABLE, SUBJECTS, LoadScale
 from .report import format_load_table, write_load_chart, write_load_json
 from .restarts import crash, graceful_restart
 from .rounds import medians, run_rounds
@@ -39,6 +40,13 @@ def _parser() -> argparse.ArgumentParser:
         type=int,
         default=IDLE_TIMEOUT_MS,
         help=f"WS_RATE_BACKEND_TIMEOUT_MS of the idle windows' server (default {IDLE_TIMEOUT_MS}, the library's)",
+    )
+    parser.add_argument(
+        "--server-gc",
+        choices=SERVER_GC,
+        default="default",
+        help="the app servers' garbage collector: Python's defaults, or 'frozen' (gc.freeze() once the app is"
+        " loaded and a first-generation threshold of 50,000 allocations; see docs/performance.md)",
     )
     parser.add_argument("--out", type=Path, default=RESULTS, help="where the JSON and PNG go (benchmarks/results)")
     parser.add_argument("--redis-server", help="the redis-server binary ($RATELIMIT_REDIS_SERVER, else PATH)")
@@ -115,7 +123,8 @@ def _print(document: dict[str, Any], scale: LoadScale, goals: Sequence[Any]) -> 
     for stretch, commands in document["redis commands"].items():
         print(f"Redis commands by name, {stretch} (first round): {commands}")
     print()
-    print(f"(the idle windows' server: WS_RATE_BACKEND_TIMEOUT_MS={document['idle timeout ms']})")
+    print(f"(the idle windows' server: WS_RATE_BACKEND_TIMEOUT_MS={document['idle timeout ms']};")
+    print(f" every app server's garbage collector: {document['server gc']})")
     print(f"Targets of issue 11 ({scale.sockets:,} sockets, medians of {scale.rounds} rounds):")
     for goal in goals:
         print(f"  {goal.line()}")
@@ -145,7 +154,9 @@ def load_main(argv: Sequence[str]) -> int:
     # Stopped by SIGTERM, the run still stops every process it started (the `with` blocks' exits).
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
     started = time.perf_counter()
+    os.environ[SERVER_GC_VARIABLE] = args.server_gc  # the app servers inherit it (see echo_app)
     document = _measure(scale, redis_binary, restart_servers, args.idle_timeout_ms)
+    document["server gc"] = args.server_gc
     goals = load_targets(document["medians"], document["restarts"], document["crash"])
     _print(document, scale, goals)
     args.out.mkdir(parents=True, exist_ok=True)

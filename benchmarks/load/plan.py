@@ -11,6 +11,8 @@ __all__ = [
     "IDLE_TIMEOUT_MS",
     "LIMITS",
     "SCALES",
+    "SERVER_GC",
+    "SERVER_GC_VARIABLE",
     "SOCKETS_PER_ROOM",
     "SOCKETS_PER_USER",
     "SUBJECTS",
@@ -28,6 +30,13 @@ IDLE_TIMEOUT_MS: Final = 50
 """``WS_RATE_BACKEND_TIMEOUT_MS`` of the idle windows' server (``--idle-timeout-ms``): the library's default. A
 heartbeat is one call of every slot the process holds (3,000 at 1,000 sockets), answered bundle by bundle; each
 bundle's reply shows the fallback that Redis is alive, so a heartbeat longer than the timeout is no outage."""
+
+SERVER_GC: Final = ("default", "frozen")
+"""``--server-gc``: the app servers' garbage collector as Python sets it, or frozen after start-up with a
+first-generation threshold of 50,000 allocations (fewer, shorter full collections of a heap of thousands of
+sockets: what a long-lived server can do for its tail latency)."""
+SERVER_GC_VARIABLE: Final = "RATELIMIT_LOAD_GC"
+"""The environment variable that carries ``--server-gc`` to the app servers (see `echo_app`)."""
 
 LIMITS: Final[dict[str, object]] = {
     # Every user sits at its limit (2 sockets), so that a stale slot after a restart shows as a refusal.
