@@ -11,6 +11,7 @@ from ..failure_modes import OnError
 from .codes import CloseCode, ErrorCode
 from .connections import ConnectionLimits, ConnectionPolicy, Occupancy
 from .identity import ClientIdentity, TrustedProxies, client_ip
+from .keeper import LeaseKeeper
 from .leases import Leases
 from .message_types import MessageTypeResolver, TypeRate, json_message_type
 from .messages import MessageGate, MessageLimits, MessagePolicy
@@ -27,6 +28,7 @@ __all__ = [
     "ConnectionVerdict",
     "Denial",
     "ErrorCode",
+    "LeaseKeeper",
     "Leases",
     "MessageGate",
     "MessageLimits",

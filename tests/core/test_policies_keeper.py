@@ -12,8 +12,7 @@ import pytest
 
 from ratelimit_core import Backend, BackendError, BackendUnavailable, InvalidArgument, ManualClock, SetResult
 from ratelimit_core.backend import add_many
-from ratelimit_core.policies import Leases
-from ratelimit_core.policies.keeper import LeaseKeeper
+from ratelimit_core.policies import LeaseKeeper, Leases
 from ratelimit_core.policies.leases import Slot
 from support.held_calls import HeldCalls, calls_to
 

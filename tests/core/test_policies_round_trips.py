@@ -16,8 +16,15 @@ import pytest
 import redis.asyncio
 
 from ratelimit_core import Backend, FallbackBackend, RedisBackend
-from ratelimit_core.policies import Admitted, ClientIdentity, ConnectionLimits, ConnectionPolicy, Denial, ErrorCode
-from ratelimit_core.policies.keeper import LeaseKeeper
+from ratelimit_core.policies import (
+    Admitted,
+    ClientIdentity,
+    ConnectionLimits,
+    ConnectionPolicy,
+    Denial,
+    ErrorCode,
+    LeaseKeeper,
+)
 
 pytestmark = pytest.mark.redis
 
