@@ -215,9 +215,10 @@ class Coalescer:
 
     async def _own_trips(self, calls: Sequence[ScriptCall[Any]]) -> None:
         size = self._max_calls
-        await asyncio.gather(*(self._own_trip(calls[start : start + size]) for start in range(0, len(calls), size)))
+        await asyncio.gather(*(self._answer(calls[start : start + size]) for start in range(0, len(calls), size)))
 
-    async def _own_trip(self, calls: Sequence[ScriptCall[Any]]) -> None:
+    async def _answer(self, calls: Sequence[ScriptCall[Any]]) -> None:
+        """One round trip of `calls`; each holds its outcome after, a bug below included."""
         try:
             await self._round_trip(calls)
         except Exception as exc:  # a bug, not a Redis failure: every call of the round trip sees it
@@ -260,13 +261,8 @@ class Coalescer:
         await self._trip_for(chunks[0])
 
     async def _trip_for(self, waiting: list[_Waiting]) -> None:
-        calls = [call for group, _ in waiting for call in group]
         try:
-            await self._round_trip(calls)
-        except Exception as exc:  # a bug, not a Redis failure: every caller of the round trip sees it
-            for call in calls:
-                if not call.done:
-                    call.error = exc
+            await self._answer([call for group, _ in waiting for call in group])
         except BaseException:
             # Cancelled (the event loop is closing): what is queued will not be sent either.
             for _, waiter in [*waiting, *self._queue]:
