@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Final, TypeVar
+from typing import Final, ParamSpec, TypeVar
 
 from ..arguments import check_count, check_optional_count
 from ..backend import Backend, BucketResult, ClosesOnExit, CounterResult, SetResult, ShowsProgress, add_many
@@ -28,7 +28,7 @@ from .holdings import Holdings
 from .journal import Journal
 from .recovery import write_back
 from .shares import bucket_share, share
-from .watchdog import Watchdog
+from .watchdog import Watch, Watchdog
 
 __all__ = [
     "DEFAULT_COOLDOWN_MS",
@@ -48,6 +48,7 @@ DEFAULT_MAX_COOLDOWN_MS: Final = 30_000
 """The interval between probes doubles up to this."""
 
 _T = TypeVar("_T")
+_P = ParamSpec("_P")
 
 
 class _Down:
@@ -165,14 +166,33 @@ class FallbackBackend(ClosesOnExit):
 
     # -- the primary, its deadline and the breaker ----------------------------------
 
-    async def _call_primary(self, call: Callable[[Backend], Awaitable[_T]]) -> _T | _Down:
+    async def _call_primary(
+        self, method: Callable[_P, Awaitable[_T]], *args: _P.args, **kwargs: _P.kwargs
+    ) -> _T | _Down:
+        """``method(*args, **kwargs)``, a method of the primary, under the watchdog: its result, or `_Down`.
+
+        The primary's method is called only once the breaker lets the call through. The
+        watch is written out here rather than through `_watched`: this is every call's
+        path, and each coroutine and closure it keeps alive while Redis answers counts
+        towards the garbage collector's next pass (see docs/performance.md).
+        """
         if self._breaker.is_open and not await self._recovered():
             return _UNTRIED
+        watchdog = self._watchdog
+        watch = None if watchdog is None else watchdog.watch()
         try:
-            return await self._watched(call(self._primary))
-        except (BackendUnavailable, TimeoutError) as exc:
-            self._went_down(exc)
-            return _TRIED
+            result = await method(*args, **kwargs)
+        except BaseException as exc:
+            if _timed_out(watchdog, watch, exc):
+                self._went_down(TimeoutError())
+                return _TRIED
+            if isinstance(exc, (BackendUnavailable, TimeoutError)):
+                self._went_down(exc)
+                return _TRIED
+            raise
+        if watchdog is not None and watch is not None:
+            watchdog.done(watch, answered=True)
+        return result
 
     async def _watched(self, call: Awaitable[_T]) -> _T:
         """`call` on the primary under the watchdog's deadline (raises `TimeoutError` on silence)."""
@@ -183,9 +203,7 @@ class FallbackBackend(ClosesOnExit):
         try:
             result = await call
         except BaseException as exc:
-            # An error reply is an answer (the primary is there); an outage or no reply is not.
-            answered = isinstance(exc, BackendError) and not isinstance(exc, BackendUnavailable)
-            if watchdog.done(watch, answered=answered) and isinstance(exc, asyncio.CancelledError):
+            if _timed_out(watchdog, watch, exc):
                 raise TimeoutError from exc
             raise
         watchdog.done(watch, answered=True)
@@ -252,7 +270,7 @@ class FallbackBackend(ClosesOnExit):
     async def counter_incr(
         self, key: str, amount: int = 1, *, limit: int | None = None, window_ms: int | None = None
     ) -> CounterResult:
-        result = await self._call_primary(lambda b: b.counter_incr(key, amount, limit=limit, window_ms=window_ms))
+        result = await self._call_primary(self._primary.counter_incr, key, amount, limit=limit, window_ms=window_ms)
         if not isinstance(result, _Down):
             if result.allowed:
                 await self._fallback.counter_incr(key, amount, window_ms=window_ms)
@@ -269,7 +287,7 @@ class FallbackBackend(ClosesOnExit):
         return CounterResult(local.allowed, local.value, local.reset_after_ms, degraded=True)
 
     async def counter_decr(self, key: str, amount: int = 1) -> int:
-        result = await self._call_primary(lambda b: b.counter_decr(key, amount))
+        result = await self._call_primary(self._primary.counter_decr, key, amount)
         local = await self._fallback.counter_decr(key, amount)
         if not isinstance(result, _Down):
             return result
@@ -277,7 +295,7 @@ class FallbackBackend(ClosesOnExit):
         return local
 
     async def counter_get(self, key: str) -> int:
-        result = await self._call_primary(lambda b: b.counter_get(key))
+        result = await self._call_primary(self._primary.counter_get, key)
         return await self._fallback.counter_get(key) if isinstance(result, _Down) else result
 
     # -- bounded sets with leases -------------------------------------------------------
@@ -285,7 +303,7 @@ class FallbackBackend(ClosesOnExit):
     async def set_add(
         self, key: str, member: str, *, capacity: int | None = None, lease_ms: int | None = None
     ) -> SetResult:
-        result = await self._call_primary(lambda b: b.set_add(key, member, capacity=capacity, lease_ms=lease_ms))
+        result = await self._call_primary(self._primary.set_add, key, member, capacity=capacity, lease_ms=lease_ms)
         return await self._set_add_after(result, key, member, capacity, lease_ms)
 
     async def set_add_many(
@@ -299,7 +317,7 @@ class FallbackBackend(ClosesOnExit):
         """
         for key, member in members:
             PRIMITIVES["set_add"].check(key, member, None, lease_ms)
-        answer = await self._call_primary(lambda b: add_many(b, members, lease_ms))
+        answer = await self._call_primary(add_many, self._primary, members, lease_ms)
         if isinstance(answer, _Down):
             answers: list[SetResult | BackendError | _Down] = [answer] * len(members)
         else:
@@ -348,7 +366,7 @@ class FallbackBackend(ClosesOnExit):
         return local
 
     async def set_remove(self, key: str, member: str) -> int:
-        result = await self._call_primary(lambda b: b.set_remove(key, member))
+        result = await self._call_primary(self._primary.set_remove, key, member)
         local = await self._fallback.set_remove(key, member)
         self._holdings.release(key, member)
         journal = self._journal
@@ -360,17 +378,17 @@ class FallbackBackend(ClosesOnExit):
         return local
 
     async def set_size(self, key: str) -> int:
-        result = await self._call_primary(lambda b: b.set_size(key))
+        result = await self._call_primary(self._primary.set_size, key)
         return await self._fallback.set_size(key) if isinstance(result, _Down) else result
 
     async def set_members(self, key: str) -> frozenset[str]:
-        result = await self._call_primary(lambda b: b.set_members(key))
+        result = await self._call_primary(self._primary.set_members, key)
         return await self._fallback.set_members(key) if isinstance(result, _Down) else result
 
     # -- token buckets --------------------------------------------------------------------
 
     async def bucket_consume(self, key: str, *, rate: float, burst: int, cost: int = 1) -> BucketResult:
-        result = await self._call_primary(lambda b: b.bucket_consume(key, rate=rate, burst=burst, cost=cost))
+        result = await self._call_primary(self._primary.bucket_consume, key, rate=rate, burst=burst, cost=cost)
         if not isinstance(result, _Down):
             return result
         PRIMITIVES["bucket_consume"].check(key, rate, burst, cost)  # the primary did not see the arguments
@@ -383,7 +401,7 @@ class FallbackBackend(ClosesOnExit):
         return BucketResult(local.allowed, local.remaining, local.retry_after_ms, local.reset_after_ms, degraded=True)
 
     async def bucket_peek(self, key: str, *, rate: float, burst: int, cost: int = 1) -> BucketResult:
-        result = await self._call_primary(lambda b: b.bucket_peek(key, rate=rate, burst=burst, cost=cost))
+        result = await self._call_primary(self._primary.bucket_peek, key, rate=rate, burst=burst, cost=cost)
         if not isinstance(result, _Down):
             return result
         PRIMITIVES["bucket_peek"].check(key, rate, burst, cost)  # the primary did not see the arguments
@@ -392,14 +410,14 @@ class FallbackBackend(ClosesOnExit):
         return BucketResult(local.allowed, local.remaining, local.retry_after_ms, local.reset_after_ms, degraded=True)
 
     async def bucket_reset(self, key: str) -> None:
-        await self._call_primary(lambda b: b.bucket_reset(key))
+        await self._call_primary(self._primary.bucket_reset, key)
         await self._fallback.bucket_reset(key)
 
     # -- the rest of the protocol -----------------------------------------------------------
 
     async def ping(self) -> None:
         """Answer while the fallback answers; the primary is tried when a probe is due."""
-        await self._call_primary(lambda b: b.ping())
+        await self._call_primary(self._primary.ping)
         await self._fallback.ping()
 
     async def clear(self) -> None:
@@ -418,6 +436,17 @@ class FallbackBackend(ClosesOnExit):
             await self._primary.aclose()
         finally:
             await self._fallback.aclose()
+
+
+def _timed_out(watchdog: Watchdog | None, watch: Watch | None, exc: BaseException) -> bool:
+    """A watched call ended with `exc`: tell the watchdog; True when it is the watchdog's own timeout.
+
+    An error reply is an answer (the primary is there); an outage or no reply is not.
+    """
+    if watchdog is None or watch is None:
+        return False
+    answered = isinstance(exc, BackendError) and not isinstance(exc, BackendUnavailable)
+    return watchdog.done(watch, answered=answered) and isinstance(exc, asyncio.CancelledError)
 
 
 def _replies_read(primary: ShowsProgress) -> Callable[[], int]:

@@ -48,7 +48,7 @@ through redis-py's own pipeline, which sends a round trip again as the client's
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import Any, Concatenate, ParamSpec, Self, TypeVar, cast
 
 import redis.asyncio
@@ -175,9 +175,14 @@ class RedisBackend(ClosesOnExit):
                     raise translated(cause, "cluster initialize", server_name(self._client)) from exc
                 self._cluster_ready = True
 
-    async def _submit(self, call: ScriptCall[T]) -> T:
+    def _submit(self, call: ScriptCall[T]) -> Awaitable[T]:
+        # A plain method, not a coroutine: one object fewer alive per call while Redis answers.
         if not self._cluster_ready:
-            await self._initialize_cluster()
+            return self._submit_first(call)
+        return self._coalescer.run(call)
+
+    async def _submit_first(self, call: ScriptCall[T]) -> T:
+        await self._initialize_cluster()
         return await self._coalescer.run(call)
 
     async def _run_all(self, calls: Sequence[ScriptCall[Any]]) -> None:

@@ -190,7 +190,8 @@ class Coalescer:
 
     async def run(self, call: ScriptCall[T]) -> T:
         """Run one call and return its decoded reply (raises its error)."""
-        await self.run_all((call,))
+        # Not through `run_all`: one coroutine fewer alive per call while Redis answers.
+        await self._enqueue((call,))
         return call.result()
 
     async def run_all(self, calls: Sequence[ScriptCall[Any]]) -> None:
@@ -204,6 +205,10 @@ class Coalescer:
             # Shielded: a caller that gives up does not cut the round trip short (its replies are dropped).
             await asyncio.shield(self._own_trips(calls))
             return
+        await self._enqueue(calls)
+
+    def _enqueue(self, calls: Sequence[ScriptCall[Any]]) -> asyncio.Future[None]:
+        """Queue `calls` for the next round trip; the future is done once they ran (cancel it to leave the queue)."""
         waiter = asyncio.get_running_loop().create_future()
         self._queue.append((calls, waiter))
         if not self._in_flight:
@@ -211,7 +216,7 @@ class Coalescer:
             # turn of the loop: calls issued together (each from its own task) go together.
             self._in_flight += 1
             self._spawn(self._send_queue(split=False))
-        await waiter
+        return waiter
 
     async def _own_trips(self, calls: Sequence[ScriptCall[Any]]) -> None:
         size = self._max_calls

@@ -28,6 +28,9 @@ class ControlledBackend:
 
     def __init__(self, clock: ManualClock) -> None:
         self.store = MemoryBackend(clock=clock)
+        self._thawed = asyncio.Event()
+        """Set while not ``hung``: a hung call wakes only when the server thaws (or its task is cancelled), never
+        on a timer of its own, so that a test sees each cancellation before the call's task runs again."""
         self.state = "up"
         self.delay_s = 0.0
         self.first_delay_s = 0.0
@@ -40,6 +43,18 @@ class ControlledBackend:
         """The server restarts empty: the next call loses its connection, as a call in flight would."""
         await self.store.clear()
         self.reset_next = True
+
+    @property
+    def state(self) -> str:
+        return self._state
+
+    @state.setter
+    def state(self, value: str) -> None:
+        self._state = value
+        if value == "hung":
+            self._thawed.clear()
+        else:
+            self._thawed.set()
 
     def __getattr__(self, name: str) -> Callable[..., Awaitable[Any]]:
         method = getattr(self.store, name)
@@ -55,8 +70,8 @@ class ControlledBackend:
                 raise BackendUnavailable("connection refused (test)")
             if self.state == "misconfigured":
                 raise BackendMisconfigured("wrong password for 127.0.0.1:1 (test)")
-            while self.state == "hung":  # a frozen server runs the call when it wakes  # noqa: ASYNC110
-                await asyncio.sleep(0.001)
+            while self.state == "hung":  # a frozen server runs the call when it wakes
+                await self._thawed.wait()
             delay, self.first_delay_s = self.first_delay_s or self.delay_s, 0.0
             if delay:
                 await asyncio.sleep(delay)
