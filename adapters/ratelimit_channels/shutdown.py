@@ -8,8 +8,8 @@ connection, the handler runs in front of the server's own: it releases every lea
 the backend cache's keepers hold, all at once (one round trip on Redis), waits for
 that up to `timeout_ms` (``WS_RATE_RELEASE_TIMEOUT_MS``, default 2000; logging what
 did not finish), and only then calls the server's handler, which begins the shutdown.
-The middleware sets `timeout_ms` from the settings of each connection it admits, so
-the wait is the one the latest connection's settings give.
+The middleware sets `timeout_ms` from the settings of each connection that starts with
+the release on, so the wait is the one the latest such connection's settings give.
 
 From the release on, the connections still open are no longer counted: a client
 reconnecting elsewhere is admitted while its old socket lives on here until the
