@@ -54,8 +54,11 @@ class RateLimitMiddleware:
         if scope.get("type") == "websocket":
             settings = self._settings.current()
             if settings.enabled:
-                if settings.release_on_sigterm and not self.backend_cache.sigterm.attempted:
-                    self.backend_cache.sigterm.install()  # once per cache (see `shutdown`)
+                if settings.release_on_sigterm:
+                    sigterm = self.backend_cache.sigterm
+                    sigterm.timeout_ms = settings.release_timeout_ms  # the latest connection's settings win
+                    if not sigterm.attempted:
+                        sigterm.install()  # once per cache (see `shutdown`)
                 scope = dict(scope)
                 settings = self.tiers.for_connection(settings, scope)
                 backend: Backend

@@ -87,6 +87,11 @@ SETTING_DOCS: Final[Mapping[str, str]] = MappingProxyType(
             "On SIGTERM, release every slot of the process before the server's own handler starts closing sockets "
             "(see [Graceful restart](../production/leases.md#graceful-restart-sigterm))."
         ),
+        "release_timeout_ms": (
+            "How long, in ms, the server's own SIGTERM handler waits for that release (an int of at least 1); what "
+            "is not released by then is logged, and its removal goes on until the process ends (or the slot expires "
+            "with its lease). Keep it well below the time your orchestrator allows between SIGTERM and SIGKILL."
+        ),
         "on_backend_error": '`"fallback"`, `"allow"` or `"deny"`: what the limits decide when the backend fails.',
         "fallback": "Wrap Redis URLs in a `FallbackBackend`.",
         "backend_timeout_ms": (

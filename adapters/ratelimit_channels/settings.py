@@ -42,6 +42,7 @@ from ratelimit_core.urls import BACKEND_SCHEMES
 from .asgi import Scope
 from .backends import BackendOptions
 from .settings_source import SettingLayers, django_settings
+from .shutdown import DEFAULT_RELEASE_TIMEOUT_MS
 
 __all__ = [
     "SETTINGS",
@@ -84,6 +85,7 @@ SETTINGS: Final[Mapping[str, tuple[str, object]]] = MappingProxyType(
         "heartbeat_ms": ("WS_RATE_HEARTBEAT_MS", None),
         "http_denial": ("WS_RATE_HTTP_DENIAL", False),
         "release_on_sigterm": ("WS_RATE_RELEASE_ON_SIGTERM", True),
+        "release_timeout_ms": ("WS_RATE_RELEASE_TIMEOUT_MS", DEFAULT_RELEASE_TIMEOUT_MS),
         "on_backend_error": ("WS_RATE_ON_BACKEND_ERROR", "fallback"),
         "fallback": ("WS_RATE_FALLBACK", True),
         "backend_timeout_ms": ("WS_RATE_BACKEND_TIMEOUT_MS", DEFAULT_TIMEOUT_MS),
@@ -141,6 +143,8 @@ class RateLimitSettings:
     """Answer connect denials with HTTP 429 where the server offers ``websocket.http.response``."""
     release_on_sigterm: bool
     """Release every slot of the process on SIGTERM, before the server's own handler runs (see `shutdown`)."""
+    release_timeout_ms: int
+    """How long the server's handler waits for that release on SIGTERM."""
     on_backend_error: OnError
     """What the limits decide when the backend fails (see `ratelimit_core.policies.failures`)."""
     backend_options: BackendOptions
@@ -329,6 +333,7 @@ def _read(raw: _Raw) -> RateLimitSettings:
         heartbeat_ms=_heartbeat_ms(raw, lease_ms),
         http_denial=raw.flag("http_denial"),
         release_on_sigterm=raw.flag("release_on_sigterm"),
+        release_timeout_ms=raw.required("release_timeout_ms", _POSITIVE),
         on_backend_error=on_backend_error,
         backend_options=BackendOptions(
             fallback=raw.flag("fallback"),

@@ -6,8 +6,10 @@ another process and could be refused for the slots not yet removed. Installed
 (``WS_RATE_RELEASE_ON_SIGTERM``, on by default) by the middleware at its first
 connection, the handler runs in front of the server's own: it releases every lease
 the backend cache's keepers hold, all at once (one round trip on Redis), waits for
-that up to `DEFAULT_TIMEOUT_S` (logging what did not finish), and only then calls
-the server's handler, which begins the shutdown.
+that up to `timeout_ms` (``WS_RATE_RELEASE_TIMEOUT_MS``, default 2000; logging what
+did not finish), and only then calls the server's handler, which begins the shutdown.
+The middleware sets `timeout_ms` from the settings of each connection that starts with
+the release on, so the wait is the one the latest such connection's settings give.
 
 From the release on, the connections still open are no longer counted: a client
 reconnecting elsewhere is admitted while its old socket lives on here until the
@@ -32,15 +34,17 @@ from collections.abc import Callable
 from types import FrameType
 from typing import TYPE_CHECKING, Any, Final
 
+from ratelimit_core.arguments import check_count
+
 if TYPE_CHECKING:
     from .backends import BackendCache
 
-__all__ = ["DEFAULT_TIMEOUT_S", "SigtermRelease"]
+__all__ = ["DEFAULT_RELEASE_TIMEOUT_MS", "SigtermRelease"]
 
 logger = logging.getLogger("ratelimit_channels")
 
-DEFAULT_TIMEOUT_S: Final = 2.0
-"""How long the server's own handler waits for the release."""
+DEFAULT_RELEASE_TIMEOUT_MS: Final = 2000
+"""How long the server's own handler waits for the release (``WS_RATE_RELEASE_TIMEOUT_MS``'s default)."""
 
 _Handler = Callable[[int, FrameType | None], Any]
 
@@ -48,11 +52,11 @@ _Handler = Callable[[int, FrameType | None], Any]
 class SigtermRelease:
     """The SIGTERM handler that releases `cache`'s leases, then passes the signal on; see the module docstring."""
 
-    __slots__ = ("_cache", "_installed", "_loop", "_previous", "_releasing", "_timeout_s", "attempted", "released")
+    __slots__ = ("_cache", "_installed", "_loop", "_previous", "_releasing", "_timeout_ms", "attempted", "released")
 
-    def __init__(self, cache: BackendCache, *, timeout_s: float = DEFAULT_TIMEOUT_S) -> None:
+    def __init__(self, cache: BackendCache, *, timeout_ms: int = DEFAULT_RELEASE_TIMEOUT_MS) -> None:
         self._cache = cache
-        self._timeout_s = timeout_s
+        self._timeout_ms = check_count("timeout_ms", timeout_ms)
         self._installed = False
         self.attempted = False
         """`install` was called (it acts once: a refusal is logged once, not at every connection)."""
@@ -63,11 +67,23 @@ class SigtermRelease:
         """Set once a SIGTERM's release ended (for tests)."""
 
     def __repr__(self) -> str:
-        return f"SigtermRelease(installed={self._installed}, timeout={self._timeout_s:g} s)"
+        return f"SigtermRelease(installed={self._installed}, timeout={self._timeout_ms} ms)"
 
     @property
     def installed(self) -> bool:
         return self._installed
+
+    @property
+    def timeout_ms(self) -> int:
+        """How long the server's handler waits for the release, in ms; read when a SIGTERM arrives.
+
+        Setting it to anything but an int of at least 1 raises `InvalidArgument`.
+        """
+        return self._timeout_ms
+
+    @timeout_ms.setter
+    def timeout_ms(self, value: int) -> None:
+        self._timeout_ms = check_count("timeout_ms", value)
 
     def install(self) -> bool:
         """Put the handler in front of the current SIGTERM handler; call from the loop that serves. Acts once.
@@ -117,17 +133,19 @@ class SigtermRelease:
     async def _release_then_pass_on(self, signum: int, frame: FrameType | None) -> None:
         loop = asyncio.get_running_loop()
         started = loop.time()
+        timeout_ms = self._timeout_ms
         try:
-            pending = await self._cache.release_all(self._timeout_s)
+            pending = await self._cache.release_all(timeout_ms / 1000)
         except Exception:
             logger.exception("SIGTERM: releasing the slots of this process failed (they expire with their leases)")
         else:
             took_ms = (loop.time() - started) * 1000
             if pending:
                 logger.warning(
-                    "SIGTERM: %d connection(s) not released within %g s (the removals go on until the process ends)",
+                    "SIGTERM: %d connection(s) not released within WS_RATE_RELEASE_TIMEOUT_MS (%d ms); the removals "
+                    "go on until the process ends",
                     pending,
-                    self._timeout_s,
+                    timeout_ms,
                 )
             else:
                 logger.info("SIGTERM: released every slot of this process in %.0f ms", took_ms)
