@@ -4,11 +4,14 @@ Commands (each takes ``--backend URL``, default ``$WS_RATE_BACKEND`` or ``memory
 and ``--prefix``, default ``rl:``):
 
 - ``inspect --user PK | --ip ADDRESS | --room NAME``: connections held, room
-  members, and (for a user or IP, given ``--rate``/``--burst`` or
-  ``$WS_RATE_MSG_RPS``/``$WS_RATE_MSG_BURST``) the message tokens left and the
-  wait for the next one. ``--json`` prints one JSON object.
-- ``reset --user PK | --ip ADDRESS | --room NAME``: release every connection slot
-  and refill the message bucket of that user, IP or room.
+  members, and for a user or IP: the message tokens left and the wait for the next
+  one (given ``--rate``/``--burst`` or ``$WS_RATE_MSG_RPS``/``$WS_RATE_MSG_BURST``),
+  the tokens left of one message type's bucket (given ``--type``, ``--type-rate``
+  and ``--type-burst``), and the message quota counted in the current window (with
+  what is left of it, given ``--quota``). ``--json`` prints one JSON object.
+- ``reset --user PK | --ip ADDRESS | --room NAME``: release every connection slot;
+  for a user or IP also refill the message bucket, clear the message quota, and
+  refill the bucket of the message type ``--type`` names.
 - ``ping``: whether the backend answers, and how fast.
 - ``bench``: run the benchmark suite (from a source checkout).
 
@@ -24,6 +27,9 @@ on purpose, so that the environment a deployment builds its settings from points
 command at the same backend and bucket. The burst, when not given, is the one
 `MessageLimits` puts into effect.
 
+The type and quota options have no environment defaults: ``WS_RATE_MSG_TYPES`` and
+``WS_RATE_MSG_QUOTA`` are Python values in Django settings, not numbers.
+
 Exit codes: 0 done; 1 the backend could not be reached or failed; 2 bad usage
 (unknown option, malformed URL or value). Errors are one line on stderr, never a
 traceback.
@@ -34,20 +40,24 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import math
 import os
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, NoReturn
 
-from .backend import Backend
+from .arguments import MAX_COUNT
+from .backend import Backend, BucketResult
 from .errors import BackendError, InvalidArgument
-from .policies import ClientIdentity, MessageLimits
+from .policies import ClientIdentity, MessageLimits, TypeRate
 from .policies.connections import identity_slots_key, ip_slots_key, room_members_key
 from .policies.identity import DEFAULT_IPV6_PREFIX, check_ipv6_prefix, ip_group, parse_ip
+from .policies.message_types import message_type_key
 from .policies.messages import message_bucket_key
+from .policies.quotas import quota_key
 from .urls import backend_from_url
 
 __all__ = ["BACKEND_ENV", "BURST_ENV", "IPV6_PREFIX_ENV", "RATE_ENV", "main"]
@@ -77,26 +87,110 @@ def _parser() -> argparse.ArgumentParser:
 
     for name, summary in [("inspect", "show the live state of limits"), ("reset", "clear limits")]:
         command = commands.add_parser(name, help=summary, description=summary)
-        target = command.add_mutually_exclusive_group(required=True)
-        target.add_argument("--user", metavar="PK", help="a signed-in user's primary key")
-        target.add_argument("--ip", metavar="ADDRESS", help="a client IP address (anonymous clients)")
-        command.add_argument(
-            "--ipv6-prefix",
-            type=int,
-            default=_env_int(IPV6_PREFIX_ENV, DEFAULT_IPV6_PREFIX),
-            help=f"prefix length IPv6 clients are grouped by (default: ${IPV6_PREFIX_ENV} or {DEFAULT_IPV6_PREFIX})",
-        )
-        target.add_argument("--room", metavar="NAME", help="a room")
-        command.add_argument("--rate", type=float, default=_env_float(RATE_ENV), help="messages per second")
-        command.add_argument("--burst", type=int, default=_env_int(BURST_ENV), help="message bucket size")
+        _add_target_options(command)
+        _add_message_options(command, name)
         if name == "inspect":
             command.add_argument("--json", action="store_true", help="print one JSON object")
+        command.set_defaults(usage_error=command.error)
 
     ping = commands.add_parser("ping", help="check that the backend answers", description="check the backend")
     ping.add_argument("--count", type=int, default=_PING_COUNT, help=f"pings to time (default {_PING_COUNT})")
     bench = commands.add_parser("bench", help="run the benchmark suite", description="run the benchmark suite")
     bench.add_argument("args", nargs=argparse.REMAINDER, help="arguments for the benchmark suite, e.g. --quick")
     return parser
+
+
+def _add_target_options(command: argparse.ArgumentParser) -> None:
+    target = command.add_mutually_exclusive_group(required=True)
+    target.add_argument("--user", metavar="PK", help="a signed-in user's primary key")
+    target.add_argument("--ip", metavar="ADDRESS", help="a client IP address (anonymous clients)")
+    command.add_argument(
+        "--ipv6-prefix",
+        type=int,
+        default=_env_int(IPV6_PREFIX_ENV, DEFAULT_IPV6_PREFIX),
+        help=f"prefix length IPv6 clients are grouped by (default: ${IPV6_PREFIX_ENV} or {DEFAULT_IPV6_PREFIX})",
+    )
+    target.add_argument("--room", metavar="NAME", help="a room")
+
+
+def _add_message_options(command: argparse.ArgumentParser, name: str) -> None:
+    command.add_argument("--rate", type=float, default=_env_float(RATE_ENV), help="messages per second")
+    command.add_argument("--burst", type=int, default=_env_int(BURST_ENV), help="message bucket size")
+    shown = "show" if name == "inspect" else "refill"
+    command.add_argument(
+        "--type",
+        metavar="NAME",
+        type=_type_name,
+        help=f"a message type of WS_RATE_MSG_TYPES: {shown} the user's or IP's bucket of that type"
+        + (", given its rate" if name == "inspect" else ""),
+    )
+    command.add_argument(
+        "--type-rate", metavar="RATE", type=_positive_rate, help="messages of that type per second (its 'rps')"
+    )
+    command.add_argument(
+        "--type-burst",
+        metavar="BURST",
+        type=_count,
+        help="bucket size of that type (default: as the limits default it, the rate rounded up)",
+    )
+    command.add_argument(
+        "--quota",
+        metavar="COUNT",
+        type=_count,
+        help="messages per window of WS_RATE_MSG_QUOTA: also show what is left of it"
+        if name == "inspect"
+        else "accepted for the same command line as inspect; reset always clears the quota",
+    )
+
+
+def _type_name(text: str) -> str:
+    if not text:
+        raise argparse.ArgumentTypeError("must be a message type name, got an empty string")
+    return text
+
+
+def _positive_rate(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number of messages per second, got {text!r}") from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive number of messages per second, got {text!r}")
+    return value
+
+
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number, got {text!r}") from None
+    if not 1 <= value <= MAX_COUNT:
+        raise argparse.ArgumentTypeError(f"must be from 1 to {MAX_COUNT}, got {text!r}")
+    return value
+
+
+def _check_message_options(args: argparse.Namespace) -> None:
+    """The checks across options argparse cannot make; a failure is a usage error naming the options."""
+    fail: Callable[[str], NoReturn] = args.usage_error
+    if args.type is None:
+        given = [
+            option
+            for option, value in (("--type-rate", args.type_rate), ("--type-burst", args.type_burst))
+            if value is not None
+        ]
+        if given:
+            fail(f"{given[0]} needs --type NAME, the message type whose bucket it sizes")
+    elif args.room is not None:
+        fail("--type needs --user or --ip: a room has no message buckets")
+    elif args.command == "inspect" and args.type_rate is None:
+        fail(f"--type {args.type} needs --type-rate: the bucket's size and refill come from that type's rate")
+    if args.room is not None and args.quota is not None:
+        fail("--quota needs --user or --ip: a room has no message quota")
+    if args.type_rate is not None:
+        try:
+            TypeRate(args.type, args.type_rate, args.type_burst)
+        except InvalidArgument as exc:
+            fail(f"--type-rate/--type-burst: {exc}")
 
 
 def _env_float(name: str) -> float | None:
@@ -139,35 +233,74 @@ def _bucket_args(args: argparse.Namespace) -> dict[str, Any] | None:
     return {"rate": args.rate, "burst": limits.bucket_burst}
 
 
+def _type_rate(args: argparse.Namespace) -> TypeRate | None:
+    if args.type is None or args.type_rate is None:
+        return None
+    # Built as the limits build it (checked when parsing): the same burst when none is given.
+    return TypeRate(args.type, args.type_rate, args.type_burst)
+
+
+def _bucket_report(state: BucketResult, burst: int) -> dict[str, Any]:
+    return {
+        "tokens_left": state.remaining,
+        "burst": burst,
+        "retry_after_ms": state.retry_after_ms,
+        "full_after_ms": state.reset_after_ms,
+    }
+
+
+async def _quota_report(backend: Backend, identity: ClientIdentity, limit: int | None) -> dict[str, Any]:
+    # An increment that can never pass (limit 0) changes nothing, and answers the count and the
+    # time left in its window together in one atomic step: counter_get gives only the count.
+    seen = await backend.counter_incr(quota_key(identity), 1, limit=0)
+    return {
+        "used": seen.value,
+        "limit": limit,
+        "left": None if limit is None else max(0, limit - seen.value),
+        "reset_after_ms": seen.reset_after_ms,
+    }
+
+
 async def _inspect(backend: Backend, args: argparse.Namespace) -> dict[str, Any]:
     identity = _identity(args)
     report: dict[str, Any] = {}
     for label, key in _slot_keys(args, identity).items():
         members = await backend.set_members(key)
         report[label] = {"held": len(members), "members": sorted(members)}
+    if identity is None:
+        return report
     bucket = _bucket_args(args)
-    if identity is not None and bucket is not None:
+    if bucket is not None:
         state = await backend.bucket_peek(message_bucket_key(identity), **bucket)
-        report["messages"] = {
-            "tokens_left": state.remaining,
-            "burst": bucket["burst"],
-            "retry_after_ms": state.retry_after_ms,
-            "full_after_ms": state.reset_after_ms,
-        }
+        report["messages"] = _bucket_report(state, bucket["burst"])
+    type_rate = _type_rate(args)
+    if type_rate is not None:
+        key = message_type_key(identity, type_rate.name)
+        state = await backend.bucket_peek(key, rate=type_rate.rate, burst=type_rate.bucket_burst)
+        report["message type"] = {"type": type_rate.name, **_bucket_report(state, type_rate.bucket_burst)}
+    report["message quota"] = await _quota_report(backend, identity, args.quota)
     return report
 
 
-async def _reset(backend: Backend, args: argparse.Namespace) -> dict[str, int]:
+async def _reset(backend: Backend, args: argparse.Namespace) -> list[str]:
+    """Clear what `_inspect` shows; returns what was done, one phrase each."""
     identity = _identity(args)
-    released = {}
+    done = []
     for label, key in _slot_keys(args, identity).items():
         members = await backend.set_members(key)
         for member in members:
             await backend.set_remove(key, member)
-        released[label] = len(members)
+        done.append(f"{label}: {len(members)} released")
     if identity is not None:
         await backend.bucket_reset(message_bucket_key(identity))
-    return released
+        done.append("message bucket refilled")
+        # A counter at 0 is deleted, its window with it: subtracting the most a count can be does that in one step.
+        await backend.counter_decr(quota_key(identity), MAX_COUNT)
+        done.append("message quota cleared")
+        if args.type is not None:
+            await backend.bucket_reset(message_type_key(identity, args.type))
+            done.append(f"{args.type!r} message bucket refilled")
+    return done
 
 
 async def _ping(backend: Backend, count: int) -> list[float]:
@@ -190,9 +323,7 @@ async def _run(args: argparse.Namespace) -> int:
                     details = ", ".join(f"{k}={v}" for k, v in value.items())
                     print(f"{label}: {details}")
         elif args.command == "reset":
-            released = await _reset(backend, args)
-            summary = ", ".join(f"{label}: {count} released" for label, count in released.items())
-            print(f"reset: {summary}" + (", message bucket refilled" if "room members" not in released else ""))
+            print(f"reset: {', '.join(await _reset(backend, args))}")
         else:
             timings = sorted(await _ping(backend, args.count))
             print(f"ok: {args.backend.partition('://')[0]}:// answered {len(timings)} pings, "
@@ -215,6 +346,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as exc:  # a malformed $RATE_ENV or $BURST_ENV
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    if args.command in ("inspect", "reset"):
+        _check_message_options(args)
     if args.command == "bench":
         return _bench(args.args)
     try:
