@@ -119,7 +119,8 @@ def _backend_stats() -> dict[str, int]:
         "round_trips": 0,
         "calls": 0,
         "commands": 0,
-        "heartbeats": sum(keeper.refreshes for keeper in _KEEPERS),
+        # Begun, not ended: a heartbeat in flight when /stats is read has already sent its round trip.
+        "heartbeats": sum(keeper.refreshes_started for keeper in _KEEPERS),
         "held": sum(len(keeper) for keeper in _KEEPERS),
     }
     for built in _BUILT:

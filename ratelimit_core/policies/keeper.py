@@ -45,7 +45,7 @@ class LeaseKeeper:
     floats in [0, 1) (inject one to make the spread reproducible).
     """
 
-    __slots__ = ("_held", "_interval_s", "_jitter", "_refreshing", "_rng", "_task", "refreshes")
+    __slots__ = ("_held", "_interval_s", "_jitter", "_refreshing", "_rng", "_task", "refreshes", "refreshes_started")
 
     def __init__(
         self, interval_ms: int, *, jitter: float = DEFAULT_JITTER, rng: Callable[[], float] = random.random
@@ -62,6 +62,9 @@ class LeaseKeeper:
         """The last refresh's writes, which go on when the task is stopped (`aclose` waits for them)."""
         self.refreshes = 0
         """Refreshes of the held leases completed, failed or not (for diagnostics and tests)."""
+        self.refreshes_started = 0
+        """Refreshes begun: one more than `refreshes` while one is in flight (a count of heartbeats that
+        agrees with the backend's count of round trips at any moment, which `refreshes` lags)."""
 
     def __repr__(self) -> str:
         running = self._task is not None and not self._task.done()
@@ -119,6 +122,7 @@ class LeaseKeeper:
         held = list(self._held)
         if not held:
             return
+        self.refreshes_started += 1
         self._refreshing = refreshing = asyncio.ensure_future(refresh_together(held))
         try:
             outcomes = await asyncio.shield(refreshing)

@@ -163,6 +163,23 @@ async def test_release_all_waits_for_the_refresh_in_flight_and_nothing_comes_bac
     assert keeper_tasks() == []
 
 
+async def test_a_refresh_in_flight_counts_as_started_not_as_made(backend: Backend) -> None:
+    """`refreshes_started` is ahead of `refreshes` by the refresh in flight, and only by it."""
+    storage = HeldCalls(backend)
+    connection = await held(storage, "c")
+    gate = storage.hold(calls_to("set_add", "conn:c:"))
+    keeper = LeaseKeeper(5)
+    keeper.keep(connection)
+    await asyncio.wait_for(gate.started.wait(), timeout=10)  # the first refresh is held in storage
+    assert (keeper.refreshes_started, keeper.refreshes) == (1, 0)
+    gate.go.set()
+    await ticks(keeper, 1)
+    assert keeper.refreshes_started - keeper.refreshes in (0, 1)  # the next one may have begun meanwhile
+    keeper.forget(connection)
+    await connection.release()
+    await storage.settle()
+
+
 async def test_release_all_reports_what_did_not_finish_in_time_and_finishes_it_later(backend: Backend) -> None:
     storage = HeldCalls(backend)
     slow = await held(storage, "slow")
