@@ -20,8 +20,8 @@ as two round trips on two connections, so that the server runs one while this pr
 reads the other's replies: then the two halves take turns, and neither side waits for
 the other (a queue that started from idle, such as a heartbeat, is not split). A
 batch of `_OWN_TRIP_CALLS` calls or more issued at once (a heartbeat) does not queue: it goes at once
-on round trips of its own, so the calls queued meanwhile do not wait for it. A
-queue longer than a round trip carries (`_MAX_BUNDLED_CALLS_PER_TRIP`, `_MAX_CALLS_PER_TRIP` on a
+on a round trip of its own (up to `_MAX_OWN_TRIP_CALLS`), so the calls queued meanwhile do not wait for
+it. A queue longer than a round trip carries (`_MAX_BUNDLED_CALLS_PER_TRIP`, `_MAX_CALLS_PER_TRIP` on a
 cluster) goes as several round trips, all at once.
 
 Each call gets back exactly its own reply or its own error: a script error (say
@@ -79,11 +79,15 @@ class _NotRun:
 _NOT_RUN: Final = _NotRun()
 
 _MAX_CALLS_PER_TRIP = 512
-"""On a cluster (one command per call), a longer queue goes as several round trips at once, so
-that running and reading one stays far within the socket timeout, which bounds the whole round
-trip (see `pipeline`)."""
+"""On a cluster (one command per call), a longer queue goes as several round trips at once, on
+several connections: the callers of each are answered as soon as its own replies are back."""
 _MAX_BUNDLED_CALLS_PER_TRIP = 16 * MAX_BUNDLE
 """The same bound on a plain client, where calls go in bundles: 4,096 calls, 16 commands."""
+_MAX_OWN_TRIP_CALLS = 64 * MAX_BUNDLE
+"""A batch issued at once (a heartbeat) goes on one round trip up to 16,384 calls, 64 commands (5,461
+sockets of 3 slots), about 130 ms of Redis time; the round trip's deadline moves on with each reply (see
+`pipeline`), and Redis serves its other connections between the bundles. A larger batch goes as
+several round trips, all at once."""
 _OWN_TRIP_CALLS = 256
 """Calls issued together (one `run_all`) from which they go on a round trip of their own, at once: a
 heartbeat of thousands of slots would otherwise hold back every call queued behind it (the frames'
@@ -143,6 +147,7 @@ class Coalescer:
         "_client",
         "_in_flight",
         "_max_calls",
+        "_max_own_calls",
         "_queue",
         "_send",
         "_server",
@@ -166,6 +171,7 @@ class Coalescer:
         cluster = isinstance(client, RedisCluster)
         self._bundler = Bundler(self._shas, by_slot=cluster)
         self._max_calls = _MAX_CALLS_PER_TRIP if cluster else _MAX_BUNDLED_CALLS_PER_TRIP
+        self._max_own_calls = _MAX_CALLS_PER_TRIP if cluster else _MAX_OWN_TRIP_CALLS
         self._in_flight = 0
         self._queue: list[_Waiting] = []
         self._trips: set[asyncio.Task[None]] = set()
@@ -197,9 +203,9 @@ class Coalescer:
     async def run_all(self, calls: Sequence[ScriptCall[Any]]) -> None:
         """Run `calls` in one round trip: on the next turn of the loop if none is in flight, else when it ends.
 
-        At least `_OWN_TRIP_CALLS` calls (a heartbeat) go at once on round trips of their
-        own instead, which the queue does not wait for. Never raises for a Redis failure:
-        each call holds its own outcome afterwards.
+        At least `_OWN_TRIP_CALLS` calls (a heartbeat) go at once on a round trip of their
+        own instead (several past `_MAX_OWN_TRIP_CALLS`), which the queue does not wait for.
+        Never raises for a Redis failure: each call holds its own outcome afterwards.
         """
         if len(calls) >= _OWN_TRIP_CALLS:
             # Shielded: a caller that gives up does not cut the round trip short (its replies are dropped).
@@ -219,7 +225,7 @@ class Coalescer:
         return waiter
 
     async def _own_trips(self, calls: Sequence[ScriptCall[Any]]) -> None:
-        size = self._max_calls
+        size = self._max_own_calls
         await asyncio.gather(*(self._answer(calls[start : start + size]) for start in range(0, len(calls), size)))
 
     async def _answer(self, calls: Sequence[ScriptCall[Any]]) -> None:

@@ -21,8 +21,11 @@ Neither way sends the commands again itself: if the connection breaks before eve
 reply is read, the server may have run them, and only the caller knows which may
 run twice (see `Coalescer`).
 
-On the direct way, the write and the reads share one deadline, ``socket_timeout``,
-under our own `asyncio.timeout`. redis-py's ``send_packed_command`` bounds the
+On the direct way, the write and the first reply share one deadline, ``socket_timeout``,
+under our own `asyncio.timeout`, and each reply read moves it ``socket_timeout`` on: a
+server that stops answering fails the round trip within ``socket_timeout`` of its last
+reply, as redis-py's own reads do, and a long round trip that keeps answering (a
+heartbeat of thousands of writes, one reply per bundle) is not cut short. redis-py's ``send_packed_command`` bounds the
 write with `asyncio.wait_for`, which on Python 3.11 returns normally when the task
 is cancelled just as the write completes: the cancellation (a caller's, or this
 deadline's) would be lost, and the reads after it would have no deadline. The
@@ -178,18 +181,22 @@ async def _send_and_read(connection: Any, commands: Sequence[Command], progress:
     if writer is None:  # closed after the pool handed it over (a failed health check)
         raise RedisConnectionError("the connection closed before the write")
     replies: list[Any] = []
+    timeout_s = connection.socket_timeout
+    last = len(commands) - 1
     try:
-        # One deadline for the write and all the replies instead of one per reply: a
-        # timer per reply cost a third of the round trip.
-        async with asyncio.timeout(connection.socket_timeout):
+        # One deadline, moved on as replies come, instead of a timer per reply (which cost a
+        # third of a round trip): a round trip of one command arms one timer.
+        async with asyncio.timeout(timeout_s) as deadline:
             writer.writelines((packed,))  # what redis-py calls (and all a test double provides)
             await writer.drain()
-            for _ in commands:
+            for n in range(len(commands)):
                 try:
                     replies.append(await connection.read_response(disable_decoding=True, timeout=_NO_READ_TIMEOUT))
                 except ResponseError as exc:
                     replies.append(exc)
                 progress.replies += 1
+                if timeout_s is not None and n < last:
+                    deadline.reschedule(asyncio.get_running_loop().time() + timeout_s)
     except BaseException:
         # Cut short (a broken connection, the deadline, a cancellation): replies may be
         # left unread, so the connection is out of step and must not be reused.

@@ -12,11 +12,20 @@ from typing import Any
 
 import pytest
 
-from ratelimit_core import BackendError, BackendUnavailable, CounterResult, InvalidArgument, ManualClock, RedisBackend
+from ratelimit_core import (
+    BackendError,
+    BackendUnavailable,
+    CounterResult,
+    InvalidArgument,
+    ManualClock,
+    RedisBackend,
+    SetResult,
+)
 from ratelimit_core.keys import COUNTER, storage_key
 from ratelimit_core.redis.coalesce import ScriptCall
 from ratelimit_core.redis.lua import script_source
 from support.backends import backends
+from support.lossy_proxy import LossyProxy
 from support.redis_storages import MakeBackend, Storage
 from support.servers import ServerProcess
 
@@ -390,3 +399,50 @@ async def test_a_large_batch_goes_at_once_on_a_round_trip_of_its_own(
     assert results[0].value == 1 and results[2].value == 1
     assert all(result.added for result in results[1])
     assert backend.coalescer.round_trips == trips + 3
+
+
+@pytest.mark.parametrize("backend_name", backends("redis", "valkey"))
+async def test_a_heartbeat_of_16384_slots_is_one_round_trip_and_more_go_as_several_at_once(
+    make_backend: MakeBackend, storage: Storage
+) -> None:
+    backend = make_backend()
+    await _warm_up(backend)
+    for size, trips_expected in [(16_384, 1), (16_385, 2)]:
+        trips, commands = backend.coalescer.round_trips, backend.coalescer.commands_sent
+        members = [(f"s{n % 500}", f"m{n}") for n in range(size)]
+        results = await asyncio.wait_for(backend.set_add_many(members, lease_ms=60_000), _HANG_S)
+        assert all(isinstance(result, SetResult) for result in results)
+        assert backend.coalescer.round_trips - trips == trips_expected
+        assert backend.coalescer.commands_sent - commands == -(-size // 256)  # bundles of 256 calls
+        await storage.client().flushdb()
+
+
+@pytest.mark.redis
+async def test_a_round_trip_that_keeps_answering_outlasts_the_socket_timeout_and_a_silent_one_does_not(
+    server_process: Callable[[str], ServerProcess],
+) -> None:
+    """The socket timeout bounds the wait for each reply, not the whole round trip: a heartbeat's bundles
+    answered at a slow pace all arrive; the same server gone silent fails the round trip."""
+    server = server_process("redis")
+    proxy = LossyProxy(reply_delay_s=0.15)
+    port = await proxy.front(server.port)
+    try:
+        async with RedisBackend.from_url(f"redis://127.0.0.1:{port}/0", socket_timeout=0.5) as backend:
+            await _warm_up(backend)
+            trips = backend.coalescer.round_trips
+            members = [(f"s{n % 500}", f"m{n}") for n in range(16_000)]
+            started = asyncio.get_running_loop().time()
+            results = await asyncio.wait_for(backend.set_add_many(members, lease_ms=60_000), 60)
+            took_s = asyncio.get_running_loop().time() - started
+            assert all(isinstance(result, SetResult) and result.added for result in results), results[:3]
+            assert backend.coalescer.round_trips - trips == 1
+            # Replies came in several held chunks, so the round trip lasted longer than the socket timeout.
+            assert took_s > 0.5, f"the replies came in {took_s:.2f} s: the proxy did not hold them long enough"
+            server.pause()
+            try:
+                outcome = await asyncio.wait_for(backend.set_add_many(members[:300], lease_ms=60_000), _HANG_S)
+            finally:
+                server.resume()
+            assert all(isinstance(result, BackendUnavailable) for result in outcome), outcome[:3]
+    finally:
+        await proxy.close()

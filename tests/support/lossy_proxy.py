@@ -5,7 +5,8 @@ replies; then, for the next write that carries an EVALSHA, it forwards the write
 waits until the server has answered (so the server ran it), and closes the
 client's connection instead of forwarding the answer: the client sees its
 connection break after the server ran the script. Deterministic (no timers), and
-every connection it made is closed by `close`.
+every connection it made is closed by `close`. With `reply_delay_s` it also holds
+each chunk of replies that long before forwarding it.
 """
 
 from __future__ import annotations
@@ -33,6 +34,9 @@ class _Link:
 class LossyProxy:
     """Listens on one loopback port per server it fronts (`front`); loses `lose` replies on request."""
 
+    reply_delay_s: float = 0.0
+    """Each chunk of replies is forwarded this long after the server sent it (a slow network that keeps
+    answering: a long round trip's replies come at this pace)."""
     scripts_sent: int = 0
     """EVALSHAs forwarded to a server, over every connection."""
     replies_lost: int = 0
@@ -83,6 +87,8 @@ class LossyProxy:
                 if link.losing:
                     self.replies_lost += 1
                     break  # the server answered: it ran the script; the client never hears of it
+                if self.reply_delay_s:
+                    await asyncio.sleep(self.reply_delay_s)
                 link.client.write(data)
                 await link.client.drain()
         self._cut(link)
