@@ -5,11 +5,13 @@ Three outcomes, decided by what waiting would do:
 - `BackendMisconfigured`: the server refuses this client (wrong user or password,
   an ACL user without the rights the driver needs, a server's TLS certificate that
   does not verify, a client certificate the server requires but did not get or does
-  not trust, a client certificate or key file that cannot be used). Waiting will not
+  not trust, a client certificate or key file that cannot be used, the sentinels of a
+  Sentinel service refusing this client: `SentinelsRefusedClient`). Waiting will not
   help; the configuration must change.
 - `BackendUnavailable`: the server cannot serve anyone right now (unreachable,
   reset, timed out, loading its data, a read-only replica during a failover, busy
-  running a script, a cluster that is down or resharding). Waiting may help.
+  running a script, a cluster that is down or resharding, no sentinel naming a
+  master: `NoMasterFound`). Waiting may help.
 - `BackendError`: any other error reply (WRONGTYPE, a script error, ...).
 """
 
@@ -25,7 +27,36 @@ from redis import exceptions as redis_errors
 
 from ..errors import BackendError, BackendMisconfigured, BackendUnavailable
 
-__all__ = ["REDIS_FAILURES", "is_lost_connection", "refuses_client_certificate", "translated", "translated_errors"]
+__all__ = [
+    "REDIS_FAILURES",
+    "NoMasterFound",
+    "SentinelsRefusedClient",
+    "is_lost_connection",
+    "refuses_client_certificate",
+    "sentinel_refusal",
+    "translated",
+    "translated_errors",
+]
+
+
+class NoMasterFound(redis_errors.RedisError):
+    """No sentinel of a Sentinel service named its master (raised by `sentinel`'s discovery): an outage.
+
+    Not a redis-py ``ConnectionError`` (as its ``MasterNotFoundError`` is), so that no
+    connection retry asks the sentinels again: each one was asked once.
+    """
+
+
+class SentinelsRefusedClient(redis_errors.RedisError):
+    """No sentinel named the master, and those that answered all refused this client: a misconfiguration.
+
+    `fix` says what to change (see `sentinel_refusal`). Not a ``ConnectionError``, like `NoMasterFound`.
+    """
+
+    def __init__(self, message: str, fix: str) -> None:
+        super().__init__(message)
+        self.fix = fix
+
 
 # asyncio.TimeoutError is the builtin TimeoutError (an OSError) from 3.11 on; it is
 # listed so the intent survives reading. redis-py raises its own ConnectionError and
@@ -43,6 +74,7 @@ _UNREACHABLE: Final = (
     redis_errors.TryAgainError,
     redis_errors.ReadOnlyError,
     redis_errors.RedisClusterException,
+    NoMasterFound,
 )
 
 _OUTAGE_CODES: Final = frozenset(
@@ -101,6 +133,8 @@ def _misconfiguration(exc: BaseException) -> str | None:
     for _ in range(_CAUSE_DEPTH):
         if seen is None:
             return None
+        if isinstance(seen, SentinelsRefusedClient):
+            return seen.fix
         if isinstance(seen, _REFUSED_CREDENTIALS) or _error_code(seen) in ("WRONGPASS", "NOAUTH"):
             return "it refused the credentials: fix the user name and password (the backend URL, or the options)"
         if isinstance(seen, _REFUSED_COMMAND) or _error_code(seen) == "NOPERM":
@@ -116,6 +150,25 @@ def _misconfiguration(exc: BaseException) -> str | None:
         # redis-py raises its ConnectionError inside the handler of the socket's error
         # (``__context__``); the cluster client chains with ``from`` (``__cause__``).
         seen = seen.__cause__ or seen.__context__
+    return None
+
+
+def sentinel_refusal(exc: BaseException) -> str | None:
+    """What to fix when `exc`, a sentinel's answer, says it refuses this client, else None.
+
+    The sentinels' credentials are options of their own: the URL's user and password
+    are the master's.
+    """
+    if isinstance(exc, _REFUSED_CREDENTIALS) or _error_code(exc) in ("WRONGPASS", "NOAUTH"):
+        return (
+            "the sentinels refused the credentials: fix the sentinel_username and sentinel_password options"
+            " (in the URL's query string, or as keywords; the user and password before the @ are the master's)"
+        )
+    if isinstance(exc, _REFUSED_COMMAND) or _error_code(exc) == "NOPERM":
+        return (
+            "the sentinels' ACL user may not ask for the master's address: allow it SENTINEL MASTERS"
+            " (+sentinel|masters), or fix the sentinel_username option"
+        )
     return None
 
 

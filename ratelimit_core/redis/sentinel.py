@@ -12,15 +12,20 @@
   as for ``redis://``; the socket timeouts apply to the sentinels too.
 
 A sentinel is asked once, never again by a retry: the next sentinel in the list is
-the retry. A connection to a master that was demoted meanwhile (its READONLY reply)
-is closed by redis-py and surfaces as a connection error, like a master that
+the retry, and a discovery that found no master is not retried (see
+`_Sentinels.discover_master`: sentinels that refuse this client are a
+misconfiguration, `SentinelsRefusedClient`; none naming a master is an outage,
+`NoMasterFound`). A connection to the master that fails is retried as the master's
+``retry`` says, and each attempt asks for the address again, first of the sentinel
+that named it. A connection to a master that was demoted meanwhile (its READONLY
+reply) is closed by redis-py and surfaces as a connection error, like a master that
 vanished: an outage, not a wrong answer.
 """
 
 from __future__ import annotations
 
 import asyncio
-from typing import Any, Final
+from typing import Any, Final, cast
 from urllib.parse import unquote, urlsplit
 
 import redis.asyncio
@@ -28,8 +33,12 @@ from redis.asyncio.connection import parse_url
 from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool, SentinelManagedConnection
 from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ..errors import InvalidArgument
+from .errors import NoMasterFound, SentinelsRefusedClient, sentinel_refusal
 
 __all__ = ["DEFAULT_SENTINEL_PORT", "SENTINEL_OPTIONS", "SENTINEL_SCHEME", "SentinelMasterClient", "sentinel_client"]
 
@@ -64,6 +73,57 @@ class _SentinelConnection(redis.asyncio.Redis):
     def __repr__(self) -> str:
         settings = self.connection_pool.connection_kwargs
         return f"sentinel {settings.get('host')}:{settings.get('port')}"
+
+
+class _Sentinels(Sentinel):
+    """redis-py's `Sentinel` with a master discovery that tells sentinels refusing this client from an outage."""
+
+    async def discover_master(self, service_name: str) -> tuple[str, int]:
+        """The address of `service_name`'s master: each sentinel is asked once, in order, until one names it.
+
+        The one that names it is asked first next time. When none does, raises
+        `SentinelsRefusedClient` (a misconfiguration) if at least one refused this
+        client (its credentials, or its ACL user's rights) and every other one was
+        unreachable or timed out; else `NoMasterFound` (an outage). Refused + down is a
+        misconfiguration because the client sends the same credentials to every
+        sentinel, and the sentinels of a service are configured alike: the ones down
+        now would refuse them too once back, so waiting cannot help, and calling it an
+        outage would let a `FallbackBackend` hide the mistake behind per-process limits
+        for as long as it lasts. A sentinel that answered took the credentials: if it
+        named no healthy master, the master is what is missing (an outage), whatever
+        the others said. Neither error is a ``ConnectionError``, so no retry of the
+        connection asks the sentinels again. Each answer is in the message.
+        """
+        answers: list[str] = []
+        fixes: dict[str, None] = {}  # what to fix, once each, in the order the sentinels said it
+        accepted = False
+        for sentinel in list(self.sentinels):  # a copy: a concurrent discovery may reorder the list
+            try:
+                # redis-py parses the reply into {name: state} (its own discovery relies on it).
+                masters = cast("dict[str, dict[str, Any]]", await sentinel.sentinel_masters())
+            except RedisError as exc:
+                fix = sentinel_refusal(exc)
+                if fix is None and not isinstance(exc, RedisConnectionError | RedisTimeoutError):
+                    raise  # an error reply that is not a refusal: not redis-py's to skip, nor ours
+                if fix is not None:
+                    fixes[fix] = None
+                answers.append(f"{sentinel!r} - {type(exc).__name__}: {exc}")
+                continue
+            accepted = True
+            state = masters.get(service_name)
+            if state and self.check_master_state(state, service_name):
+                self._ask_first(sentinel)
+                return state["ip"], state["port"]
+            answers.append(f"{sentinel!r} - " + ("reports it down or not a master" if state else "does not watch it"))
+        message = f"No master found for {service_name!r}: " + "; ".join(answers)
+        if fixes and not accepted:
+            raise SentinelsRefusedClient(message, "; ".join(fixes))
+        raise NoMasterFound(message)
+
+    def _ask_first(self, sentinel: redis.asyncio.Redis) -> None:
+        if self.sentinels[0] is not sentinel:
+            self.sentinels.remove(sentinel)
+            self.sentinels.insert(0, sentinel)
 
 
 def sentinel_name(client: redis.asyncio.Redis) -> str | None:
@@ -145,7 +205,7 @@ def sentinel_client(url: str, defaults: dict[str, Any], options: dict[str, Any])
     try:
         # Built now, not at the first command, so a wrong option is an error here.
         SentinelManagedConnection(connection_pool=None, **settings)  # type: ignore[no-untyped-call]
-        manager = Sentinel([], sentinel_kwargs=sentinel_settings, **settings)  # type: ignore[no-untyped-call]
+        manager = _Sentinels([], sentinel_kwargs=sentinel_settings, **settings)  # type: ignore[no-untyped-call]
         manager.sentinels = [_SentinelConnection(host=h, port=p, **sentinel_settings) for h, p in sentinels]
         client: SentinelMasterClient = manager.master_for(service, redis_class=SentinelMasterClient)
     except (ValueError, TypeError) as exc:

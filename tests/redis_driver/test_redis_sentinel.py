@@ -18,11 +18,12 @@ from ratelimit_core import (
     RedisBackend,
     backend_from_url,
 )
-from ratelimit_core.cli import EXIT_OK, main
+from ratelimit_core.cli import EXIT_BACKEND, EXIT_OK, main
 from ratelimit_core.redis import DEFAULT_CONNECT_TIMEOUT_S, DEFAULT_RETRIES, DEFAULT_SOCKET_TIMEOUT_S
 from ratelimit_core.redis.connect import server_name
 from ratelimit_core.redis.sentinel import DEFAULT_SENTINEL_PORT
-from support.servers import SentinelGroup, required_server_binary, running
+from support.lossy_proxy import LossyProxy
+from support.servers import SentinelGroup, SentinelProcess, required_server_binary, running
 
 _SECRETS = ("m4ster-pw", "s3ntinel-pw")
 _POLLS = 400
@@ -275,18 +276,38 @@ async def test_a_frozen_sentinel_costs_one_socket_timeout_and_the_next_one_answe
         first.resume()
 
 
-@pytest.fixture
+_WATCHER = ("watcher", "w4tcher-pw")
+"""A sentinel ACL user that may ask for the master's address."""
+_BLIND = ("blind", "bl1nd-pw")
+"""A sentinel ACL user that may not (no SENTINEL MASTERS)."""
+_ALL_SECRETS = (*_SECRETS, _WATCHER[1], _BLIND[1], "wrong-pw")
+
+
+@pytest.fixture(scope="module")
 def guarded_sentinels() -> Iterator[SentinelGroup]:
-    """A Sentinel group whose data servers and sentinels each require their own password."""
+    """A Sentinel group whose data servers and sentinels each require their own password; never failed over."""
     binary = required_server_binary("redis", "a Sentinel group")
-    group = SentinelGroup(binary, down_after_ms=10_000, password=_SECRETS[0], sentinel_password=_SECRETS[1])
+    group = SentinelGroup(
+        binary,
+        down_after_ms=10_000,
+        password=_SECRETS[0],
+        sentinel_password=_SECRETS[1],
+        sentinel_acl_users=(
+            f"{_WATCHER[0]} on >{_WATCHER[1]} -@all +sentinel|masters",
+            f"{_BLIND[0]} on >{_BLIND[1]} -@all +ping",
+        ),
+    )
     with running(group):
         yield group
 
 
-def _with_credentials(group: SentinelGroup, master: str | None, sentinel: str | None) -> str:
+def _with_credentials(
+    group: SentinelGroup, master: str | None, sentinel: str | None, sentinel_user: str | None = None
+) -> str:
     url = group.url.replace("redis+sentinel://", f"redis+sentinel://:{master}@" if master else "redis+sentinel://")
-    return url + (f"?sentinel_password={sentinel}" if sentinel else "")
+    query = [f"sentinel_password={sentinel}"] if sentinel else []
+    query += [f"sentinel_username={sentinel_user}"] if sentinel_user else []
+    return url + ("?" + "&".join(query) if query else "")
 
 
 @pytest.mark.sentinel
@@ -298,20 +319,157 @@ async def test_the_master_and_the_sentinels_each_get_their_own_password(guarded_
 
 
 @pytest.mark.sentinel
+async def test_a_sentinel_acl_user_allowed_sentinel_masters_finds_the_master(guarded_sentinels: SentinelGroup) -> None:
+    url = _with_credentials(guarded_sentinels, _SECRETS[0], _WATCHER[1], _WATCHER[0])
+    async with backend_from_url(url, prefix="sentinel-acl:") as backend:
+        assert (await backend.counter_incr("k")).value == 1
+        await backend.clear()
+
+
+@pytest.mark.sentinel
 async def test_a_wrong_master_password_behind_good_sentinels_is_misconfiguration(
     guarded_sentinels: SentinelGroup,
 ) -> None:
     async with backend_from_url(_with_credentials(guarded_sentinels, "wrong-pw", _SECRETS[1])) as backend:
         with pytest.raises(BackendMisconfigured, match="credentials") as caught:
             await backend.ping()
-        assert not any(secret in str(caught.value) for secret in (*_SECRETS, "wrong-pw"))
+        assert not any(secret in str(caught.value) for secret in _ALL_SECRETS)
+
+
+def _assert_names_every_sentinel(group: SentinelGroup, message: str) -> None:
+    assert f"sentinel service {group.service!r}" in message
+    for sentinel in group.sentinels:
+        assert f"sentinel 127.0.0.1:{sentinel.port} - " in message
+    assert not any(secret in message for secret in _ALL_SECRETS)
 
 
 @pytest.mark.sentinel
-async def test_sentinels_refusing_the_client_leave_no_master_to_find(guarded_sentinels: SentinelGroup) -> None:
-    # redis-py counts a sentinel that refuses the client like one that does not answer: no master is found,
-    # and the message says what each sentinel answered.
-    async with backend_from_url(_with_credentials(guarded_sentinels, _SECRETS[0], None)) as backend:
-        with pytest.raises(BackendUnavailable, match=r"No master found.*AuthenticationError") as caught:
+@pytest.mark.parametrize(
+    ("sentinel_password", "sentinel_user", "answer"),
+    [
+        pytest.param("wrong-pw", None, "AuthenticationError", id="wrong-password"),
+        pytest.param(None, None, "AuthenticationError", id="no-password"),  # NOAUTH
+        pytest.param(_SECRETS[1], "nobody", "AuthenticationError", id="unknown-user"),
+        pytest.param(_WATCHER[1], _BLIND[0], "AuthenticationError", id="another-users-password"),
+    ],
+)
+async def test_sentinels_refusing_the_credentials_is_misconfiguration_that_names_the_options(
+    guarded_sentinels: SentinelGroup, sentinel_password: str | None, sentinel_user: str | None, answer: str
+) -> None:
+    url = _with_credentials(guarded_sentinels, _SECRETS[0], sentinel_password, sentinel_user)
+    async with backend_from_url(url) as backend:
+        with pytest.raises(BackendMisconfigured, match="the sentinels refused the credentials") as caught:
             await backend.ping()
-        assert not any(secret in str(caught.value) for secret in _SECRETS)
+    message = str(caught.value)
+    assert "fix the sentinel_username and sentinel_password options" in message
+    assert message.count(answer) == len(guarded_sentinels.sentinels)  # each sentinel's own answer
+    _assert_names_every_sentinel(guarded_sentinels, message)
+
+
+@pytest.mark.sentinel
+async def test_a_sentinel_user_without_sentinel_masters_is_misconfiguration(guarded_sentinels: SentinelGroup) -> None:
+    url = _with_credentials(guarded_sentinels, _SECRETS[0], _BLIND[1], _BLIND[0])
+    async with backend_from_url(url) as backend:
+        with pytest.raises(BackendMisconfigured, match=r"allow it SENTINEL MASTERS \(\+sentinel\|masters\)") as caught:
+            await backend.ping()
+    assert "NoPermissionError" in str(caught.value)
+    _assert_names_every_sentinel(guarded_sentinels, str(caught.value))
+
+
+@pytest.mark.sentinel
+async def test_each_refusing_sentinel_is_asked_once_per_call(guarded_sentinels: SentinelGroup) -> None:
+    proxy = LossyProxy()
+    try:
+        fronts = [await proxy.front(sentinel.port) for sentinel in guarded_sentinels.sentinels]
+        hosts = ",".join(f"127.0.0.1:{port}" for port in fronts)
+        url = f"redis+sentinel://:{_SECRETS[0]}@{hosts}/{guarded_sentinels.service}?sentinel_password=wrong-pw"
+        async with backend_from_url(url) as backend:
+            for calls in (1, 2):
+                # A call that may be sent again after a lost connection (set_add) is not: nothing was lost.
+                with pytest.raises(BackendMisconfigured, match="sentinel_password"):
+                    await backend.set_add("room", "m", lease_ms=1000)
+                assert proxy.connections == {sentinel.port: calls for sentinel in guarded_sentinels.sentinels}
+    finally:
+        await proxy.close()
+
+
+@pytest.mark.sentinel
+async def test_sentinels_that_do_not_answer_are_an_outage_each_asked_once(guarded_sentinels: SentinelGroup) -> None:
+    proxy = LossyProxy()
+    try:
+        fronts = [await proxy.front(sentinel.port) for sentinel in guarded_sentinels.sentinels]
+        hosts = ",".join(f"127.0.0.1:{port}" for port in fronts)
+        url = f"redis+sentinel://:{_SECRETS[0]}@{hosts}/{guarded_sentinels.service}?sentinel_password={_SECRETS[1]}"
+        async with backend_from_url(url, socket_timeout=0.3) as backend:
+            for sentinel in guarded_sentinels.sentinels:
+                sentinel.pause()
+            try:
+                with pytest.raises(BackendUnavailable, match="No master found") as caught:
+                    # wait_for bounds the test should the timeouts not work; each sentinel's is 0.3 s.
+                    await asyncio.wait_for(backend.set_add("room", "m", lease_ms=1000), 30)
+            finally:
+                for sentinel in guarded_sentinels.sentinels:
+                    sentinel.resume()
+        assert str(caught.value).count("TimeoutError") == len(guarded_sentinels.sentinels)
+        # Neither the master's connection retry nor a resend of set_add asked them again.
+        assert proxy.connections == {sentinel.port: 1 for sentinel in guarded_sentinels.sentinels}
+    finally:
+        await proxy.close()
+
+
+@pytest.mark.sentinel
+async def test_sentinels_refusing_while_the_others_are_down_is_misconfiguration(
+    guarded_sentinels: SentinelGroup,
+) -> None:
+    # The closed port is asked first: refused + down is a misconfiguration (see the discovery's docstring).
+    hosts = ",".join(["127.0.0.1:1", *(f"127.0.0.1:{sentinel.port}" for sentinel in guarded_sentinels.sentinels)])
+    url = f"redis+sentinel://:{_SECRETS[0]}@{hosts}/{guarded_sentinels.service}?sentinel_password=wrong-pw"
+    async with backend_from_url(url) as backend:
+        with pytest.raises(BackendMisconfigured, match="sentinel_password") as caught:
+            await backend.ping()
+    assert "sentinel 127.0.0.1:1 - ConnectionError" in str(caught.value)
+    _assert_names_every_sentinel(guarded_sentinels, str(caught.value))
+
+
+@pytest.mark.sentinel
+async def test_a_sentinel_that_took_the_credentials_but_names_no_master_makes_it_an_outage(
+    guarded_sentinels: SentinelGroup,
+) -> None:
+    # A lone sentinel with a password of its own, watching another service: it takes the password the group's
+    # sentinels refuse, and does not know the service. The master is what is missing, not a setting.
+    binary = required_server_binary("redis", "a sentinel")
+    lone = SentinelProcess(binary, service="elsewhere", master_port=1, password="0ther-pw")
+    with running(lone):
+        hosts = ",".join(f"127.0.0.1:{port}" for port in [*(s.port for s in guarded_sentinels.sentinels), lone.port])
+        url = f"redis+sentinel://:{_SECRETS[0]}@{hosts}/{guarded_sentinels.service}?sentinel_password=0ther-pw"
+        async with backend_from_url(url) as backend:
+            with pytest.raises(BackendUnavailable, match="No master found") as caught:
+                await backend.ping()
+    assert f"sentinel 127.0.0.1:{lone.port} - does not watch it" in str(caught.value)
+    assert str(caught.value).count("AuthenticationError") == len(guarded_sentinels.sentinels)
+
+
+@pytest.mark.sentinel
+async def test_the_fallback_raises_a_sentinel_misconfiguration_instead_of_degrading(
+    guarded_sentinels: SentinelGroup,
+) -> None:
+    primary = RedisBackend.from_url(_with_credentials(guarded_sentinels, _SECRETS[0], "wrong-pw"))
+    # A generous deadline: only the refusal, never a slow answer, may decide this test.
+    async with FallbackBackend(primary, timeout_ms=5000) as backend:
+        for _ in range(2):
+            with pytest.raises(BackendMisconfigured, match="sentinel_password"):
+                await backend.counter_incr("k")
+            assert not backend.degraded
+
+
+@pytest.mark.sentinel
+def test_the_ratelimit_command_says_what_to_fix_for_refused_sentinel_credentials(
+    guarded_sentinels: SentinelGroup, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = _with_credentials(guarded_sentinels, _SECRETS[0], "wrong-pw")
+    assert main(["--backend", url, "ping"]) == EXIT_BACKEND
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.startswith("error: Redis at sentinel service 'ratelimit'")
+    assert "fix the sentinel_username and sentinel_password options" in captured.err
+    _assert_names_every_sentinel(guarded_sentinels, captured.err)

@@ -40,6 +40,8 @@ class LossyProxy:
     scripts_sent: int = 0
     """EVALSHAs forwarded to a server, over every connection."""
     replies_lost: int = 0
+    connections: dict[int, int] = field(default_factory=dict)
+    """Client connections accepted so far, by the port of the server they were forwarded to."""
     _to_lose: int = 0
     _listeners: list[asyncio.Server] = field(default_factory=list)
     _links: list[_Link] = field(default_factory=list)
@@ -61,6 +63,7 @@ class LossyProxy:
         self._to_lose += replies
 
     async def _serve(self, server_port: int, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections[server_port] = self.connections.get(server_port, 0) + 1
         server_reader, server_writer = await asyncio.open_connection("127.0.0.1", server_port)
         link = _Link(writer, server_writer)
         self._links.append(link)

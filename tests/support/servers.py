@@ -310,6 +310,8 @@ class SentinelProcess(ServerProcess):
     master_password: str | None = None
     password: str | None = None
     """The sentinel's own (``requirepass``; the sentinels of a group share it to talk to each other)."""
+    acl_users: tuple[str, ...] = ()
+    """ACL users of the sentinel's own, each a ``user`` rule (``watcher on >pw -@all +sentinel|masters``)."""
 
     def _command(self) -> list[str]:
         config = Path(self._dir.name) / "sentinel.conf"
@@ -321,6 +323,7 @@ class SentinelProcess(ServerProcess):
                 f"sentinel parallel-syncs {self.service} 1\n"
                 + (f"sentinel auth-pass {self.service} {self.master_password}\n" if self.master_password else "")
                 + (f"requirepass {self.password}\n" if self.password else "")
+                + "".join(f"user {rule}\n" for rule in self.acl_users)
             )
         return [
             self.binary, str(config), "--sentinel",
@@ -373,6 +376,8 @@ class SentinelGroup:
     """The data servers' (``requirepass``, and ``masterauth`` for replication); None: no password."""
     sentinel_password: str | None = None
     """The sentinels' own (``requirepass``); None: no password."""
+    sentinel_acl_users: tuple[str, ...] = ()
+    """ACL users each sentinel has besides its default user (see `SentinelProcess.acl_users`)."""
     servers: list[ServerProcess] = field(default_factory=list)
     """The data servers: the first master, then its replica (roles swap on a failover)."""
     sentinels: list[SentinelProcess] = field(default_factory=list)
@@ -396,6 +401,7 @@ class SentinelGroup:
                 down_after_ms=self.down_after_ms,
                 master_password=self.password,
                 password=self.sentinel_password,
+                acl_users=self.sentinel_acl_users,
             ).start()
             self.sentinels.append(sentinel)
         _until(self._settled, "the sentinels did not find each other and the replica")
