@@ -418,6 +418,43 @@ async def test_sentinels_that_do_not_answer_are_an_outage_each_asked_once(guarde
 
 
 @pytest.mark.sentinel
+async def test_a_caller_that_gives_up_while_a_sentinel_is_silent_leaves_no_connection_to_it(
+    guarded_sentinels: SentinelGroup,
+) -> None:
+    proxy = LossyProxy()
+    first = guarded_sentinels.sentinels[0]
+    try:
+        fronts = [await proxy.front(sentinel.port) for sentinel in guarded_sentinels.sentinels]
+        hosts = ",".join(f"127.0.0.1:{port}" for port in fronts)
+        url = f"redis+sentinel://:{_SECRETS[0]}@{hosts}/{guarded_sentinels.service}?sentinel_password={_SECRETS[1]}"
+        async with backend_from_url(url, socket_timeout=30) as backend:
+            first.pause()
+            try:
+                # ping runs in the caller's task (a script call's round trip is shared, and runs on for the others).
+                call = asyncio.ensure_future(backend.ping())
+                for _ in range(_POLLS):
+                    if proxy.connections.get(first.port):
+                        break
+                    await asyncio.sleep(_POLL_S)
+                await asyncio.sleep(_POLL_S)  # the question is on its way to the silent sentinel
+                call.cancel()
+                with pytest.raises(asyncio.CancelledError):
+                    await call
+                for _ in range(_POLLS):  # the client closed its connection to the sentinel it gave up on
+                    if not proxy.open_connections:
+                        break
+                    await asyncio.sleep(_POLL_S)
+                assert proxy.open_connections == 0
+            finally:
+                first.resume()
+            # The next call asks again, and finds the master.
+            assert (await asyncio.wait_for(backend.counter_incr("k"), 30)).value == 1
+            await backend.clear()
+    finally:
+        await proxy.close()
+
+
+@pytest.mark.sentinel
 async def test_sentinels_refusing_while_the_others_are_down_is_misconfiguration(
     guarded_sentinels: SentinelGroup,
 ) -> None:

@@ -58,6 +58,11 @@ class LossyProxy:
         port: int = listener.sockets[0].getsockname()[1]
         return port
 
+    @property
+    def open_connections(self) -> int:
+        """Client connections neither side has closed yet."""
+        return sum(not link.client.transport.is_closing() for link in self._links)
+
     def lose(self, replies: int = 1) -> None:
         """Lose the replies to the next `replies` writes that carry a script call."""
         self._to_lose += replies
