@@ -48,7 +48,7 @@ class NoMasterFound(redis_errors.RedisError):
 
 
 class SentinelsRefusedClient(redis_errors.RedisError):
-    """No sentinel named the master, and those that answered all refused this client: a misconfiguration.
+    """No sentinel named the master: one or more refused this client, the others did not answer. A misconfiguration.
 
     `fix` says what to change (see `sentinel_refusal`). Not a ``ConnectionError``, like `NoMasterFound`.
     """

@@ -68,7 +68,7 @@ class SentinelMasterClient(redis.asyncio.Redis):
 
 
 class _SentinelConnection(redis.asyncio.Redis):
-    """The client of one sentinel: shown as ``sentinel host:port`` in redis-py's "No master found" message."""
+    """The client of one sentinel: shown as ``sentinel host:port`` in the discovery's "No master found" message."""
 
     def __repr__(self) -> str:
         settings = self.connection_pool.connection_kwargs
