@@ -11,11 +11,12 @@ import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Protocol, Self, cast, runtime_checkable
+from typing import Final, Protocol, Self, cast, runtime_checkable
 
 from .errors import BackendError
 
 __all__ = [
+    "ADD_MANY_YIELD_EVERY",
     "AddsMany",
     "Backend",
     "BucketResult",
@@ -199,6 +200,11 @@ class Backend(Protocol):
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None: ...
+
+
+ADD_MANY_YIELD_EVERY: Final = 256
+"""Adds a `set_add_many` prepares or takes in between two turns of the event loop (about a millisecond of
+work), so that a heartbeat of thousands of slots does not hold back the frames' checks."""
 
 
 @runtime_checkable

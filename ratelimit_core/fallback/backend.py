@@ -17,7 +17,16 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Final, ParamSpec, TypeVar
 
 from ..arguments import check_count, check_optional_count
-from ..backend import Backend, BucketResult, ClosesOnExit, CounterResult, SetResult, ShowsProgress, add_many
+from ..backend import (
+    ADD_MANY_YIELD_EVERY,
+    Backend,
+    BucketResult,
+    ClosesOnExit,
+    CounterResult,
+    SetResult,
+    ShowsProgress,
+    add_many,
+)
 from ..clock import Clock, monotonic_ms
 from ..errors import BackendError, BackendUnavailable
 from ..failure_modes import OnError, check_on_error
@@ -60,8 +69,6 @@ class _Down:
         self.tried = tried
 
 
-_YIELD_EVERY = 256
-"""Adds of a `set_add_many` handled between two turns of the event loop (about a millisecond of work)."""
 _UNTRIED: Final = _Down(tried=False)
 _TRIED: Final = _Down(tried=True)
 
@@ -327,7 +334,7 @@ class FallbackBackend(ClosesOnExit):
             answers = [_TRIED if isinstance(each, BackendUnavailable) else each for each in answer]
         results: list[SetResult | BackendError] = []
         for i, ((key, member), each) in enumerate(zip(members, answers, strict=True)):
-            if i and not i % _YIELD_EVERY:
+            if i and not i % ADD_MANY_YIELD_EVERY:
                 await asyncio.sleep(0)  # let other tasks (frames) run between parts of a large heartbeat
             if isinstance(each, BackendError):
                 results.append(each)  # a storage error that is no outage (e.g. WRONGTYPE): that add alone fails

@@ -54,7 +54,7 @@ from typing import Any, Concatenate, ParamSpec, Self, TypeVar, cast
 import redis.asyncio
 from redis.asyncio.cluster import RedisCluster
 
-from ..backend import Backend, ClosesOnExit, SetResult
+from ..backend import ADD_MANY_YIELD_EVERY, Backend, ClosesOnExit, SetResult
 from ..clock import Clock
 from ..errors import BackendError, InvalidArgument
 from ..keys import check_prefix
@@ -213,12 +213,11 @@ class RedisBackend(ClosesOnExit):
         """
         batch = self.batch()
         calls = []
-        for start in range(0, len(members), _YIELD_EVERY):
+        step = ADD_MANY_YIELD_EVERY
+        for start in range(0, len(members), step):
             if start:
                 await asyncio.sleep(0)  # let other tasks (frames) run between parts of a large heartbeat
-            calls += [
-                batch.set_add(key, member, lease_ms=lease_ms) for key, member in members[start : start + _YIELD_EVERY]
-            ]
+            calls += [batch.set_add(key, member, lease_ms=lease_ms) for key, member in members[start : start + step]]
         await batch.send()
         return [_outcome(call) for call in calls]
 
@@ -261,10 +260,6 @@ class RedisBackend(ClosesOnExit):
         """Close the client if this backend owns it (built by `from_url`, or passed with ``close_client=True``)."""
         if self._close_client:
             await self._client.aclose()
-
-
-_YIELD_EVERY = 256
-"""Members of a `set_add_many` prepared between two turns of the event loop (about a millisecond of work)."""
 
 
 def _outcome(call: ScriptCall[SetResult]) -> SetResult | BackendError:
